@@ -1,0 +1,96 @@
+"""The root command: sub-commands, and one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from scheduler import __version__
+from scheduler.errors import ConfigError, ShareSchedulerError
+from scheduler.logs import redact_text
+
+app = typer.Typer(
+    name="share-scheduler",
+    help="Shares each iMessage chat's Linq contact card once a day: daemon, ledger and tools.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_verbose = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"share-scheduler {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    global _verbose
+    _verbose = verbose or bool(os.environ.get("SHARE_SCHEDULER_DEBUG"))
+
+
+def _register() -> None:
+    from scheduler.cli import config_cmd, db_cmd
+
+    app.add_typer(config_cmd.config_app, name="config")
+    app.add_typer(db_cmd.db_app, name="db")
+    try:
+        from scheduler.cli import sim_cmd
+    except ImportError:  # pragma: no cover - the simulator ships with the package
+        pass
+    else:
+        app.add_typer(sim_cmd.sim_app, name="sim")
+    for name in ("ledger_cmd", "run_cmd", "demo_cmd"):
+        try:
+            module = __import__(f"scheduler.cli.{name}", fromlist=["register"])
+        except ModuleNotFoundError:
+            continue
+        module.register(app)
+
+
+def main() -> None:
+    _register()
+    try:
+        app(standalone_mode=False)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"{exc.source}: {problem}", err=True)
+        sys.exit(exc.exit_code)
+    except ShareSchedulerError as exc:
+        if _verbose:
+            traceback.print_exc()
+        typer.echo(f"error: {redact_text(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the unexpected
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _verbose:
+            traceback.print_exc()
+        typer.echo(f"error: {type(exc).__name__}: {redact_text(str(exc))}", err=True)
+        typer.echo("(run with -v for the traceback)", err=True)
+        sys.exit(1)

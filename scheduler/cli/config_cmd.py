@@ -1,0 +1,31 @@
+"""``share-scheduler config check``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scheduler.cli.common import ConfigOption
+from scheduler.config import load_schedule
+from scheduler.errors import ConfigError, ConfigProblem
+
+config_app = typer.Typer(help="Validate the schedule file.", no_args_is_help=True)
+
+
+@config_app.command("check")
+def check(
+    file: Annotated[Path | None, typer.Argument(help="The schedule file.", show_default=False)] = None,
+    config: ConfigOption = None,
+    skip_secrets: Annotated[
+        bool,
+        typer.Option("--skip-secrets", help="Do not require the secret env vars (build-time checks)."),
+    ] = False,
+) -> None:
+    """Exit 0 and print `ok`, or exit 2 with one `field.path: problem` line per mistake."""
+    path = file or config
+    if path is None:
+        raise ConfigError("(no schedule file)", [ConfigProblem("", "give FILE or --config FILE")])
+    load_schedule(path, require_secrets=not skip_secrets)
+    typer.echo("ok")

@@ -1,0 +1,332 @@
+"""The daemon: APScheduler jobs and the HTTP server in one asyncio process.
+
+The ledger is the source of truth; APScheduler only wakes the sweeps (share pass, card
+check, pruning). SIGTERM/SIGINT stop it cleanly: no new claims, in-flight calls finished
+within the grace period or resolved as ambiguous, unstarted claims released, exit 0.
+SIGHUP reloads the schedule file; an invalid file is rejected and the old schedule kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Generator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from scheduler import clock
+from scheduler.cards import record_observed_cards, sync_configured_lines
+from scheduler.config import Schedule, Secrets, load_schedule
+from scheduler.errors import ConfigError, LedgerUnavailable, LinqError, Unauthorized
+from scheduler.http.app import Runtime, create_app
+from scheduler.ingest.apply import prune_events
+from scheduler.ledger import schema
+from scheduler.ledger.engine import Ledger
+from scheduler.ledger.models import CardState
+from scheduler.ledger.recompute import recompute_chats
+from scheduler.linq.client import LinqClient
+from scheduler.logs import configure_logging, register_secrets
+from scheduler.metrics import Metrics
+from scheduler.rule import Policy
+from scheduler.share.share_pass import SharePass
+
+log = structlog.get_logger("scheduler.daemon")
+
+
+def default_instance_id() -> str:
+    return os.environ.get("SHARE_SCHEDULER_INSTANCE") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the daemon owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Daemon:
+    def __init__(self, schedule: Schedule, secrets: Secrets, config_path: Path | None) -> None:
+        self.schedule = schedule
+        self.secrets = secrets
+        self.config_path = config_path
+        self.instance = schedule.instance_id or default_instance_id()
+        self.policy = Policy.from_config(schedule.sharing)
+        self.metrics = Metrics()
+        self.ledger = Ledger.from_config(schedule.database)
+        if secrets.api_key is None:
+            raise ConfigError(str(config_path), [])
+        self.client = LinqClient.from_config(schedule.linq, secrets.api_key)
+        self.share_pass = SharePass(
+            ledger=self.ledger,
+            client=self.client,
+            config=schedule.share_pass,
+            policy=self.policy,
+            instance=self.instance,
+            metrics=self.metrics,
+        )
+        self.runtime = Runtime(
+            schedule=schedule,
+            secrets=secrets,
+            policy=self.policy,
+            ledger=self.ledger,
+            metrics=self.metrics,
+            readiness=self.readiness,
+            on_card_event=self._card_event,
+        )
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.stopping = asyncio.Event()
+        self.pass_task: asyncio.Task[Any] | None = None
+        self.token_error: str | None = None
+        self.ledger_error: str | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def share_job(self) -> None:
+        if self.stopping.is_set():
+            return
+        self.pass_task = asyncio.current_task()
+        try:
+            await self.share_pass.run()
+            self.ledger_error = None
+        except LedgerUnavailable as exc:
+            self.ledger_error = str(exc)
+            log.warning("pass.skipped", reason="ledger_unavailable", error=str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("pass.crashed")
+        finally:
+            self.pass_task = None
+
+    async def card_job(self) -> None:
+        if self.stopping.is_set():
+            return
+        try:
+            cards = await self.client.get_contact_cards()
+        except Unauthorized as exc:
+            self.token_error = str(exc)
+            log.error("linq.unauthorized", error=str(exc))
+            return
+        except LinqError as exc:
+            log.warning("card.check_failed", error=str(exc))
+            return
+        self.token_error = None
+        self.share_pass.auth_failure = None
+        try:
+            transitions = await record_observed_cards(self.ledger, cards, clock.now())
+            for t in transitions:
+                if t.activity_changed:
+                    changed = await recompute_chats(self.ledger, self.policy, line=t.line)
+                    log.info("line.chats_rescheduled", line=t.line, chats=changed, card=t.after)
+            await self._refresh_gauges()
+            self.ledger_error = None
+        except LedgerUnavailable as exc:
+            self.ledger_error = str(exc)
+            log.warning("card.check_skipped", reason="ledger_unavailable", error=str(exc))
+
+    async def prune_job(self) -> None:
+        cutoff = clock.now() - self.schedule.webhooks.event_retention
+        try:
+            removed = await prune_events(self.ledger, cutoff)
+            log.info("prune.webhook_events", removed=removed)
+        except LedgerUnavailable as exc:
+            log.warning("prune.skipped", error=str(exc))
+
+    async def _refresh_gauges(self) -> None:
+        from scheduler.ledger.facts import chats, lines
+
+        async with self.ledger.read() as conn:
+            for row in await conn.execute(sa.select(lines.c.number, lines.c.card_state)):
+                self.metrics.card_active.labels(line=row.number).set(
+                    1 if row.card_state == CardState.active else 0
+                )
+            counts = await conn.execute(
+                sa.select(chats.c.status, sa.func.count()).group_by(chats.c.status)
+            )
+            for status, count in counts:
+                self.metrics.chats_by_status.labels(status=status).set(count)
+
+    def _card_event(self, number: str) -> None:
+        job = self.scheduler.get_job("card_check")
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+
+    # -- readiness -------------------------------------------------------------------------
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(3):
+                async with self.ledger.read() as conn:
+                    await conn.execute(sa.text("SELECT 1"))
+            checks["ledger"] = "ok"
+        except (LedgerUnavailable, TimeoutError, OSError) as exc:
+            checks["ledger"] = f"unavailable: {str(exc)[:200] or type(exc).__name__}"
+        token_error = self.token_error or self.share_pass.auth_failure
+        checks["token"] = f"rejected: {token_error}" if token_error else "ok"
+        running = self.scheduler.running and not self.stopping.is_set()
+        checks["scheduler"] = "running" if running else "stopped"
+        ready = checks["ledger"] == "ok" and token_error is None and running
+        return ready, checks
+
+    # -- reload ----------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        if self.config_path is None:
+            return
+        try:
+            schedule, secrets = load_schedule(self.config_path)
+        except ConfigError as exc:
+            log.error("config.reload_rejected", problems=[str(p) for p in exc.problems])
+            return
+        old = self.schedule
+        self.schedule = schedule
+        self.secrets = secrets
+        register_secrets(self._secret_values())
+        self.policy = Policy.from_config(schedule.sharing)
+        self.share_pass.reconfigure(schedule.share_pass, self.policy)
+        self.runtime.schedule = schedule
+        self.runtime.secrets = secrets
+        self.runtime.policy = self.policy
+        configure_logging(schedule.logging.level, schedule.logging.format)
+        if old.share_pass.interval != schedule.share_pass.interval:
+            self.scheduler.reschedule_job(
+                "share_pass", trigger=IntervalTrigger(seconds=schedule.share_pass.interval.total_seconds())
+            )
+        if old.cards.check_interval != schedule.cards.check_interval:
+            self.scheduler.reschedule_job(
+                "card_check", trigger=IntervalTrigger(seconds=schedule.cards.check_interval.total_seconds())
+            )
+        log.info("config.reloaded", path=str(self.config_path))
+        if old.sharing != schedule.sharing or old.lines != schedule.lines:
+            self._spawn(self._after_reload())
+
+    async def _after_reload(self) -> None:
+        await sync_configured_lines(self.ledger, self.schedule, clock.now())
+        changed = await recompute_chats(self.ledger, self.policy)
+        log.info("config.chats_rescheduled", chats=changed)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _secret_values(self) -> list[str]:
+        values = [s.reveal() for s in self.secrets.webhook_secrets]
+        if self.secrets.api_key is not None:
+            values.append(self.secrets.api_key.reveal())
+        return values
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        register_secrets(self._secret_values())
+        await schema.ensure_current(self.ledger)
+        now = clock.now()
+        await sync_configured_lines(self.ledger, self.schedule, now)
+        cfg = self.schedule
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        start = datetime.now(UTC)
+        self.scheduler.add_job(
+            self.card_job,
+            IntervalTrigger(seconds=cfg.cards.check_interval.total_seconds()),
+            id="card_check",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=start,
+        )
+        self.scheduler.add_job(
+            self.share_job,
+            IntervalTrigger(seconds=cfg.share_pass.interval.total_seconds()),
+            id="share_pass",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            next_run_time=start + timedelta(milliseconds=200),
+        )
+        self.scheduler.add_job(
+            self.prune_job, IntervalTrigger(hours=24), id="prune", max_instances=1, coalesce=True
+        )
+        server: _Server | None = None
+        server_task: asyncio.Task[Any] | None = None
+        if cfg.webhooks.enabled:
+            server = _Server(
+                uvicorn.Config(
+                    create_app(self.runtime),
+                    host=cfg.webhooks.host,
+                    port=cfg.webhooks.port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                    server_header=False,
+                )
+            )
+            server_task = asyncio.create_task(server.serve(), name="http")
+        self.scheduler.start()
+        log.info(
+            "daemon.started",
+            instance=self.instance,
+            ledger=self.ledger.url,
+            listen=cfg.webhooks.listen if cfg.webhooks.enabled else None,
+            pid=os.getpid(),
+        )
+        stop_wait = asyncio.create_task(self.stopping.wait())
+        watch = [stop_wait] + ([server_task] if server_task else [])
+        done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+        exit_code = 0
+        if server_task in done and not self.stopping.is_set():
+            log.error("daemon.http_failed", error=repr(server_task.exception()) if server_task else None)
+            exit_code = 1
+        await self.shutdown(server, server_task)
+        stop_wait.cancel()
+        return exit_code
+
+    async def shutdown(self, server: _Server | None, server_task: asyncio.Task[Any] | None) -> None:
+        log.info("daemon.stopping")
+        self.stopping.set()
+        self.share_pass.request_stop()
+        self.scheduler.pause()
+        grace = self.schedule.share_pass.shutdown_grace.total_seconds()
+        task = self.pass_task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), grace)
+            except TimeoutError:
+                log.warning("daemon.grace_expired", grace_seconds=grace)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            except Exception:  # the pass logs its own failures
+                pass
+        self.scheduler.shutdown(wait=False)
+        for bg in list(self._background):
+            bg.cancel()
+        if server is not None and server_task is not None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server_task, 5)
+        await self.client.aclose()
+        await self.ledger.dispose()
+        log.info("daemon.stopped")
+
+
+async def run_daemon(config_path: Path, database_url: str | None = None) -> int:
+    schedule, secrets = load_schedule(config_path, database_url=database_url)
+    configure_logging(schedule.logging.level, schedule.logging.format)
+    daemon = Daemon(schedule, secrets, config_path)
+    return await daemon.run()

@@ -1,0 +1,66 @@
+"""The Starlette app: webhooks, /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from scheduler.config import Schedule, Secrets
+from scheduler.http.webhooks import linq_webhook
+from scheduler.ledger.engine import Ledger
+from scheduler.metrics import Metrics
+from scheduler.rule import Policy
+
+
+@dataclass
+class Runtime:
+    """What the HTTP side needs from the daemon; the daemon swaps fields on reload."""
+
+    schedule: Schedule
+    secrets: Secrets
+    policy: Policy
+    ledger: Ledger
+    metrics: Metrics
+    readiness: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
+    on_card_event: Callable[[str], None] = field(default=lambda _number: None)
+
+    def webhook_secrets(self) -> list[str]:
+        return [s.reveal() for s in self.secrets.webhook_secrets]
+
+    def card_event(self, number: str) -> None:
+        self.on_card_event(number)
+
+
+async def healthz(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "alive"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    ready, checks = await runtime.readiness()
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    if runtime.schedule.webhooks.enabled:
+        routes.append(Route("/webhooks/linq", linq_webhook, methods=["POST"]))
+    app = Starlette(routes=routes)
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,1 @@
+"""Getting activity into the ledger: webhooks, backfill, import."""

@@ -1,0 +1,195 @@
+"""Linq webhook payloads to plain chat activity. Pure code: no I/O, no clock.
+
+Two payload formats exist: "2026-02-03" (``direction``) and the older "2025-01-01"
+(``is_from_me``, message nested under ``message``). Unknown event types are acknowledged
+and ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+MESSAGE_EVENTS = frozenset({"message.sent", "message.delivered", "message.read", "message.received"})
+CHAT_EVENTS = frozenset({"chat.created", "chat.updated"})
+CARD_EVENTS = frozenset({"contact_card.created", "contact_card.updated", "contact_card.deleted"})
+MAX_ID_LENGTH = 128
+
+
+class EventError(ValueError):
+    """A validly signed payload that is not a usable event."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatActivity:
+    chat_id: str
+    line: str | None = None
+    recipients: tuple[str, ...] | None = None
+    is_group: bool | None = None
+    service: str | None = None
+    outbound_at: datetime | None = None
+    inbound_at: datetime | None = None
+    opted_out: bool = False
+    historical: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    event_type: str
+    activity: ChatActivity | None = None
+    card_number: str | None = None
+
+
+def parse_time(value: Any, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise EventError(f"{field}: expected an ISO-8601 time")
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise EventError(f"{field}: {value[:40]!r} is not an ISO-8601 time") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _obj(value: Any, field: str, *, required: bool = False) -> dict[str, Any]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError(f"{field}: expected an object")
+    return value
+
+
+def _str(value: Any, field: str, *, required: bool = False, limit: int = MAX_ID_LENGTH) -> str | None:
+    if value is None:
+        if required:
+            raise EventError(f"{field}: missing")
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise EventError(f"{field}: expected a non-empty string of at most {limit} characters")
+    return value
+
+
+def _bool(value: Any, field: str) -> bool | None:
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise EventError(f"{field}: expected true or false")
+    return value
+
+
+def _handle(value: Any, field: str) -> str | None:
+    handle = _obj(value, field)
+    return _str(handle.get("handle"), f"{field}.handle", limit=320)
+
+
+def _opted_out(chat: dict[str, Any], field: str) -> bool:
+    health = _obj(chat.get("health_status"), f"{field}.health_status")
+    return health.get("status") == "OPTED_OUT"
+
+
+def _chat_activity(chat: dict[str, Any], field: str) -> ChatActivity:
+    chat_id = _str(chat.get("id"), f"{field}.id", required=True)
+    assert chat_id is not None
+    handles = chat.get("handles")
+    line = None
+    recipients: list[str] = []
+    if handles is not None:
+        if not isinstance(handles, list) or len(handles) > 1000:
+            raise EventError(f"{field}.handles: expected a list")
+        for i, item in enumerate(handles):
+            handle = _obj(item, f"{field}.handles.{i}", required=True)
+            value = _str(handle.get("handle"), f"{field}.handles.{i}.handle", limit=320)
+            if value is None or handle.get("left_at"):
+                continue
+            if handle.get("is_me") is True:
+                line = value
+            else:
+                recipients.append(value)
+    return ChatActivity(
+        chat_id=chat_id,
+        line=line,
+        recipients=tuple(recipients) if handles is not None else None,
+        is_group=_bool(chat.get("is_group"), f"{field}.is_group"),
+        service=_str(chat.get("service"), f"{field}.service", limit=16),
+        opted_out=_opted_out(chat, field),
+    )
+
+
+def _message_activity(event_type: str, data: dict[str, Any]) -> ChatActivity:
+    if "message" in data and "direction" not in data:
+        return _legacy_message_activity(event_type, data)
+    chat = _obj(data.get("chat"), "data.chat", required=True)
+    chat_id = _str(chat.get("id"), "data.chat.id", required=True)
+    assert chat_id is not None
+    direction = data.get("direction")
+    if direction not in ("outbound", "inbound"):
+        direction = "inbound" if event_type == "message.received" else "outbound"
+    at = parse_time(data.get("sent_at"), "data.sent_at") or parse_time(
+        data.get("delivered_at"), "data.delivered_at"
+    )
+    if at is None:
+        raise EventError("data.sent_at: missing")
+    sender = _handle(data.get("sender_handle"), "data.sender_handle")
+    return ChatActivity(
+        chat_id=chat_id,
+        line=_handle(chat.get("owner_handle"), "data.chat.owner_handle"),
+        recipients=(sender,) if direction == "inbound" and sender else None,
+        is_group=_bool(chat.get("is_group"), "data.chat.is_group"),
+        service=_str(data.get("service"), "data.service", limit=16),
+        outbound_at=at if direction == "outbound" else None,
+        inbound_at=at if direction == "inbound" else None,
+        opted_out=_opted_out(chat, "data.chat"),
+        historical=data.get("reconciled_at") is not None,
+    )
+
+
+def _legacy_message_activity(event_type: str, data: dict[str, Any]) -> ChatActivity:
+    message = _obj(data.get("message"), "data.message", required=True)
+    chat = _obj(message.get("chat") or data.get("chat"), "data.message.chat")
+    chat_id = _str(
+        message.get("chat_id") or data.get("chat_id") or chat.get("id"),
+        "data.message.chat_id",
+        required=True,
+    )
+    assert chat_id is not None
+    from_me = _bool(message.get("is_from_me"), "data.message.is_from_me")
+    if from_me is None:
+        from_me = event_type != "message.received"
+    at = parse_time(message.get("sent_at") or message.get("created_at"), "data.message.sent_at")
+    if at is None:
+        raise EventError("data.message.sent_at: missing")
+    return ChatActivity(
+        chat_id=chat_id,
+        line=_str(message.get("from"), "data.message.from", limit=320) if from_me else None,
+        service=_str(message.get("service"), "data.message.service", limit=16),
+        outbound_at=at if from_me else None,
+        inbound_at=None if from_me else at,
+        opted_out=_opted_out(chat, "data.message.chat") if chat else False,
+        historical=message.get("reconciled_at") is not None,
+    )
+
+
+def parse_event(payload: Any) -> Event:
+    """Validate an envelope; raise EventError naming the first bad field."""
+    envelope = _obj(payload, "body", required=True)
+    event_id = _str(envelope.get("event_id"), "event_id", required=True)
+    event_type = _str(envelope.get("event_type"), "event_type", required=True, limit=64)
+    assert event_id is not None and event_type is not None
+    data = envelope.get("data")
+    if event_type in MESSAGE_EVENTS:
+        return Event(event_id, event_type, _message_activity(event_type, _obj(data, "data", required=True)))
+    if event_type in CHAT_EVENTS:
+        return Event(event_id, event_type, _chat_activity(_obj(data, "data", required=True), "data"))
+    if event_type in CARD_EVENTS:
+        card = _obj(data, "data")
+        number = _str(card.get("phone_number"), "data.phone_number", limit=32)
+        return Event(event_id, event_type, card_number=number)
+    return Event(event_id, event_type)

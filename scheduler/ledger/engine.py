@@ -1,0 +1,141 @@
+"""Database engines for the ledger: SQLite (WAL, one writer) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from scheduler.config import DatabaseConfig, normalize_database_url
+from scheduler.errors import LedgerUnavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def redact_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit at the driver level; SQLAlchemy's begin event issues BEGIN itself below.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take the lock up front so two processes never deadlock upgrading a read lock.
+    mode = "IMMEDIATE" if conn.get_execution_options().get("ledger_write") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0) -> AsyncEngine:
+    url = normalize_database_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=pool_size,
+            max_overflow=0,
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        pool_timeout=connect_timeout,
+        connect_args={"connect_timeout": max(1, int(connect_timeout))},
+    )
+
+
+class Ledger:
+    """The ledger's engine, with one writer at a time on SQLite.
+
+    SQLite allows one writer per file; serialising writers in-process avoids lock contention
+    and "database is locked" between webhook ingestion and the share pass. PostgreSQL needs no
+    such lock: claims use row locks with SKIP LOCKED.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @classmethod
+    def from_config(cls, cfg: DatabaseConfig) -> Ledger:
+        return cls(
+            create_engine(
+                cfg.url, pool_size=cfg.pool_size, connect_timeout=cfg.connect_timeout.total_seconds()
+            )
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def url(self) -> str:
+        return redact_url(self.engine.url.render_as_string(hide_password=False))
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except (OperationalError, DBAPIError, OSError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_unavailable(exc):
+                raise
+            raise LedgerUnavailable(f"ledger unavailable: {_short(exc)}") from exc
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction that commits on success and rolls back on error."""
+        if self._write_lock is not None:
+            await self._write_lock.acquire()
+        try:
+            async with self.engine.connect() as raw:
+                conn = await raw.execution_options(ledger_write=True)
+                async with conn.begin():
+                    yield conn
+        except (OperationalError, DBAPIError, OSError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_unavailable(exc):
+                raise
+            raise LedgerUnavailable(f"ledger unavailable: {_short(exc)}") from exc
+        finally:
+            if self._write_lock is not None:
+                self._write_lock.release()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        return True
+    text = str(exc.orig).lower() if exc.orig is not None else ""
+    return any(w in text for w in ("connection", "terminating", "shut down", "server closed"))
+
+
+def _short(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -1,0 +1,183 @@
+"""SQLAlchemy models of the ledger. All timestamps are UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    false,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both SQLite (which has no zones) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; use scheduler.clock.now()")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+class CardState(StrEnum):
+    unknown = "unknown"
+    absent = "absent"
+    pending = "pending"
+    active = "active"
+    failed = "failed"
+
+
+class ChatStatus(StrEnum):
+    active = "active"
+    paused = "paused"
+    opted_out = "opted_out"
+    gone = "gone"
+
+
+class Outcome(StrEnum):
+    started = "started"
+    shared = "shared"
+    failed = "failed"
+    rate_limited = "rate_limited"
+    rejected = "rejected"
+    ambiguous = "ambiguous"
+    skipped = "skipped"
+
+
+# Outcomes after which the chat counts as shared for the day (at-most-once wins).
+SHARED_OUTCOMES = frozenset({Outcome.shared, Outcome.ambiguous})
+
+
+class Line(Base):
+    __tablename__ = "lines"
+
+    number: Mapped[str] = mapped_column(String(16), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # Desired card, from the schedule file (null: observed only).
+    desired_first_name: Mapped[str | None] = mapped_column(String(100))
+    desired_last_name: Mapped[str | None] = mapped_column(String(100))
+    desired_image_url: Mapped[str | None] = mapped_column(Text)
+    # Observed card, from GET /v3/contact_card.
+    card_state: Mapped[str] = mapped_column(
+        String(16), default=CardState.unknown, server_default=CardState.unknown
+    )
+    card_first_name: Mapped[str | None] = mapped_column(String(100))
+    card_last_name: Mapped[str | None] = mapped_column(String(100))
+    card_image_url: Mapped[str | None] = mapped_column(Text)
+    card_checked_at: Mapped[datetime | None]
+    card_active_since: Mapped[datetime | None]
+    card_state_since: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Card write budget: recent write times (JSON list of ISO stamps) and the next allowed write.
+    card_write_log: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    card_next_write_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Chat(Base):
+    __tablename__ = "chats"
+
+    chat_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    line: Mapped[str | None] = mapped_column(String(16), index=True)
+    recipients: Mapped[str] = mapped_column(Text, default="", server_default="")
+    is_group: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    service: Mapped[str | None] = mapped_column(String(16))
+    first_outbound_at: Mapped[datetime | None]
+    last_outbound_at: Mapped[datetime | None]
+    last_inbound_at: Mapped[datetime | None]
+    last_shared_at: Mapped[datetime | None]
+    share_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    status: Mapped[str] = mapped_column(
+        String(16), default=ChatStatus.active, server_default=ChatStatus.active
+    )
+    # Earliest time a share may be tried again after a 429 or a failure.
+    not_before: Mapped[datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Precomputed by the sharing rule; the due query is a range scan on this index.
+    next_share_at: Mapped[datetime | None] = mapped_column(index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claim_attempt_id: Mapped[int | None] = mapped_column(BigInteger)
+    claim_expires_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ShareAttempt(Base):
+    __tablename__ = "share_attempts"
+    __table_args__ = (
+        Index("ix_share_attempts_chat_id_started_at", "chat_id", "started_at"),
+        Index("ix_share_attempts_outcome_started_at", "outcome", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    chat_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("chats.chat_id", ondelete="CASCADE")
+    )
+    line: Mapped[str | None] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    trace_id: Mapped[str | None] = mapped_column(String(128))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    instance: Mapped[str] = mapped_column(String(128))
+    forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class WebhookEvent(Base):
+    __tablename__ = "webhook_events"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(index=True)

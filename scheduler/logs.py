@@ -1,0 +1,94 @@
+"""structlog set-up: JSON lines for machines, colour for terminals, secrets never shown.
+
+Every event has a stable dotted name (``share.succeeded``, ``webhook.rejected``...) and
+carries its context (chat_id, line, pass_id, trace_id) bound with structlog's contextvars.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "**********"
+_SENSITIVE_KEYS = frozenset(
+    {"token", "api_key", "authorization", "secret", "password", "webhook_secret", "signature"}
+)
+_secrets: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Values that must never be printed, whatever key or message they hide in."""
+    for value in values:
+        if value and len(value) >= 4:
+            _secrets.add(value)
+
+
+def redact_text(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: REDACTED if k.lower() in _SENSITIVE_KEYS else _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def redact_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
+    for key in list(event):
+        if key.lower() in _SENSITIVE_KEYS:
+            event[key] = REDACTED
+        else:
+            event[key] = _redact(event[key])
+    return event
+
+
+def _final_redact(_logger: Any, _name: str, rendered: Any) -> Any:
+    # Exceptions are rendered to text late; scrub the finished line too.
+    return redact_text(rendered) if isinstance(rendered, str) and _secrets else rendered
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
+    use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_processor,
+    ]
+    if not use_console:
+        processors += [structlog.processors.dict_tracebacks]
+    processors += [renderer, _final_redact]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries that log through the standard library (uvicorn, apscheduler) stay quiet but for
+    # warnings, and go to the same stream.
+    logging.basicConfig(level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s %(message)s")
+    for name in ("apscheduler", "uvicorn.error", "uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def get_logger(name: str | None = None) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,1 @@
+"""The share pass: select due chats, claim, call Linq, record."""

@@ -1,0 +1,353 @@
+"""One share pass: claim due chats in batches, call Linq with bounded concurrency, record.
+
+Claims flow through a bounded queue to ``concurrency`` workers, so the next batch is claimed
+while the last one is still in flight and no worker idles at batch boundaries. Outcomes are
+written by one recorder in small transactions of many chats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+
+from scheduler import clock
+from scheduler.config import SharePassConfig
+from scheduler.errors import LinqError, LinqTransportError
+from scheduler.ledger.claims import (
+    CallRecord,
+    Claim,
+    claim_batch,
+    record_results,
+    release_claims,
+    resolve_dangling,
+)
+from scheduler.ledger.engine import Ledger
+from scheduler.ledger.models import Outcome
+from scheduler.linq.client import LinqClient
+from scheduler.linq.retry import backoff_delay, is_retryable
+from scheduler.metrics import Metrics
+from scheduler.rule import Policy
+from scheduler.share.decisions import Decision, decide
+from scheduler.share.limiter import RateLimiter
+
+log = structlog.get_logger("scheduler.share")
+
+_DONE = object()
+RECORD_BATCH = 200
+RECORD_INTERVAL = 0.02
+
+
+@dataclass
+class PassReport:
+    pass_id: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    claimed: int = 0
+    ambiguous_resolved: int = 0
+    released: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    stopped: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "pass_id": self.pass_id,
+            "claimed": self.claimed,
+            "ambiguous_resolved": self.ambiguous_resolved,
+            "released": self.released,
+            "outcomes": dict(self.outcomes),
+            "stopped": self.stopped,
+        }
+
+
+class _Recorder:
+    """Buffers call records and writes them in batches from one task."""
+
+    def __init__(self, ledger: Ledger, policy: Policy, report: PassReport) -> None:
+        self.ledger = ledger
+        self.policy = policy
+        self.report = report
+        self.pending: list[CallRecord] = []
+        self.wake = asyncio.Event()
+        self.closed = False
+
+    def add(self, record: CallRecord) -> None:
+        self.pending.append(record)
+        if len(self.pending) >= RECORD_BATCH:
+            self.wake.set()
+
+    async def flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending[:RECORD_BATCH * 5], self.pending[RECORD_BATCH * 5 :]
+            lost = await record_results(self.ledger, batch, self.policy, clock.now())
+            for rec in lost:
+                log.warning("share.claim_lost", chat_id=rec.claim.chat_id,
+                            attempt_id=rec.claim.attempt_id, outcome=rec.decision.outcome)
+
+    async def run(self) -> None:
+        while not self.closed:
+            try:
+                await asyncio.wait_for(self.wake.wait(), RECORD_INTERVAL)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            await self.flush()
+
+
+class SharePass:
+    """Runs passes; one instance lives as long as the daemon."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        client: LinqClient,
+        config: SharePassConfig,
+        policy: Policy,
+        instance: str,
+        metrics: Metrics | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.config = config
+        self.policy = policy
+        self.instance = instance
+        self.metrics = metrics or Metrics()
+        self.rng = rng or random.Random()
+        self.limiter = RateLimiter(config.requests_per_second, burst=config.concurrency)
+        self.stopping = asyncio.Event()
+        self.auth_failure: str | None = None
+        self.blocked_lines: set[str] = set()
+        self.last_report: PassReport | None = None
+
+    def reconfigure(self, config: SharePassConfig, policy: Policy) -> None:
+        self.config = config
+        self.policy = policy
+        self.limiter = RateLimiter(config.requests_per_second, burst=config.concurrency)
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> PassReport:
+        started = clock.now()
+        report = PassReport(pass_id=uuid.uuid4().hex[:12], started_at=started)
+        self.blocked_lines.clear()
+        bound = structlog.contextvars.bound_contextvars(pass_id=report.pass_id)
+        bound.__enter__()
+        t0 = time.monotonic()
+        self.metrics.pass_started.set(time.time())
+        try:
+            if self.auth_failure is not None or self.stopping.is_set():
+                report.stopped = True
+                return report
+            report.ambiguous_resolved = await resolve_dangling(
+                self.ledger, now=started, lease=self.config.lease, policy=self.policy
+            )
+            await self._pipeline(report)
+            return report
+        finally:
+            report.finished_at = clock.now()
+            elapsed = time.monotonic() - t0
+            self.metrics.pass_finished.set(time.time())
+            self.metrics.pass_duration.set(elapsed)
+            if report.ambiguous_resolved:
+                self.metrics.ambiguous_resolved.inc(report.ambiguous_resolved)
+                log.warning("share.ambiguous_resolved", count=report.ambiguous_resolved)
+            log.info("pass.finished", seconds=round(elapsed, 3), **report.as_dict())
+            self.last_report = report
+            bound.__exit__(None, None, None)
+
+    async def _pipeline(self, report: PassReport) -> None:
+        cfg = self.config
+        queue: asyncio.Queue[Claim | object] = asyncio.Queue(maxsize=cfg.batch_size)
+        recorder = _Recorder(self.ledger, self.policy, report)
+        unstarted: list[Claim] = []
+        recorder_task = asyncio.create_task(recorder.run(), name="share-recorder")
+        workers = [
+            asyncio.create_task(self._worker(queue, recorder, unstarted, report))
+            for _ in range(cfg.concurrency)
+        ]
+        try:
+            await self._produce(queue, report, unstarted)
+            for _ in workers:
+                await queue.put(_DONE)
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            while not queue.empty():
+                item = queue.get_nowait()
+                if isinstance(item, Claim):
+                    unstarted.append(item)
+            recorder.closed = True
+            recorder.wake.set()
+            # Outcomes and releases must reach the ledger even when the pass is cancelled.
+            await asyncio.shield(self._finish(recorder, recorder_task, unstarted, report))
+
+    async def _finish(
+        self,
+        recorder: _Recorder,
+        recorder_task: asyncio.Task[None],
+        unstarted: list[Claim],
+        report: PassReport,
+    ) -> None:
+        await asyncio.gather(recorder_task, return_exceptions=True)
+        await recorder.flush()
+        if unstarted:
+            await release_claims(self.ledger, unstarted, self.policy, clock.now())
+            report.released += len(unstarted)
+            log.info("share.claims_released", count=len(unstarted))
+
+    async def _produce(
+        self, queue: asyncio.Queue[Claim | object], report: PassReport, unstarted: list[Claim]
+    ) -> None:
+        cfg = self.config
+        while not self.stopping.is_set() and self.auth_failure is None:
+            now = clock.now()
+            result = await claim_batch(
+                self.ledger,
+                now=now,
+                limit=cfg.batch_size,
+                instance=self.instance,
+                lease=cfg.lease,
+                policy=self.policy,
+            )
+            report.ambiguous_resolved += result.ambiguous
+            if not result.claims:
+                if result.ambiguous or result.rescheduled:
+                    continue
+                return
+            report.claimed += len(result.claims)
+            for index, claim in enumerate(result.claims):
+                if self.stopping.is_set():
+                    unstarted.extend(result.claims[index:])
+                    return
+                await queue.put(claim)
+
+    async def _worker(
+        self,
+        queue: asyncio.Queue[Claim | object],
+        recorder: _Recorder,
+        unstarted: list[Claim],
+        report: PassReport,
+    ) -> None:
+        while True:
+            item = await queue.get()
+            if item is _DONE or not isinstance(item, Claim):
+                return
+            claim = item
+            if (
+                self.stopping.is_set()
+                or self.auth_failure is not None
+                or (claim.line is not None and claim.line in self.blocked_lines)
+            ):
+                unstarted.append(claim)
+                continue
+            record = await self._share(claim, recorder)
+            recorder.add(record)
+            self._observe(record, report)
+
+    def _observe(self, record: CallRecord, report: PassReport) -> None:
+        d = record.decision
+        report.outcomes[d.outcome] += 1
+        line = record.claim.line or "-"
+        self.metrics.shares.labels(outcome=d.outcome, line=line).inc()
+        fields = {
+            "chat_id": record.claim.chat_id,
+            "line": record.claim.line,
+            "attempt_id": record.claim.attempt_id,
+            "tries": record.tries,
+            "trace_id": record.trace_id,
+        }
+        if d.outcome == Outcome.shared:
+            log.info("share.succeeded", latency_ms=record.latency_ms, **fields)
+            return
+        if record.error_code is not None or record.http_status is not None:
+            self.metrics.api_errors.labels(code=str(record.error_code or record.http_status)).inc()
+        log.warning(
+            f"share.{d.outcome}",
+            http_status=record.http_status,
+            code=record.error_code,
+            error=d.error,
+            not_before=d.not_before.isoformat() if d.not_before else None,
+            **fields,
+        )
+        if d.stop_all and self.auth_failure is None:
+            self.auth_failure = d.error or "the Linq API token was rejected"
+            log.error("linq.unauthorized", error=self.auth_failure)
+        if d.line_card_state is not None and record.claim.line is not None:
+            self.blocked_lines.add(record.claim.line)
+            log.warning("line.card_unusable", line=record.claim.line, state=d.line_card_state)
+
+    async def _share(self, claim: Claim, recorder: _Recorder) -> CallRecord:
+        cfg = self.config
+        tries = 0
+        maybe_applied = False
+        error: LinqError | None = None
+        http_status: int | None = None
+        trace_id: str | None = None
+        latency_ms: float | None = None
+        try:
+            while True:
+                tries += 1
+                await self.limiter.acquire()
+                t0 = time.perf_counter()
+                try:
+                    result = await self.client.share_contact_card(claim.chat_id)
+                except LinqError as exc:
+                    latency_ms = (time.perf_counter() - t0) * 1000
+                    self.metrics.share_latency.observe(latency_ms / 1000)
+                    error = exc
+                    http_status, trace_id = exc.status, exc.trace_id
+                    if isinstance(exc, LinqTransportError):
+                        maybe_applied = maybe_applied or exc.sent
+                        self.metrics.api_errors.labels(code="transport").inc()
+                    if tries < cfg.max_tries and is_retryable(exc) and not self.stopping.is_set():
+                        await asyncio.sleep(
+                            backoff_delay(
+                                tries,
+                                base=cfg.retry_backoff.total_seconds(),
+                                cap=cfg.retry_backoff_max.total_seconds(),
+                                rng=self.rng,
+                            )
+                        )
+                        continue
+                    break
+                else:
+                    error = None
+                    http_status, trace_id = result.http_status, result.trace_id
+                    latency_ms = result.latency_ms
+                    self.metrics.share_latency.observe(latency_ms / 1000)
+                    break
+        except asyncio.CancelledError:
+            # Cancelled mid-call (shutdown past its grace): the request may have been sent.
+            decision = Decision(Outcome.ambiguous, counts_as_shared=True,
+                                error="cancelled during the call (shutdown)")
+            recorder.add(CallRecord(claim, decision, clock.now(), tries, http_status, None,
+                                    trace_id, latency_ms))
+            raise
+        decision = decide(
+            error,
+            now=clock.now(),
+            maybe_applied=maybe_applied,
+            consecutive_failures=claim.consecutive_failures,
+            failure_backoff=cfg.failure_backoff,
+        )
+        return CallRecord(
+            claim=claim,
+            decision=decision,
+            finished_at=clock.now(),
+            tries=tries,
+            http_status=http_status,
+            error_code=error.code if error is not None else None,
+            trace_id=trace_id,
+            latency_ms=latency_ms,
+        )

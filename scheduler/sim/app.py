@@ -1,0 +1,75 @@
+"""The simulator as one ASGI app: Linq's paths under ``/api/partner/v3``, controls under ``/_sim``.
+
+Clients use ``http://host:port/api/partner`` as their base URL, exactly as they would use
+``https://api.linqapp.com/api/partner`` against the real API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from scheduler.sim.api import DroppedConnection, Simulator, v3
+from scheduler.sim.control import control_routes
+from scheduler.sim.model import SimError
+from scheduler.sim.routes_cards import card_routes
+from scheduler.sim.routes_chats import chat_routes
+from scheduler.sim.settings import SimSettings
+from scheduler.sim.state import SimState
+from scheduler.sim.webhooks import WebhookDispatcher
+
+API_PREFIX = "/api/partner"
+
+
+class _HideDroppedConnections(logging.Filter):
+    """A dropped connection is an injected fault, not a crash worth a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, DroppedConnection)
+
+
+def _install_log_filter() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _HideDroppedConnections) for f in logger.filters):
+        logger.addFilter(_HideDroppedConnections())
+
+
+def build_simulator(settings: SimSettings) -> Simulator:
+    webhooks = WebhookDispatcher(settings)
+    return Simulator(settings, SimState(settings, webhooks.submit), webhooks)
+
+
+def create_app(settings: SimSettings) -> Starlette:
+    sim = build_simulator(settings)
+    _install_log_filter()
+
+    async def unknown(request: Request, trace_id: str) -> Response:
+        raise SimError(404, 1001, f"no such endpoint: {request.method} {request.url.path}")
+
+    api_routes = [
+        *card_routes(sim),
+        *chat_routes(sim),
+        Route("/v3/{rest:path}", v3(sim, unknown), methods=["GET", "POST", "PATCH", "DELETE"]),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await sim.webhooks.start()
+        try:
+            yield
+        finally:
+            await sim.webhooks.close()
+
+    app = Starlette(
+        routes=[Mount(API_PREFIX, routes=api_routes), *control_routes(sim)],
+        lifespan=lifespan,
+    )
+    app.state.sim = sim
+    return app

@@ -1,0 +1,341 @@
+"""Properties of the sharing rule over random policies, zones and histories."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from scheduler.ledger.models import ChatStatus
+from scheduler.rule import (
+    ChatFacts,
+    LineFacts,
+    Policy,
+    ineligible_reason,
+    is_due,
+    next_share_at,
+    share_day,
+    window_bounds,
+    zone_for,
+)
+
+ZONES = [
+    "UTC",
+    "America/New_York",
+    "Europe/London",
+    "Europe/Paris",
+    "Australia/Lord_Howe",  # 30-minute DST
+    "Pacific/Chatham",  # +12:45 / +13:45
+    "America/Santiago",  # transitions at local midnight
+    "America/Havana",  # transitions at local midnight
+    "Asia/Kolkata",
+    "Asia/Tokyo",
+    "America/St_Johns",
+]
+# Numbers whose zone phonenumbers knows, plus handles that fall back.
+RECIPIENTS = [
+    "+12127365000",
+    "+13105550123",
+    "+33612345678",
+    "+81312345678",
+    "+442079460000",
+    "someone@example.com",
+    "+15550000000",
+]
+# Dates around DST transitions in the zones above, so histories often cross one.
+TRANSITION_DAYS = [
+    date(2026, 3, 8),
+    date(2026, 11, 1),
+    date(2026, 3, 29),
+    date(2026, 10, 25),
+    date(2026, 4, 5),
+    date(2026, 10, 4),
+    date(2026, 9, 27),
+    date(2026, 4, 5),
+    date(2026, 9, 6),
+    date(2026, 3, 15),
+    date(2026, 12, 31),
+    date(2028, 2, 28),
+]
+
+SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@dataclass(frozen=True)
+class Setup:
+    policy: Policy
+    line: LineFacts
+    recipient: str
+
+
+wall_times = st.builds(
+    time,
+    hour=st.integers(0, 23),
+    minute=st.one_of(st.sampled_from([0, 15, 30, 45]), st.integers(0, 59)),
+)
+
+
+@st.composite
+def setups(draw: st.DrawFn) -> Setup:
+    start = draw(wall_times)
+    end = draw(wall_times.filter(lambda t: t != start))
+    mode = draw(st.sampled_from(["fixed", "line", "recipient"]))
+    zone = draw(st.sampled_from(ZONES))
+    policy = Policy(
+        timezone=zone if mode == "fixed" else mode,
+        fallback_timezone=draw(st.sampled_from(ZONES)),
+        window_start=start,
+        window_end=end,
+        days=frozenset(draw(st.sets(st.integers(0, 6), min_size=1))),
+        min_interval=timedelta(minutes=draw(st.integers(0, 36 * 60))),
+        first_share_delay=timedelta(minutes=draw(st.integers(0, 3 * 24 * 60))),
+        stop_after_inactive_days=draw(st.one_of(st.none(), st.integers(1, 20))),
+        max_shares=draw(st.one_of(st.none(), st.integers(1, 15))),
+        include_groups=True,
+    )
+    line = LineFacts(card_active=True, paused=False, timezone=draw(st.sampled_from(ZONES)))
+    return Setup(policy, line, draw(st.sampled_from(RECIPIENTS)))
+
+
+@st.composite
+def start_instants(draw: st.DrawFn) -> datetime:
+    near = draw(st.sampled_from(TRANSITION_DAYS)) - timedelta(days=draw(st.integers(0, 4)))
+    anywhere = date(2025, 1, 1) + timedelta(days=draw(st.integers(0, 4 * 365)))
+    day = draw(st.sampled_from([near, anywhere]))
+    moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return moment + timedelta(seconds=draw(st.integers(0, 86_400 - 1)))
+
+
+# Each step: minutes to wait, then what happens at that instant.
+#   share: share if due; fail: a due attempt is rate limited (not_before set, nothing shared);
+#   jump: go straight to next_share_at; inbound: a message arrives, keeping the chat alive.
+steps = st.lists(
+    st.tuples(
+        st.integers(1, 30 * 60),
+        st.sampled_from(["share", "share", "share", "jump", "jump", "fail", "inbound"]),
+        st.integers(1, 180),
+    ),
+    min_size=10,
+    max_size=80,
+)
+
+
+def new_chat(first: datetime, recipient: str) -> ChatFacts:
+    return ChatFacts(
+        service="iMessage",
+        is_group=False,
+        status=ChatStatus.active.value,
+        recipient=recipient,
+        first_outbound_at=first,
+        last_outbound_at=first,
+        last_inbound_at=None,
+        last_shared_at=None,
+        share_count=0,
+    )
+
+
+def inactive_deadline(chat: ChatFacts, policy: Policy) -> datetime | None:
+    if policy.stop_after_inactive_days is None:
+        return None
+    seen = [
+        t
+        for t in (chat.first_outbound_at, chat.last_outbound_at, chat.last_inbound_at)
+        if t is not None
+    ]
+    return max(seen) + timedelta(days=policy.stop_after_inactive_days)
+
+
+def due_by_definition(chat: ChatFacts, line: LineFacts, policy: Policy, t: datetime) -> bool:
+    """The design's definition of "due at t", checked directly at one instant."""
+    if ineligible_reason(chat, line, policy, t) is not None:
+        return False
+    first = chat.first_outbound_at
+    assert first is not None
+    if t < first + policy.first_share_delay:
+        return False
+    last = chat.last_shared_at
+    if last is not None and t < last + policy.min_interval:
+        return False
+    if chat.not_before is not None and t < chat.not_before:
+        return False
+    deadline = inactive_deadline(chat, policy)
+    if deadline is not None and t >= deadline:
+        return False
+    zone = zone_for(chat, line, policy)
+    local_date = t.astimezone(zone).date()
+    # A window holding t opened on t's local date or, when it crosses midnight, the day before.
+    for day in (local_date - timedelta(days=1), local_date):
+        opens, closes = window_bounds(day, zone, policy)
+        if opens <= t < closes:
+            if day.weekday() not in policy.days:
+                return False
+            return last is None or day != share_day(last, zone, policy)
+    return False
+
+
+def steady_offset(zone: ZoneInfo, t: datetime) -> bool:
+    """No DST change within a day either side of t (so plain wall-clock reasoning holds)."""
+    offsets = {(t + timedelta(hours=h)).astimezone(zone).utcoffset() for h in range(-27, 28, 3)}
+    return len(offsets) == 1
+
+
+def in_window_by_wall_clock(t: datetime, day: date, zone: ZoneInfo, policy: Policy) -> bool:
+    local = t.astimezone(zone)
+    start, end = policy.window_start, policy.window_end
+    if end > start:
+        return local.date() == day and start <= local.time() < end
+    return (local.date() == day and local.time() >= start) or (
+        local.date() == day + timedelta(days=1) and local.time() < end
+    )
+
+
+def check_gap_not_due(
+    chat: ChatFacts, line: LineFacts, policy: Policy, t: datetime, nxt: datetime | None
+) -> None:
+    """Nothing strictly between t and nxt is due (or nothing in the next 10 days if nxt is None)."""
+    horizon = nxt if nxt is not None else t + timedelta(days=10)
+    span = horizon - t
+    for fraction in (0.001, 0.25, 0.5, 0.75, 0.999):
+        probe = t + span * fraction
+        if t < probe < horizon:
+            assert not is_due(chat, line, policy, probe), (t, probe, nxt)
+            assert not due_by_definition(chat, line, policy, probe), (t, probe, nxt)
+    if nxt is not None and span > timedelta(seconds=1):
+        assert not is_due(chat, line, policy, nxt - timedelta(seconds=1))
+
+
+@SETTINGS
+@given(setup=setups(), start=start_instants(), plan=steps)
+def test_simulated_history_keeps_every_promise(
+    setup: Setup, start: datetime, plan: list[tuple[int, str, int]]
+) -> None:
+    policy, line = setup.policy, setup.line
+    chat = new_chat(start, setup.recipient)
+    zone = zone_for(chat, line, policy)
+    shares: list[tuple[datetime, ChatFacts]] = []
+    t = start
+    for wait, action, backoff in plan:
+        if action == "jump":
+            target = next_share_at(chat, line, policy, t)
+            t = target if target is not None else t + timedelta(minutes=wait)
+        else:
+            t += timedelta(minutes=wait)
+        if action == "inbound":
+            chat = dataclasses.replace(chat, last_inbound_at=t)
+
+        nxt = next_share_at(chat, line, policy, t)
+        due = is_due(chat, line, policy, t)
+        assert due == (nxt == t)
+        assert nxt is None or nxt >= t
+        assert due == due_by_definition(chat, line, policy, t)
+        if not due:
+            check_gap_not_due(chat, line, policy, t, nxt)
+            if nxt is not None:
+                assert is_due(chat, line, policy, nxt)
+            continue
+        if action == "fail":
+            chat = dataclasses.replace(chat, not_before=t + timedelta(minutes=backoff))
+            assert not is_due(chat, line, policy, t)
+            continue
+        shares.append((t, chat))
+        chat = dataclasses.replace(chat, last_shared_at=t, share_count=chat.share_count + 1)
+        assert not is_due(chat, line, policy, t)
+
+    event(f"shares: {min(len(shares), 5)}{'+' if len(shares) >= 5 else ''}")
+    first = start + policy.first_share_delay
+    if policy.max_shares is not None:
+        assert len(shares) <= policy.max_shares
+    days = [share_day(s, zone, policy) for s, _ in shares]
+    assert len(set(days)) == len(days), "two shares on one day"
+    assert days == sorted(days)
+    for (s, before), day in zip(shares, days, strict=True):
+        assert s >= first
+        assert day.weekday() in policy.days
+        opens, closes = window_bounds(day, zone, policy)
+        assert opens <= s < closes
+        if steady_offset(zone, s):
+            assert in_window_by_wall_clock(s, day, zone, policy)
+        if before.not_before is not None:
+            assert s >= before.not_before
+        deadline = inactive_deadline(before, policy)
+        assert deadline is None or s < deadline
+    for (earlier, _), (later, _) in zip(shares, shares[1:], strict=False):
+        assert later - earlier >= policy.min_interval
+
+
+@st.composite
+def chats_at(draw: st.DrawFn, recipient: str) -> tuple[ChatFacts, datetime]:
+    now = draw(start_instants())
+
+    def around(low_hours: int, high_hours: int) -> datetime:
+        return now + timedelta(minutes=draw(st.integers(low_hours * 60, high_hours * 60)))
+
+    first = around(-20 * 24, 24)
+    last_out = draw(st.one_of(st.none(), st.just(first), st.builds(lambda: around(-5 * 24, 2))))
+    last_in = draw(st.one_of(st.none(), st.builds(lambda: around(-25 * 24, 2))))
+    last_shared = draw(st.one_of(st.none(), st.builds(lambda: around(-4 * 24, 0))))
+    not_before = draw(st.one_of(st.none(), st.builds(lambda: around(-2, 48))))
+    chat = ChatFacts(
+        service=draw(st.sampled_from(["iMessage", "iMessage", "iMessage", "SMS", None])),
+        is_group=draw(st.booleans()),
+        status=draw(st.sampled_from([s.value for s in ChatStatus] + ["active"] * 4)),
+        recipient=recipient,
+        first_outbound_at=first,
+        last_outbound_at=last_out,
+        last_inbound_at=last_in,
+        last_shared_at=last_shared,
+        share_count=draw(st.integers(0, 20)),
+        not_before=not_before,
+    )
+    return chat, now
+
+
+@SETTINGS
+@given(setup=setups(), data=st.data())
+def test_next_share_at_is_the_first_due_instant(setup: Setup, data: st.DataObject) -> None:
+    policy = dataclasses.replace(setup.policy, include_groups=data.draw(st.booleans()))
+    line = dataclasses.replace(
+        setup.line, card_active=data.draw(st.booleans()), paused=data.draw(st.booleans())
+    )
+    chat, now = data.draw(chats_at(setup.recipient))
+    nxt = next_share_at(chat, line, policy, now)
+    assert is_due(chat, line, policy, now) == (nxt == now)
+    assert due_by_definition(chat, line, policy, now) == (nxt == now)
+    if ineligible_reason(chat, line, policy, now) is not None:
+        assert nxt is None
+    check_gap_not_due(chat, line, policy, now, nxt)
+    event("never" if nxt is None else "due now" if nxt == now else "due later")
+    if nxt is None:
+        return
+    assert nxt >= now
+    assert is_due(chat, line, policy, nxt)
+    assert due_by_definition(chat, line, policy, nxt)
+    # Asking again from any instant up to nxt gives the same answer.
+    middle = now + (nxt - now) * data.draw(st.floats(0, 1))
+    assert next_share_at(chat, line, policy, min(middle, nxt)) == nxt
+
+
+@SETTINGS
+@given(setup=setups(), when=start_instants())
+def test_windows_are_ordered_and_disjoint(setup: Setup, when: datetime) -> None:
+    policy = setup.policy
+    zone = zone_for(new_chat(when, setup.recipient), setup.line, policy)
+    day = share_day(when, zone, policy)
+    bounds = [window_bounds(day + timedelta(days=i), zone, policy) for i in range(-1, 3)]
+    for opens, closes in bounds:
+        assert opens <= closes
+        assert closes - opens <= timedelta(hours=27)
+    for (_, closes), (opens, _) in zip(bounds, bounds[1:], strict=False):
+        assert closes <= opens
+    # An instant inside the window of a day counts for that day.
+    for i, (opens, closes) in enumerate(bounds):
+        if opens < closes:
+            for probe in (opens, opens + (closes - opens) / 2, closes - timedelta(seconds=1)):
+                if probe >= opens:
+                    assert share_day(probe, zone, policy) == day + timedelta(days=i - 1)
