@@ -90,7 +90,7 @@ class Weekday(StrEnum):
     sun = "sun"
 
     @property
-    def index(self) -> int:
+    def number(self) -> int:
         return list(Weekday).index(self)
 
 

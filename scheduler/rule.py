@@ -156,7 +156,7 @@ class Policy:
             fallback_timezone=cfg.fallback_timezone,
             window_start=cfg.window.start,
             window_end=cfg.window.end,
-            days=frozenset(day.index for day in cfg.window.days),
+            days=frozenset(day.number for day in cfg.window.days),
             min_interval=cfg.min_interval,
             first_share_delay=cfg.first_share_delay,
             stop_after_inactive_days=cfg.stop_after_inactive_days,
@@ -337,7 +337,7 @@ def next_share_at(
 
     zone = zone_for(chat, line, policy)
     shared_day = None if last is None else share_day(last, zone, policy)
-    day = share_day(lower, zone, policy) - _ONE_DAY
+    day = share_day(lower, zone, policy)
     days = policy.days
     start = policy.window_start
     end = policy.window_end

@@ -46,7 +46,7 @@ def chat_facts(row: Any, **changes: Any) -> ChatFacts:
         "share_count": row.share_count,
         "not_before": row.not_before,
     }
-    values.update(changes)
+    values.update((k, v) for k, v in changes.items() if k in values)
     return ChatFacts(**values)
 
 

@@ -15,12 +15,14 @@ from scheduler.rule import Policy
 BATCH = 1000
 
 
-async def recompute_chats(ledger: Ledger, policy: Policy, *, line: str | None = None) -> int:
+async def recompute_chats(
+    ledger: Ledger, policy: Policy, *, line: str | None = None, now: datetime | None = None
+) -> int:
     """Recompute every (or one line's) unclaimed chat; return how many changed."""
     changed = 0
     after = ""
     while True:
-        now: datetime = clock.now()
+        at = now or clock.now()
         async with ledger.write() as conn:
             query = (
                 select_chats_with_line()
@@ -36,7 +38,7 @@ async def recompute_chats(ledger: Ledger, policy: Policy, *, line: str | None = 
                 return changed
             updates = []
             for row in rows:
-                nxt = compute_next(row, policy, now)
+                nxt = compute_next(row, policy, at)
                 if nxt != row.next_share_at:
                     updates.append({"b_chat_id": row.chat_id, "b_next": nxt})
             if updates:

@@ -313,7 +313,7 @@ class SharePass:
                     if tries < cfg.max_tries and is_retryable(exc) and not self.stopping.is_set():
                         await asyncio.sleep(
                             backoff_delay(
-                                tries,
+                                tries - 1,
                                 base=cfg.retry_backoff.total_seconds(),
                                 cap=cfg.retry_backoff_max.total_seconds(),
                                 rng=self.rng,

@@ -22,6 +22,12 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
         super().__init__(config)
         self._handle_signals = handle_signals
+        self.accepting = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.accepting.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -97,8 +103,9 @@ class SimServer:
     async def run(self, ready: Callable[[int], None] | None = None) -> None:
         """Serve until :meth:`stop` or a signal; call ``ready(port)`` once accepting."""
         task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
-        while not self._server.started and not task.done():
-            await asyncio.sleep(0.01)
+        accepting = asyncio.create_task(self._server.accepting.wait())
+        await asyncio.wait({task, accepting}, return_when=asyncio.FIRST_COMPLETED)
+        accepting.cancel()
         if self._server.started and ready is not None:
             ready(self.port)
         try:

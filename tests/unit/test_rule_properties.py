@@ -276,15 +276,15 @@ def chats_at(draw: st.DrawFn, recipient: str) -> tuple[ChatFacts, datetime]:
     def around(low_hours: int, high_hours: int) -> datetime:
         return now + timedelta(minutes=draw(st.integers(low_hours * 60, high_hours * 60)))
 
-    first = around(-20 * 24, 24)
+    first = around(-draw(st.sampled_from([2, 4, 20])) * 24, 24)
     last_out = draw(st.one_of(st.none(), st.just(first), st.builds(lambda: around(-5 * 24, 2))))
     last_in = draw(st.one_of(st.none(), st.builds(lambda: around(-25 * 24, 2))))
     last_shared = draw(st.one_of(st.none(), st.builds(lambda: around(-4 * 24, 0))))
     not_before = draw(st.one_of(st.none(), st.builds(lambda: around(-2, 48))))
     chat = ChatFacts(
-        service=draw(st.sampled_from(["iMessage", "iMessage", "iMessage", "SMS", None])),
-        is_group=draw(st.booleans()),
-        status=draw(st.sampled_from([s.value for s in ChatStatus] + ["active"] * 4)),
+        service="iMessage",
+        is_group=False,
+        status=ChatStatus.active.value,
         recipient=recipient,
         first_outbound_at=first,
         last_outbound_at=last_out,
@@ -293,6 +293,16 @@ def chats_at(draw: st.DrawFn, recipient: str) -> tuple[ChatFacts, datetime]:
         share_count=draw(st.integers(0, 20)),
         not_before=not_before,
     )
+    # Mostly eligible chats, so the window arithmetic is what gets exercised.
+    spoiler = draw(st.sampled_from([None] * 6 + ["service", "status", "group"]))
+    if spoiler == "service":
+        chat = dataclasses.replace(chat, service=draw(st.sampled_from(["SMS", "RCS", None])))
+    elif spoiler == "status":
+        chat = dataclasses.replace(
+            chat, status=draw(st.sampled_from([s.value for s in ChatStatus]))
+        )
+    elif spoiler == "group":
+        chat = dataclasses.replace(chat, is_group=True)
     return chat, now
 
 
@@ -300,8 +310,9 @@ def chats_at(draw: st.DrawFn, recipient: str) -> tuple[ChatFacts, datetime]:
 @given(setup=setups(), data=st.data())
 def test_next_share_at_is_the_first_due_instant(setup: Setup, data: st.DataObject) -> None:
     policy = dataclasses.replace(setup.policy, include_groups=data.draw(st.booleans()))
+    line_state = data.draw(st.sampled_from(["ok"] * 8 + ["card_inactive", "paused"]))
     line = dataclasses.replace(
-        setup.line, card_active=data.draw(st.booleans()), paused=data.draw(st.booleans())
+        setup.line, card_active=line_state != "card_inactive", paused=line_state == "paused"
     )
     chat, now = data.draw(chats_at(setup.recipient))
     nxt = next_share_at(chat, line, policy, now)

@@ -1,0 +1,80 @@
+"""Small builders for ledger rows in tests."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import sqlalchemy as sa
+
+from scheduler.ledger.engine import Ledger
+from scheduler.ledger.facts import chats, lines
+from scheduler.ledger.models import CardState, ChatStatus
+from scheduler.ledger.recompute import recompute_chats
+from scheduler.rule import Policy
+
+
+def policy(**overrides: object) -> Policy:
+    values: dict[str, object] = {
+        "timezone": "UTC",
+        "window_start": time(9, 0),
+        "window_end": time(20, 0),
+        "min_interval": timedelta(hours=12),
+        "stop_after_inactive_days": None,
+    }
+    values.update(overrides)
+    return Policy(**values)  # type: ignore[arg-type]
+
+
+async def add_line(
+    ledger: Ledger, number: str, now: datetime, state: str = CardState.active
+) -> None:
+    async with ledger.write() as conn:
+        await conn.execute(
+            sa.insert(lines).values(
+                number=number, card_state=state, created_at=now, updated_at=now
+            )
+        )
+
+
+async def add_chats(
+    ledger: Ledger,
+    line: str,
+    count: int,
+    *,
+    now: datetime,
+    first_outbound_at: datetime,
+    service: str = "iMessage",
+    prefix: str = "chat",
+    status: str = ChatStatus.active,
+    is_group: bool = False,
+    pol: Policy | None = None,
+) -> list[str]:
+    ids = [f"{prefix}-{i:06d}" for i in range(count)]
+    async with ledger.write() as conn:
+        await conn.execute(
+            sa.insert(chats),
+            [
+                {
+                    "chat_id": chat_id,
+                    "line": line,
+                    "recipients": f"+1212555{i % 10000:04d}",
+                    "is_group": is_group,
+                    "service": service,
+                    "first_outbound_at": first_outbound_at,
+                    "last_outbound_at": first_outbound_at,
+                    "status": status,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i, chat_id in enumerate(ids)
+            ],
+        )
+    if pol is not None:
+        await recompute_chats(ledger, pol, now=now)
+    return ids
+
+
+async def chat_row(ledger: Ledger, chat_id: str) -> sa.Row[tuple[object, ...]]:
+    async with ledger.read() as conn:
+        row = (await conn.execute(sa.select(chats).where(chats.c.chat_id == chat_id))).one()
+    return row

@@ -1,0 +1,193 @@
+"""The claim protocol on real SQLite and PostgreSQL ledgers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from scheduler.errors import CardNotActive, ServerError
+from scheduler.ledger.claims import (
+    CallRecord,
+    attempts,
+    claim_batch,
+    record_results,
+    release_claims,
+    resolve_dangling,
+)
+from scheduler.ledger.engine import Ledger, create_engine
+from scheduler.ledger.facts import chats, lines
+from scheduler.ledger.models import CardState, Outcome
+from scheduler.ledger.recompute import recompute_chats
+from scheduler.share.decisions import decide
+from tests.factories import add_chats, add_line, chat_row, policy
+
+LINE = "+14155550100"
+NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=5)
+
+
+def _decide(error: Exception | None, now: datetime) -> object:
+    return decide(
+        error,  # type: ignore[arg-type]
+        now=now,
+        maybe_applied=False,
+        consecutive_failures=0,
+        failure_backoff=timedelta(minutes=5),
+    )
+
+
+async def _seed(ledger: Ledger, count: int = 10) -> list[str]:
+    pol = policy()
+    await add_line(ledger, LINE, NOON)
+    return await add_chats(
+        ledger, LINE, count, now=NOON, first_outbound_at=NOON - timedelta(hours=1), pol=pol
+    )
+
+
+async def test_claims_are_exclusive_and_recorded(ledger: Ledger) -> None:
+    pol = policy()
+    ids = await _seed(ledger)
+    first = await claim_batch(ledger, now=NOON, limit=6, instance="a", lease=LEASE, policy=pol)
+    second = await claim_batch(ledger, now=NOON, limit=100, instance="b", lease=LEASE, policy=pol)
+    assert len(first.claims) == 6
+    assert len(second.claims) == 4
+    assert {c.chat_id for c in first.claims}.isdisjoint(c.chat_id for c in second.claims)
+    assert {c.chat_id for c in first.claims + second.claims} == set(ids)
+    # The intent rows are committed before any call.
+    async with ledger.read() as conn:
+        started = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(attempts.c.outcome == Outcome.started)
+            )
+        ).scalar_one()
+    assert started == 10
+    done = NOON + timedelta(seconds=1)
+    records = [
+        CallRecord(c, _decide(None, done), done, tries=1)  # type: ignore[arg-type]
+        for c in first.claims + second.claims
+    ]
+    lost = await record_results(ledger, records, pol, done)
+    assert lost == []
+    row = await chat_row(ledger, ids[0])
+    assert row.share_count == 1
+    assert row.last_shared_at == done
+    assert row.claim_attempt_id is None
+    # Next share: the next day's window opening, 09:00 UTC.
+    assert row.next_share_at == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    again = await claim_batch(ledger, now=done, limit=100, instance="a", lease=LEASE, policy=pol)
+    assert again.claims == []
+
+
+async def test_expired_claim_counts_as_shared(ledger: Ledger) -> None:
+    pol = policy()
+    ids = await _seed(ledger, 3)
+    claimed = await claim_batch(ledger, now=NOON, limit=10, instance="dead", lease=LEASE, policy=pol)
+    assert len(claimed.claims) == 3
+    # The owner dies; before the lease ends nobody may touch the chats.
+    early = NOON + LEASE - timedelta(seconds=1)
+    assert (await claim_batch(ledger, now=early, limit=10, instance="b", lease=LEASE, policy=pol)).claims == []
+    later = NOON + LEASE + timedelta(seconds=1)
+    assert await resolve_dangling(ledger, now=later, lease=LEASE, policy=pol) == 3
+    row = await chat_row(ledger, ids[0])
+    assert row.share_count == 1
+    assert row.last_shared_at == NOON
+    assert row.claim_attempt_id is None
+    assert (await claim_batch(ledger, now=later, limit=10, instance="b", lease=LEASE, policy=pol)).claims == []
+    async with ledger.read() as conn:
+        outcomes = (await conn.execute(sa.select(attempts.c.outcome))).scalars().all()
+    assert sorted(outcomes) == [Outcome.ambiguous] * 3
+
+
+async def test_expired_claim_found_by_claim_batch_is_not_shared_again(ledger: Ledger) -> None:
+    pol = policy()
+    ids = await _seed(ledger, 2)
+    await claim_batch(ledger, now=NOON, limit=10, instance="dead", lease=LEASE, policy=pol)
+    later = NOON + LEASE + timedelta(seconds=1)
+    result = await claim_batch(ledger, now=later, limit=10, instance="b", lease=LEASE, policy=pol)
+    assert result.claims == []
+    assert result.ambiguous == 2
+    assert (await chat_row(ledger, ids[1])).share_count == 1
+
+
+async def test_card_not_active_does_not_burn_the_day(ledger: Ledger) -> None:
+    pol = policy()
+    ids = await _seed(ledger, 3)
+    claimed = await claim_batch(ledger, now=NOON, limit=1, instance="a", lease=LEASE, policy=pol)
+    err = CardNotActive("card not active", status=404, code=2012)
+    rec = CallRecord(claimed.claims[0], _decide(err, NOON), NOON, tries=1, http_status=404, error_code=2012)  # type: ignore[arg-type]
+    await record_results(ledger, [rec], pol, NOON)
+    row = await chat_row(ledger, claimed.claims[0].chat_id)
+    assert row.share_count == 0
+    assert row.last_shared_at is None
+    assert row.next_share_at is None
+    async with ledger.read() as conn:
+        state = (await conn.execute(sa.select(lines.c.card_state))).scalar_one()
+        waiting = (
+            await conn.execute(sa.select(sa.func.count()).where(chats.c.next_share_at.is_(None)))
+        ).scalar_one()
+    assert state == CardState.pending
+    assert waiting == 3
+    # Card active again: every chat, the rejected one included, is due the same day.
+    async with ledger.write() as conn:
+        await conn.execute(sa.update(lines).values(card_state=CardState.active))
+    later = NOON + timedelta(minutes=1)
+    await recompute_chats(ledger, pol, line=LINE, now=later)
+    again = await claim_batch(ledger, now=later, limit=10, instance="a", lease=LEASE, policy=pol)
+    assert sorted(c.chat_id for c in again.claims) == sorted(ids)
+
+
+async def test_failure_backs_off_and_release_restores(ledger: Ledger) -> None:
+    pol = policy()
+    ids = await _seed(ledger, 2)
+    claimed = await claim_batch(ledger, now=NOON, limit=2, instance="a", lease=LEASE, policy=pol)
+    failed, unstarted = claimed.claims
+    rec = CallRecord(failed, _decide(ServerError("boom", status=500, code=3006), NOON), NOON, tries=4)  # type: ignore[arg-type]
+    await record_results(ledger, [rec], pol, NOON)
+    await release_claims(ledger, [unstarted], pol, NOON)
+    failed_row = await chat_row(ledger, failed.chat_id)
+    assert failed_row.consecutive_failures == 1
+    assert failed_row.next_share_at == NOON + timedelta(minutes=5)
+    released = await chat_row(ledger, unstarted.chat_id)
+    assert released.next_share_at == NOON
+    assert released.claim_attempt_id is None
+    assert {ids[0], ids[1]} == {failed.chat_id, unstarted.chat_id}
+
+
+async def test_late_outcome_after_takeover_is_not_applied_twice(ledger: Ledger) -> None:
+    pol = policy()
+    await _seed(ledger, 1)
+    claimed = await claim_batch(ledger, now=NOON, limit=1, instance="slow", lease=LEASE, policy=pol)
+    later = NOON + LEASE + timedelta(seconds=1)
+    await resolve_dangling(ledger, now=later, lease=LEASE, policy=pol)
+    rec = CallRecord(claimed.claims[0], _decide(None, later), later, tries=1)  # type: ignore[arg-type]
+    lost = await record_results(ledger, [rec], pol, later)
+    assert lost == [rec]
+    row = await chat_row(ledger, claimed.claims[0].chat_id)
+    assert row.share_count == 1
+
+
+@pytest.mark.parametrize("replicas", [3])
+async def test_concurrent_replicas_never_claim_the_same_chat(ledger_url: str, replicas: int) -> None:
+    pol = policy()
+    ledgers = [Ledger(create_engine(ledger_url, pool_size=2)) for _ in range(replicas)]
+    try:
+        await _seed(ledgers[0], 300)
+
+        async def drain(led: Ledger, name: str) -> list[str]:
+            got: list[str] = []
+            while True:
+                res = await claim_batch(led, now=NOON, limit=25, instance=name, lease=LEASE, policy=pol)
+                if not res.claims:
+                    return got
+                got += [c.chat_id for c in res.claims]
+
+        results = await asyncio.gather(*(drain(led, f"r{i}") for i, led in enumerate(ledgers)))
+    finally:
+        for led in ledgers:
+            await led.dispose()
+    every = [cid for r in results for cid in r]
+    assert len(every) == 300
+    assert len(set(every)) == 300
