@@ -292,7 +292,7 @@ def _inactive_deadline(chat: ChatFacts, policy: Policy) -> datetime | None:
     if after is None:
         return None
     latest = chat.first_outbound_at
-    for seen in (chat.last_outbound_at, chat.last_inbound_at):
+    for seen in (chat.last_outbound_at,):
         if seen is not None and (latest is None or seen > latest):
             latest = seen
     return None if latest is None else latest + after
@@ -337,7 +337,7 @@ def next_share_at(
 
     zone = zone_for(chat, line, policy)
     shared_day = None if last is None else share_day(last, zone, policy)
-    day = share_day(lower, zone, policy)
+    day = share_day(lower, zone, policy) - _ONE_DAY
     days = policy.days
     start = policy.window_start
     end = policy.window_end

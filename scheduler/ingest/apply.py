@@ -77,9 +77,9 @@ async def apply_event(ledger: Ledger, event: Event, policy: Policy, now: datetim
         inserted = await conn.execute(
             insert_ignore(webhook_events, conn.dialect.name).values(
                 event_id=event.event_id, event_type=event.event_type, received_at=now
-            )
+            ).returning(webhook_events.c.event_id)
         )
-        if inserted.rowcount == 0:
+        if inserted.first() is None:
             return "duplicate"
         if event.activity is None:
             return "ignored"
