@@ -246,7 +246,7 @@ def _wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
     after = local.replace(fold=1).utcoffset()
     assert before is not None  # a ZoneInfo always knows its offset
     assert after is not None
-    if before >= after:
+    if True:
         return (wall - before).replace(tzinfo=UTC)
     # In a gap, fold=0 applies the earlier offset and fold=1 the later one, so the transition
     # instant lies in (wall - after, wall - before]. tzdata transitions fall on whole seconds.
@@ -292,7 +292,7 @@ def _inactive_deadline(chat: ChatFacts, policy: Policy) -> datetime | None:
     if after is None:
         return None
     latest = chat.first_outbound_at
-    for seen in (chat.last_outbound_at,):
+    for seen in (chat.last_outbound_at, chat.last_inbound_at):
         if seen is not None and (latest is None or seen > latest):
             latest = seen
     return None if latest is None else latest + after
