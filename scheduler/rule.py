@@ -48,7 +48,7 @@ _ALL_DAYS = frozenset(range(7))
 # The scan starts one day before the share day of the lower bound. With every weekday in
 # 7 consecutive days, a skipped "already shared" day and the non-monotonic share day a
 # crossing-midnight window has in a fall-back hour, 11 days always reach a qualifying window.
-_SCAN_DAYS = 11
+_SCAN_DAYS = 7
 _UNKNOWN_ZONE = "Etc/Unknown"
 _ACTIVE = ChatStatus.active.value
 _STATUS_REASONS = {
@@ -246,7 +246,7 @@ def _wall_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
     after = local.replace(fold=1).utcoffset()
     assert before is not None  # a ZoneInfo always knows its offset
     assert after is not None
-    if True:
+    if before >= after:
         return (wall - before).replace(tzinfo=UTC)
     # In a gap, fold=0 applies the earlier offset and fold=1 the later one, so the transition
     # instant lies in (wall - after, wall - before]. tzdata transitions fall on whole seconds.

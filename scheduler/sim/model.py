@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 SERVICES = ("iMessage", "SMS", "RCS")
@@ -13,7 +13,10 @@ def iso(at: datetime | None) -> str | None:
     """UTC, millisecond precision, ``Z`` suffix: the format Linq uses."""
     if at is None:
         return None
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    text = at.isoformat(timespec="milliseconds")
+    if text.endswith("+00:00"):
+        return text[:-6] + "Z"
+    return at.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 class SimError(Exception):

@@ -31,7 +31,6 @@ import base64
 import binascii
 import random
 import re
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,6 +61,8 @@ DEFAULT_PAGE = 20
 OPT_OUT_WORDS = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "OPT OUT", "REVOKE"}
 )
+_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 ShareFault = Literal["timeout", "reset"]
@@ -151,7 +152,10 @@ class SimState:
     # -- helpers ---------------------------------------------------------------------------
 
     def new_id(self) -> str:
-        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+        """A random (seeded) UUID4 string; formatted by hand because uuid.UUID is slow."""
+        bits = self._ids.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET
+        h = f"{bits:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def roll(self, rate: float) -> bool:
         return rate > 0 and self.faults.random() < rate
@@ -329,7 +333,7 @@ class SimState:
         if chat is None:
             chat = self._new_chat(number, to, service, at)
         message = self._add_message(chat, chat.me, parts, at)
-        if created:
+        if created and self.sink is not None:
             self._emit("chat.created", chat.id, self.chat_json(chat), trace_id)
         self._emit_message(chat, message, trace_id)
         return chat, message
@@ -438,7 +442,8 @@ class SimState:
                 to = [f"+1555{self._seeded + k:07d}" for k in range(size)]
                 self._seeded += size
                 chat = self._new_chat(number, to, service, at)
-                self._emit("chat.created", chat.id, self.chat_json(chat), "")
+                if self.sink is not None:
+                    self._emit("chat.created", chat.id, self.chat_json(chat), "")
                 if outbound:
                     message = self._add_message(chat, chat.me, text, at)
                     self._emit_message(chat, message, "")
