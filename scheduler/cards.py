@@ -94,7 +94,9 @@ async def record_observed_cards(
                     values["last_error"] = None
                 transitions.append(CardTransition(number, before, state))
             if number in known:
-                await conn.execute(sa.update(lines).where(lines.c.number == number).values(**values))
+                await conn.execute(
+                    sa.update(lines).where(lines.c.number == number).values(**values)
+                )
             else:
                 await conn.execute(sa.insert(lines).values(number=number, created_at=now, **values))
     for t in transitions:

@@ -56,7 +56,9 @@ def _check_zone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name like Europe/Paris)") from exc
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name like Europe/Paris)"
+        ) from exc
     return name
 
 
@@ -405,7 +407,9 @@ def _problem_from_pydantic(err: Any) -> ConfigProblem:
     return ConfigProblem(path, msg)
 
 
-def _raw_secret_problems(data: dict[str, Any], env: Mapping[str, str] | None) -> list[ConfigProblem]:
+def _raw_secret_problems(
+    data: dict[str, Any], env: Mapping[str, str] | None
+) -> list[ConfigProblem]:
     """Best-effort secret checks for a file that failed validation, so one run shows all."""
     env = os.environ if env is None else env
     linq = data.get("linq") if isinstance(data.get("linq"), dict) else {}

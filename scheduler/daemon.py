@@ -203,11 +203,13 @@ class Daemon:
         configure_logging(schedule.logging.level, schedule.logging.format)
         if old.share_pass.interval != schedule.share_pass.interval:
             self.scheduler.reschedule_job(
-                "share_pass", trigger=IntervalTrigger(seconds=schedule.share_pass.interval.total_seconds())
+                "share_pass",
+                trigger=IntervalTrigger(seconds=schedule.share_pass.interval.total_seconds()),
             )
         if old.cards.check_interval != schedule.cards.check_interval:
             self.scheduler.reschedule_job(
-                "card_check", trigger=IntervalTrigger(seconds=schedule.cards.check_interval.total_seconds())
+                "card_check",
+                trigger=IntervalTrigger(seconds=schedule.cards.check_interval.total_seconds()),
             )
         log.info("config.reloaded", path=str(self.config_path))
         if old.sharing != schedule.sharing or old.lines != schedule.lines:
@@ -290,7 +292,9 @@ class Daemon:
         done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
         exit_code = 0
         if server_task in done and not self.stopping.is_set():
-            log.error("daemon.http_failed", error=repr(server_task.exception()) if server_task else None)
+            log.error(
+                "daemon.http_failed", error=repr(server_task.exception()) if server_task else None
+            )
             exit_code = 1
         await self.shutdown(server, server_task)
         stop_wait.cancel()
@@ -311,8 +315,8 @@ class Daemon:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            except Exception:  # the pass logs its own failures
-                pass
+            except Exception as exc:  # the pass has logged it; shutdown goes on
+                log.debug("daemon.pass_ended_with_error", error=repr(exc))
         self.scheduler.shutdown(wait=False)
         for bg in list(self._background):
             bg.cancel()

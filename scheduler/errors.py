@@ -1,4 +1,4 @@
-"""The exception hierarchy. Everything the project raises on purpose derives from ShareSchedulerError."""
+"""The exception hierarchy: everything raised on purpose derives from ShareSchedulerError."""
 
 from __future__ import annotations
 

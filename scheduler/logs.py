@@ -38,7 +38,9 @@ def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {k: REDACTED if k.lower() in _SENSITIVE_KEYS else _redact(v) for k, v in value.items()}
+        return {
+            k: REDACTED if k.lower() in _SENSITIVE_KEYS else _redact(v) for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
     return value
@@ -85,7 +87,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     )
     # Libraries that log through the standard library (uvicorn, apscheduler) stay quiet but for
     # warnings, and go to the same stream.
-    logging.basicConfig(level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s %(message)s"
+    )
     for name in ("apscheduler", "uvicorn.error", "uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

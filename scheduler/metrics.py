@@ -10,40 +10,54 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.shares = Counter(
-            "share_scheduler_shares", "Share claims finished, by outcome and line.",
-            ["outcome", "line"], registry=r,
+            "share_scheduler_shares",
+            "Share claims finished, by outcome and line.",
+            ["outcome", "line"],
+            registry=r,
         )
         self.share_latency = Histogram(
-            "share_scheduler_share_call_seconds", "Latency of share_contact_card calls.",
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r,
+            "share_scheduler_share_call_seconds",
+            "Latency of share_contact_card calls.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
         )
         self.api_errors = Counter(
-            "share_scheduler_api_errors", "Linq API errors, by Linq code (or transport).",
-            ["code"], registry=r,
+            "share_scheduler_api_errors",
+            "Linq API errors, by Linq code (or transport).",
+            ["code"],
+            registry=r,
         )
         self.pass_started = Gauge(
-            "share_scheduler_pass_last_start_timestamp_seconds", "Start of the last share pass.",
+            "share_scheduler_pass_last_start_timestamp_seconds",
+            "Start of the last share pass.",
             registry=r,
         )
         self.pass_finished = Gauge(
-            "share_scheduler_pass_last_end_timestamp_seconds", "End of the last share pass.",
+            "share_scheduler_pass_last_end_timestamp_seconds",
+            "End of the last share pass.",
             registry=r,
         )
         self.pass_duration = Gauge(
-            "share_scheduler_pass_last_duration_seconds", "Duration of the last share pass.",
+            "share_scheduler_pass_last_duration_seconds",
+            "Duration of the last share pass.",
             registry=r,
         )
         self.ambiguous_resolved = Counter(
-            "share_scheduler_ambiguous_resolved", "Claims found without outcome, counted as shared.",
+            "share_scheduler_ambiguous_resolved",
+            "Claims found without outcome, counted as shared.",
             registry=r,
         )
         self.webhook_events = Counter(
-            "share_scheduler_webhook_events", "Webhook deliveries, by event type and result.",
-            ["type", "result"], registry=r,
+            "share_scheduler_webhook_events",
+            "Webhook deliveries, by event type and result.",
+            ["type", "result"],
+            registry=r,
         )
         self.card_active = Gauge(
-            "share_scheduler_card_active", "1 when the line's contact card is active.",
-            ["line"], registry=r,
+            "share_scheduler_card_active",
+            "1 when the line's contact card is active.",
+            ["line"],
+            registry=r,
         )
         self.due_chats = Gauge(
             "share_scheduler_due_chats", "Chats due now (at the last pass).", registry=r

@@ -48,7 +48,7 @@ _ALL_DAYS = frozenset(range(7))
 # The scan starts one day before the share day of the lower bound. With every weekday in
 # 7 consecutive days, a skipped "already shared" day and the non-monotonic share day a
 # crossing-midnight window has in a fall-back hour, 11 days always reach a qualifying window.
-_SCAN_DAYS = 7
+_SCAN_DAYS = 11
 _UNKNOWN_ZONE = "Etc/Unknown"
 _ACTIVE = ChatStatus.active.value
 _STATUS_REASONS = {
@@ -329,8 +329,6 @@ def next_share_at(
         if bound > lower:
             lower = bound
     retry = chat.not_before
-    if retry is not None and retry > lower:
-        lower = retry
     deadline = _inactive_deadline(chat, policy)
     if deadline is not None and lower >= deadline:
         return None

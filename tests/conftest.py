@@ -63,7 +63,7 @@ class PgServer:
         name = f"ss_test_{uuid.uuid4().hex[:12]}"
         with self.admin() as conn:
             clause = f" TEMPLATE {template}" if template else ""
-            conn.execute(f"CREATE DATABASE {name}{clause}")  # noqa: S608 - generated names
+            conn.execute(f"CREATE DATABASE {name}{clause}")
         self.created.append(name)
         return name
 

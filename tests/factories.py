@@ -30,9 +30,7 @@ async def add_line(
 ) -> None:
     async with ledger.write() as conn:
         await conn.execute(
-            sa.insert(lines).values(
-                number=number, card_state=state, created_at=now, updated_at=now
-            )
+            sa.insert(lines).values(number=number, card_state=state, created_at=now, updated_at=now)
         )
 
 

@@ -16,11 +16,15 @@ config_app = typer.Typer(help="Validate the schedule file.", no_args_is_help=Tru
 
 @config_app.command("check")
 def check(
-    file: Annotated[Path | None, typer.Argument(help="The schedule file.", show_default=False)] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="The schedule file.", show_default=False)
+    ] = None,
     config: ConfigOption = None,
     skip_secrets: Annotated[
         bool,
-        typer.Option("--skip-secrets", help="Do not require the secret env vars (build-time checks)."),
+        typer.Option(
+            "--skip-secrets", help="Do not require the secret env vars (build-time checks)."
+        ),
     ] = False,
 ) -> None:
     """Exit 0 and print `ok`, or exit 2 with one `field.path: problem` line per mistake."""

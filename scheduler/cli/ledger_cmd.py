@@ -24,9 +24,7 @@ ledger_app = typer.Typer(help="Inspect the share ledger.", no_args_is_help=True)
 T = TypeVar("T")
 
 
-def with_ledger(
-    config: Any, database_url: str | None, work: Callable[[Ledger], Awaitable[T]]
-) -> T:
+def with_ledger(config: Any, database_url: str | None, work: Callable[[Ledger], Awaitable[T]]) -> T:
     schedule, _ = load(config, database_url)
 
     async def _run() -> T:
@@ -40,8 +38,16 @@ def with_ledger(
     return asyncio.run(_run())
 
 
-CHAT_COLUMNS = ["chat_id", "line", "service", "status", "first_outbound_at", "last_shared_at",
-                "share_count", "next_share_at"]
+CHAT_COLUMNS = [
+    "chat_id",
+    "line",
+    "service",
+    "status",
+    "first_outbound_at",
+    "last_shared_at",
+    "share_count",
+    "next_share_at",
+]
 
 
 @ledger_app.command("list")
@@ -50,8 +56,12 @@ def list_(
     database_url: DatabaseUrlOption = None,
     due: Annotated[bool, typer.Option("--due", help="Only chats due now.")] = False,
     line: Annotated[str | None, typer.Option("--line", help="Only this line (E.164).")] = None,
-    status: Annotated[str | None, typer.Option("--status", help="active, paused, opted_out, gone.")] = None,
-    never_shared: Annotated[bool, typer.Option("--never-shared", help="Only chats never shared.")] = False,
+    status: Annotated[
+        str | None, typer.Option("--status", help="active, paused, opted_out, gone.")
+    ] = None,
+    never_shared: Annotated[
+        bool, typer.Option("--never-shared", help="Only chats never shared.")
+    ] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 100,
     json: JsonOption = False,
 ) -> None:
@@ -67,7 +77,11 @@ def list_(
     if json:
         print_json([{k: r[k] for k in CHAT_COLUMNS} for r in rows])
         return
-    print_table(f"{len(rows)} chats", CHAT_COLUMNS, [[r[k] if r[k] is not None else "-" for k in CHAT_COLUMNS] for r in rows])
+    print_table(
+        f"{len(rows)} chats",
+        CHAT_COLUMNS,
+        [[r[k] if r[k] is not None else "-" for k in CHAT_COLUMNS] for r in rows],
+    )
 
 
 @ledger_app.command("show")
@@ -82,10 +96,27 @@ def show(
     if json:
         print_json({"chat": chat, "attempts": history})
         return
-    print_table(f"chat {chat_id}", ["field", "value"], [[k, "-" if v is None else v] for k, v in chat.items()])
-    cols = ["id", "started_at", "finished_at", "outcome", "http_status", "error_code", "tries",
-            "instance", "trace_id"]
-    print_table(f"{len(history)} attempts", cols, [["-" if a[c] is None else a[c] for c in cols] for a in history])
+    print_table(
+        f"chat {chat_id}",
+        ["field", "value"],
+        [[k, "-" if v is None else v] for k, v in chat.items()],
+    )
+    cols = [
+        "id",
+        "started_at",
+        "finished_at",
+        "outcome",
+        "http_status",
+        "error_code",
+        "tries",
+        "instance",
+        "trace_id",
+    ]
+    print_table(
+        f"{len(history)} attempts",
+        cols,
+        [["-" if a[c] is None else a[c] for c in cols] for a in history],
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -60,7 +60,7 @@ class SimProcess:
         workdir: Path,
         *,
         env: Mapping[str, str],
-        token: str = "sim-token",
+        token: str = "sim-token",  # noqa: S107 - the simulator's default
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         activation_delay: float = 2.0,
@@ -68,9 +68,19 @@ class SimProcess:
         extra: list[str] | None = None,
     ) -> SimProcess:
         args = [
-            sys.executable, "-m", "scheduler", "sim", "serve", "--port", "0",
-            "--token", token, "--activation-delay", str(activation_delay),
-            "--latency-ms", str(latency_ms),
+            sys.executable,
+            "-m",
+            "scheduler",
+            "sim",
+            "serve",
+            "--port",
+            "0",
+            "--token",
+            token,
+            "--activation-delay",
+            str(activation_delay),
+            "--latency-ms",
+            str(latency_ms),
         ]
         if webhook_url:
             args += ["--webhook-url", webhook_url]
@@ -81,9 +91,7 @@ class SimProcess:
             child_env["SIM_WEBHOOK_SECRET"] = webhook_secret
         log_path = workdir / "sim.log"
         log = log_path.open("w")
-        proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=log, text=True, env=child_env
-        )
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=child_env)
         assert proc.stdout is not None
         deadline = time.monotonic() + 30
         base_url = None

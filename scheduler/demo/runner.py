@@ -98,7 +98,9 @@ class Demo:
                     "/v3/contact_card",
                     json={"phone_number": number, "first_name": first, "last_name": last},
                 ).raise_for_status()
-            self.console.print("  cards      created for both lines (inactive until Linq applies them)")
+            self.console.print(
+                "  cards      created for both lines (inactive until Linq applies them)"
+            )
 
             def chat(line: str, to: list[str], service: str = "iMessage") -> str:
                 resp = api.post(
@@ -125,7 +127,9 @@ class Demo:
             self.not_eligible[opted] = "opted out"
         self.sim.control("POST", "webhooks/drain")
         total = len(self.eligible) + len(self.not_eligible)
-        self.console.print(f"  traffic    {total} chats created; the daemon learns them by webhook\n")
+        self.console.print(
+            f"  traffic    {total} chats created; the daemon learns them by webhook\n"
+        )
 
     def follow(self, *, exit_when_done: bool, timeout: float) -> None:
         assert self.sim is not None
@@ -150,9 +154,22 @@ class Demo:
     def ledger_rows(self) -> list[dict[str, Any]]:
         assert self.daemon is not None
         out = subprocess.run(
-            [sys.executable, "-m", "scheduler", "ledger", "list", "--config",
-             str(self.daemon.config_path), "--json", "--limit", "1000"],
-            check=True, capture_output=True, text=True, env=self.env,
+            [
+                sys.executable,
+                "-m",
+                "scheduler",
+                "ledger",
+                "list",
+                "--config",
+                str(self.daemon.config_path),
+                "--json",
+                "--limit",
+                "1000",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=self.env,
         )
         return list(json.loads(out.stdout))
 
@@ -161,15 +178,19 @@ class Demo:
         table = Table(title="ledger", header_style="bold")
         for col in ("chat", "line", "service", "status", "shares", "last shared", "next share"):
             table.add_column(col)
+
         def when(value: str | None, empty: str) -> str:
             return value[5:16].replace("T", " ") if value else empty
 
         for row in sorted(rows, key=lambda r: (r["line"] or "", r["chat_id"])):
             table.add_row(
-                row["chat_id"][:8], row["line"] or "-", row["service"] or "-",
+                row["chat_id"][:8],
+                row["line"] or "-",
+                row["service"] or "-",
                 self.not_eligible.get(row["chat_id"], row["status"]),
                 str(row["share_count"]),
-                when(row["last_shared_at"], "-"), when(row["next_share_at"], "never"),
+                when(row["last_shared_at"], "-"),
+                when(row["next_share_at"], "never"),
             )
         self.console.print(table)
         assert self.sim is not None
@@ -191,8 +212,9 @@ class Demo:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def run_demo(*, exit_when_done: bool, chats_per_line: int = 10, keep: bool = False,
-             timeout: float = 90) -> int:
+def run_demo(
+    *, exit_when_done: bool, chats_per_line: int = 10, keep: bool = False, timeout: float = 90
+) -> int:
     console = Console()
     demo = Demo(console, chats_per_line=chats_per_line, keep=keep)
     try:
@@ -206,6 +228,8 @@ def run_demo(*, exit_when_done: bool, chats_per_line: int = 10, keep: bool = Fal
     finally:
         demo.stop()
     ok = shared == len(demo.eligible)
-    console.print(f"demo: {chats} chats, {shared} shared, {skipped} not eligible, {errors} errors",
-                  highlight=False)
+    console.print(
+        f"demo: {chats} chats, {shared} shared, {skipped} not eligible, {errors} errors",
+        highlight=False,
+    )
     return 0 if ok else 1

@@ -54,7 +54,9 @@ async def linq_webhook(request: Request) -> JSONResponse:
 
     def reject(status: int, result: str, message: str, **fields: object) -> JSONResponse:
         metrics.webhook_events.labels(type=header_type, result=result).inc()
-        log.warning("webhook.rejected", status=status, reason=result, event_type=header_type, **fields)
+        log.warning(
+            "webhook.rejected", status=status, reason=result, event_type=header_type, **fields
+        )
         return _error(status, message)
 
     try:

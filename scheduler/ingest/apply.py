@@ -14,10 +14,10 @@ from scheduler.ingest.merge import merge_activity
 from scheduler.ledger.dialect import insert_ignore
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chat_facts, chats, line_facts, lines
-from scheduler.ledger.models import CardState, WebhookEvent
+from scheduler.ledger.models import CardState, webhook_events_table
 from scheduler.rule import Policy, next_share_at
 
-webhook_events = WebhookEvent.__table__
+webhook_events = webhook_events_table
 ApplyResult = Literal["applied", "duplicate", "ignored"]
 
 
@@ -75,9 +75,9 @@ async def apply_event(ledger: Ledger, event: Event, policy: Policy, now: datetim
     """Record the event id and its effect in one transaction; a repeated id changes nothing."""
     async with ledger.write() as conn:
         inserted = await conn.execute(
-            insert_ignore(webhook_events, conn.dialect.name).values(
-                event_id=event.event_id, event_type=event.event_type, received_at=now
-            ).returning(webhook_events.c.event_id)
+            insert_ignore(webhook_events, conn.dialect.name)
+            .values(event_id=event.event_id, event_type=event.event_type, received_at=now)
+            .returning(webhook_events.c.event_id)
         )
         if inserted.first() is None:
             return "duplicate"

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-MESSAGE_EVENTS = frozenset({"message.sent", "message.delivered", "message.read", "message.received"})
+MESSAGE_EVENTS = frozenset(
+    {"message.sent", "message.delivered", "message.read", "message.received"}
+)
 CHAT_EVENTS = frozenset({"chat.created", "chat.updated"})
 CARD_EVENTS = frozenset({"contact_card.created", "contact_card.updated", "contact_card.deleted"})
 MAX_ID_LENGTH = 128
@@ -67,7 +69,9 @@ def _obj(value: Any, field: str, *, required: bool = False) -> dict[str, Any]:
     return value
 
 
-def _str(value: Any, field: str, *, required: bool = False, limit: int = MAX_ID_LENGTH) -> str | None:
+def _str(
+    value: Any, field: str, *, required: bool = False, limit: int = MAX_ID_LENGTH
+) -> str | None:
     if value is None:
         if required:
             raise EventError(f"{field}: missing")
@@ -185,9 +189,13 @@ def parse_event(payload: Any) -> Event:
     assert event_id is not None and event_type is not None
     data = envelope.get("data")
     if event_type in MESSAGE_EVENTS:
-        return Event(event_id, event_type, _message_activity(event_type, _obj(data, "data", required=True)))
+        return Event(
+            event_id, event_type, _message_activity(event_type, _obj(data, "data", required=True))
+        )
     if event_type in CHAT_EVENTS:
-        return Event(event_id, event_type, _chat_activity(_obj(data, "data", required=True), "data"))
+        return Event(
+            event_id, event_type, _chat_activity(_obj(data, "data", required=True), "data")
+        )
     if event_type in CARD_EVENTS:
         card = _obj(data, "data")
         number = _str(card.get("phone_number"), "data.phone_number", limit=32)

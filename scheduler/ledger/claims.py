@@ -27,11 +27,11 @@ from scheduler.ledger.facts import (
     select_chats_with_line,
 )
 from scheduler.ledger.facts import lines as Line_table
-from scheduler.ledger.models import CardState, ChatStatus, Outcome, ShareAttempt
+from scheduler.ledger.models import CardState, ChatStatus, Outcome, attempts_table
 from scheduler.rule import LineFacts, Policy
 from scheduler.share.decisions import Decision
 
-attempts = ShareAttempt.__table__
+attempts = attempts_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +138,15 @@ async def _resolve_ambiguous(
         attempt = by_id.get(row.claim_attempt_id)
         changes: dict[str, Any] = {}
         if attempt is not None and attempt.outcome == Outcome.started:
-            finish.append(_finish_params(attempt.id, Outcome.ambiguous, now, tries=1,
-                                         error="claim expired without an outcome"))
+            finish.append(
+                _finish_params(
+                    attempt.id,
+                    Outcome.ambiguous,
+                    now,
+                    tries=1,
+                    error="claim expired without an outcome",
+                )
+            )
             shared_at = attempt.started_at
             if row.last_shared_at is None or row.last_shared_at < shared_at:
                 changes = {"last_shared_at": shared_at, "share_count": row.share_count + 1}
@@ -251,7 +258,10 @@ async def claim_batch(
                 claim_expires_at=lease_end,
                 next_share_at=lease_end,
             ),
-            [{"b_chat_id": row.chat_id, "b_attempt": aid} for row, aid in zip(due, ids, strict=True)],
+            [
+                {"b_chat_id": row.chat_id, "b_attempt": aid}
+                for row, aid in zip(due, ids, strict=True)
+            ],
         )
         result.claims = [
             Claim(row.chat_id, row.line, aid, now, row.consecutive_failures)
@@ -357,8 +367,16 @@ async def release_claims(
     async with ledger.write() as conn:
         await conn.execute(
             _ATTEMPT_FINISH,
-            [_finish_params(c.attempt_id, Outcome.skipped, now, tries=0,
-                            error="released before the call (shutdown)") for c in claims],
+            [
+                _finish_params(
+                    c.attempt_id,
+                    Outcome.skipped,
+                    now,
+                    tries=0,
+                    error="released before the call (shutdown)",
+                )
+                for c in claims
+            ],
         )
         rows = (
             await conn.execute(
@@ -375,7 +393,9 @@ async def release_claims(
             await conn.execute(_CHAT_UPDATE, updates)
 
 
-async def resolve_dangling(ledger: Ledger, *, now: datetime, lease: timedelta, policy: Policy) -> int:
+async def resolve_dangling(
+    ledger: Ledger, *, now: datetime, lease: timedelta, policy: Policy
+) -> int:
     """Resolve every claim whose lease ran out without an outcome (crashed owner)."""
     total = 0
     while True:
@@ -393,11 +413,12 @@ async def resolve_dangling(ledger: Ledger, *, now: datetime, lease: timedelta, p
                 sa.update(attempts)
                 .where(attempts.c.outcome == Outcome.started)
                 .where(attempts.c.started_at < now - lease)
-                .where(
-                    ~sa.exists().where(chats.c.claim_attempt_id == attempts.c.id)
+                .where(~sa.exists().where(chats.c.claim_attempt_id == attempts.c.id))
+                .values(
+                    outcome=Outcome.ambiguous,
+                    finished_at=now,
+                    error_message="attempt left open without a claim",
                 )
-                .values(outcome=Outcome.ambiguous, finished_at=now,
-                        error_message="attempt left open without a claim")
             )
         if len(rows) < 500:
             return total

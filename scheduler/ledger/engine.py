@@ -84,7 +84,9 @@ class Ledger:
     def from_config(cls, cfg: DatabaseConfig) -> Ledger:
         return cls(
             create_engine(
-                cfg.url, pool_size=cfg.pool_size, connect_timeout=cfg.connect_timeout.total_seconds()
+                cfg.url,
+                pool_size=cfg.pool_size,
+                connect_timeout=cfg.connect_timeout.total_seconds(),
             )
         )
 

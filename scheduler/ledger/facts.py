@@ -7,11 +7,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from scheduler.ledger.models import CardState, Chat, Line
+from scheduler.ledger.models import CardState, chats_table, lines_table
 from scheduler.rule import ChatFacts, LineFacts, Policy, next_share_at
 
-chats = Chat.__table__
-lines = Line.__table__
+chats = chats_table
+lines = lines_table
 
 # The chat columns plus the line columns the rule needs, for one joined SELECT.
 CHAT_WITH_LINE = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -16,9 +16,10 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
-    false,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -181,3 +182,10 @@ class WebhookEvent(Base):
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     event_type: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# Core tables, for the set-based statements of the claim protocol and ingestion.
+chats_table = cast(Table, Chat.__table__)
+lines_table = cast(Table, Line.__table__)
+attempts_table = cast(Table, ShareAttempt.__table__)
+webhook_events_table = cast(Table, WebhookEvent.__table__)

@@ -52,13 +52,20 @@ async def list_chats(ledger: Ledger, f: ChatFilter) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in await conn.execute(_filtered(f))]
 
 
-async def stream_chats(ledger: Ledger, f: ChatFilter, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
+async def stream_chats(
+    ledger: Ledger, f: ChatFilter, batch: int = 5000
+) -> AsyncIterator[dict[str, Any]]:
     """Every matching chat, in keyset pages, in bounded memory."""
     after = ""
     while True:
-        query = _filtered(ChatFilter(**{**f.__dict__, "limit": batch})).where(chats.c.chat_id > after)
+        query = _filtered(ChatFilter(**{**f.__dict__, "limit": batch})).where(
+            chats.c.chat_id > after
+        )
         async with ledger.read() as conn:
-            rows = [dict(r._mapping) for r in await conn.execute(query.order_by(None).order_by(chats.c.chat_id))]
+            rows = [
+                dict(r._mapping)
+                for r in await conn.execute(query.order_by(None).order_by(chats.c.chat_id))
+            ]
         for row in rows:
             yield row
         if len(rows) < batch:
@@ -81,7 +88,9 @@ async def get_chat(ledger: Ledger, chat_id: str) -> tuple[dict[str, Any], list[d
 
 async def list_lines(ledger: Ledger) -> list[dict[str, Any]]:
     async with ledger.read() as conn:
-        return [dict(r._mapping) for r in await conn.execute(sa.select(lines).order_by(lines.c.number))]
+        return [
+            dict(r._mapping) for r in await conn.execute(sa.select(lines).order_by(lines.c.number))
+        ]
 
 
 async def count_shares(ledger: Ledger) -> dict[str, int]:

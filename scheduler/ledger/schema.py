@@ -67,7 +67,6 @@ async def ensure_current(ledger: Ledger) -> None:
         )
 
 
-
 async def downgrade(ledger: Ledger, revision: str) -> None:
     """Step the schema back to ``revision`` (``base`` empties it)."""
     cfg = alembic_config()

@@ -72,7 +72,9 @@ def decide(
     if maybe_applied or (isinstance(error, LinqTransportError) and error.sent):
         return Decision(Outcome.ambiguous, counts_as_shared=True, error=text)
     if isinstance(error, CardNotActive):
-        return Decision(Outcome.rejected, line_card_state=CardState.pending, line_error=text, error=text)
+        return Decision(
+            Outcome.rejected, line_card_state=CardState.pending, line_error=text, error=text
+        )
     if isinstance(error, ChatNotFound):
         return Decision(Outcome.rejected, chat_status=ChatStatus.gone, error=text)
     if isinstance(error, OptedOut):

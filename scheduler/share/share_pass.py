@@ -8,6 +8,7 @@ written by one recorder in small transactions of many chats.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -84,18 +85,20 @@ class _Recorder:
 
     async def flush(self) -> None:
         while self.pending:
-            batch, self.pending = self.pending[:RECORD_BATCH * 5], self.pending[RECORD_BATCH * 5 :]
+            batch, self.pending = self.pending[: RECORD_BATCH * 5], self.pending[RECORD_BATCH * 5 :]
             lost = await record_results(self.ledger, batch, self.policy, clock.now())
             for rec in lost:
-                log.warning("share.claim_lost", chat_id=rec.claim.chat_id,
-                            attempt_id=rec.claim.attempt_id, outcome=rec.decision.outcome)
+                log.warning(
+                    "share.claim_lost",
+                    chat_id=rec.claim.chat_id,
+                    attempt_id=rec.claim.attempt_id,
+                    outcome=rec.decision.outcome,
+                )
 
     async def run(self) -> None:
         while not self.closed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), RECORD_INTERVAL)
-            except TimeoutError:
-                pass
             self.wake.clear()
             await self.flush()
 
@@ -329,10 +332,16 @@ class SharePass:
                     break
         except asyncio.CancelledError:
             # Cancelled mid-call (shutdown past its grace): the request may have been sent.
-            decision = Decision(Outcome.ambiguous, counts_as_shared=True,
-                                error="cancelled during the call (shutdown)")
-            recorder.add(CallRecord(claim, decision, clock.now(), tries, http_status, None,
-                                    trace_id, latency_ms))
+            decision = Decision(
+                Outcome.ambiguous,
+                counts_as_shared=True,
+                error="cancelled during the call (shutdown)",
+            )
+            recorder.add(
+                CallRecord(
+                    claim, decision, clock.now(), tries, http_status, None, trace_id, latency_ms
+                )
+            )
             raise
         decision = decide(
             error,

@@ -91,7 +91,9 @@ class Stack:
         }
         return deep_merge(base, overrides)
 
-    def add_daemon(self, overrides: dict[str, Any] | None = None, port: int | None = None) -> DaemonProcess:
+    def add_daemon(
+        self, overrides: dict[str, Any] | None = None, port: int | None = None
+    ) -> DaemonProcess:
         port = port or free_port()
         name = f"d{len(self.daemons)}"
         config = write_schedule(
@@ -115,7 +117,9 @@ class Stack:
 
     def create_card(self, number: str, first_name: str = "Acme") -> None:
         with self.api() as api:
-            resp = api.post("/v3/contact_card", json={"phone_number": number, "first_name": first_name})
+            resp = api.post(
+                "/v3/contact_card", json={"phone_number": number, "first_name": first_name}
+            )
             resp.raise_for_status()
 
     def create_chat(self, line: str, to: list[str], service: str = "iMessage") -> str:
@@ -167,8 +171,22 @@ def ledger_chats(daemon: DaemonProcess, *extra: str) -> list[dict[str, Any]]:
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-m", "scheduler", "ledger", "list", "--config", str(daemon.config_path),
-         "--json", "--limit", "100000", *extra],
-        check=True, capture_output=True, text=True, env=daemon.env,
+        [
+            sys.executable,
+            "-m",
+            "scheduler",
+            "ledger",
+            "list",
+            "--config",
+            str(daemon.config_path),
+            "--json",
+            "--limit",
+            "100000",
+            *extra,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=daemon.env,
     )
     return list(json.loads(out.stdout))

@@ -79,7 +79,9 @@ def test_each_eligible_chat_is_shared_once_per_local_day(stack: Stack) -> None:
         assert 9 <= local.hour < 20, f"share outside the window at {local}"
     # Shares on line 2 only started after its card became active.
     first_late = min(_local(s["at"]) for s in shares if s["chat_id"] in late)
-    last_l1_day1 = max(_local(s["at"]) for s in shares if s["chat_id"] in eligible and _local(s["at"]).day == 2)
+    last_l1_day1 = max(
+        _local(s["at"]) for s in shares if s["chat_id"] in eligible and _local(s["at"]).day == 2
+    )
     assert first_late > last_l1_day1
 
     assert daemon.stop() == 0

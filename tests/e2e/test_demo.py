@@ -14,7 +14,9 @@ pytestmark = pytest.mark.e2e
 def test_demo_runs_to_its_summary_line() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "scheduler", "demo", "--exit-when-done", "--chats-per-line", "5"],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     last = out.stdout.strip().splitlines()[-1]

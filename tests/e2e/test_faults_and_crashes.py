@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import signal
 import time
@@ -65,7 +66,7 @@ def test_5xx_and_429_still_give_exactly_one_share(stack: Stack) -> None:
         by_chat[str(call["chat_id"])].append(call)
     for chat_calls in by_chat.values():
         chat_calls.sort(key=lambda c: _at(str(c["at"])))
-        for earlier, later in zip(chat_calls, chat_calls[1:], strict=False):
+        for earlier, later in itertools.pairwise(chat_calls):
             if earlier["status"] == 429:
                 gap = _at(str(later["at"])) - _at(str(earlier["at"]))
                 assert gap >= timedelta(seconds=60), f"called again {gap} after a 429"

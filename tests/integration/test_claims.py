@@ -84,18 +84,24 @@ async def test_claims_are_exclusive_and_recorded(ledger: Ledger) -> None:
 async def test_expired_claim_counts_as_shared(ledger: Ledger) -> None:
     pol = policy()
     ids = await _seed(ledger, 3)
-    claimed = await claim_batch(ledger, now=NOON, limit=10, instance="dead", lease=LEASE, policy=pol)
+    claimed = await claim_batch(
+        ledger, now=NOON, limit=10, instance="dead", lease=LEASE, policy=pol
+    )
     assert len(claimed.claims) == 3
     # The owner dies; before the lease ends nobody may touch the chats.
     early = NOON + LEASE - timedelta(seconds=1)
-    assert (await claim_batch(ledger, now=early, limit=10, instance="b", lease=LEASE, policy=pol)).claims == []
+    assert (
+        await claim_batch(ledger, now=early, limit=10, instance="b", lease=LEASE, policy=pol)
+    ).claims == []
     later = NOON + LEASE + timedelta(seconds=1)
     assert await resolve_dangling(ledger, now=later, lease=LEASE, policy=pol) == 3
     row = await chat_row(ledger, ids[0])
     assert row.share_count == 1
     assert row.last_shared_at == NOON
     assert row.claim_attempt_id is None
-    assert (await claim_batch(ledger, now=later, limit=10, instance="b", lease=LEASE, policy=pol)).claims == []
+    assert (
+        await claim_batch(ledger, now=later, limit=10, instance="b", lease=LEASE, policy=pol)
+    ).claims == []
     async with ledger.read() as conn:
         outcomes = (await conn.execute(sa.select(attempts.c.outcome))).scalars().all()
     assert sorted(outcomes) == [Outcome.ambiguous] * 3
@@ -117,7 +123,9 @@ async def test_card_not_active_does_not_burn_the_day(ledger: Ledger) -> None:
     ids = await _seed(ledger, 3)
     claimed = await claim_batch(ledger, now=NOON, limit=1, instance="a", lease=LEASE, policy=pol)
     err = CardNotActive("card not active", status=404, code=2012)
-    rec = CallRecord(claimed.claims[0], _decide(err, NOON), NOON, tries=1, http_status=404, error_code=2012)  # type: ignore[arg-type]
+    rec = CallRecord(
+        claimed.claims[0], _decide(err, NOON), NOON, tries=1, http_status=404, error_code=2012
+    )  # type: ignore[arg-type]
     await record_results(ledger, [rec], pol, NOON)
     row = await chat_row(ledger, claimed.claims[0].chat_id)
     assert row.share_count == 0
@@ -144,7 +152,9 @@ async def test_failure_backs_off_and_release_restores(ledger: Ledger) -> None:
     ids = await _seed(ledger, 2)
     claimed = await claim_batch(ledger, now=NOON, limit=2, instance="a", lease=LEASE, policy=pol)
     failed, unstarted = claimed.claims
-    rec = CallRecord(failed, _decide(ServerError("boom", status=500, code=3006), NOON), NOON, tries=4)  # type: ignore[arg-type]
+    rec = CallRecord(
+        failed, _decide(ServerError("boom", status=500, code=3006), NOON), NOON, tries=4
+    )  # type: ignore[arg-type]
     await record_results(ledger, [rec], pol, NOON)
     await release_claims(ledger, [unstarted], pol, NOON)
     failed_row = await chat_row(ledger, failed.chat_id)
@@ -170,7 +180,9 @@ async def test_late_outcome_after_takeover_is_not_applied_twice(ledger: Ledger) 
 
 
 @pytest.mark.parametrize("replicas", [3])
-async def test_concurrent_replicas_never_claim_the_same_chat(ledger_url: str, replicas: int) -> None:
+async def test_concurrent_replicas_never_claim_the_same_chat(
+    ledger_url: str, replicas: int
+) -> None:
     pol = policy()
     ledgers = [Ledger(create_engine(ledger_url, pool_size=2)) for _ in range(replicas)]
     try:
@@ -179,7 +191,9 @@ async def test_concurrent_replicas_never_claim_the_same_chat(ledger_url: str, re
         async def drain(led: Ledger, name: str) -> list[str]:
             got: list[str] = []
             while True:
-                res = await claim_batch(led, now=NOON, limit=25, instance=name, lease=LEASE, policy=pol)
+                res = await claim_batch(
+                    led, now=NOON, limit=25, instance=name, lease=LEASE, policy=pol
+                )
                 if not res.claims:
                     return got
                 got += [c.chat_id for c in res.claims]

@@ -96,8 +96,11 @@ async def test_bad_signatures_are_401_and_write_nothing(
     client: httpx.AsyncClient, ledger: Ledger, mutate: str
 ) -> None:
     payload = message_event("message.sent")
-    kwargs = _signed(payload, "not-the-secret" if mutate == "wrong_secret" else SECRET,
-                     ts=int(time.time()) - 3600 if mutate == "stale" else None)
+    kwargs = _signed(
+        payload,
+        "not-the-secret" if mutate == "wrong_secret" else SECRET,
+        ts=int(time.time()) - 3600 if mutate == "stale" else None,
+    )
     if mutate == "missing":
         del kwargs["headers"]["X-Webhook-Signature"]
     if mutate == "tampered":

@@ -127,7 +127,10 @@ def test_unknown_event_type_is_accepted_without_activity() -> None:
         ([], "body"),
         ({"event_type": "message.sent"}, "event_id"),
         ({"event_id": "x", "event_type": "message.sent", "data": {}}, "data.chat"),
-        ({"event_id": "x", "event_type": "message.sent", "data": {"chat": {"id": 5}}}, "data.chat.id"),
+        (
+            {"event_id": "x", "event_type": "message.sent", "data": {"chat": {"id": 5}}},
+            "data.chat.id",
+        ),
         (
             {
                 "event_id": "x",
@@ -159,7 +162,9 @@ def test_any_order_gives_the_same_chat() -> None:
         message_event("message.sent", event_id="a", sent_at=T0),
         message_event("message.delivered", event_id="b", sent_at=T0),
         message_event("message.sent", event_id="c", sent_at=T0 + timedelta(hours=3)),
-        message_event("message.received", event_id="d", direction="inbound", sent_at=T0 + timedelta(hours=1)),
+        message_event(
+            "message.received", event_id="d", direction="inbound", sent_at=T0 + timedelta(hours=1)
+        ),
     ]
     clean = _apply_all(events)
     assert clean["first_outbound_at"] == T0
@@ -172,8 +177,12 @@ def test_any_order_gives_the_same_chat() -> None:
 def test_opt_out_then_inbound_opts_back_in() -> None:
     chat = _apply_all([message_event("message.sent")])
     stop = parse_event(
-        message_event("message.received", direction="inbound", health="OPTED_OUT",
-                      sent_at=T0 + timedelta(minutes=1))
+        message_event(
+            "message.received",
+            direction="inbound",
+            health="OPTED_OUT",
+            sent_at=T0 + timedelta(minutes=1),
+        )
     ).activity
     assert stop is not None
     chat = merge_activity(chat, stop)
