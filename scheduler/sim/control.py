@@ -162,7 +162,9 @@ def control_routes(sim: Simulator) -> list[Route]:
         body = await _body(request)
         url = body.get("url")
         secret = body.get("secret")
-        if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        if url is not None and not (
+            isinstance(url, str) and url.startswith(("http://", "https://"))
+        ):
             raise ControlError(400, "url must be an http(s) URL")
         if secret is not None and not isinstance(secret, str):
             raise ControlError(400, "secret must be a string")

@@ -286,9 +286,7 @@ class SimState:
             raise SimError(404, 2001, f"chat {chat_id} not found")
         return chat
 
-    def _new_chat(
-        self, number: str, to: Sequence[str], service: str, at: datetime
-    ) -> Chat:
+    def _new_chat(self, number: str, to: Sequence[str], service: str, at: datetime) -> Chat:
         me = Handle(self.new_id(), number, service, True, at)
         recipients = [Handle(self.new_id(), h, service, False, at) for h in to]
         chat = Chat(self.new_id(), number, me, recipients, service, len(to) > 1, at, at)

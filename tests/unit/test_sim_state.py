@@ -155,9 +155,7 @@ def test_get_one_missing_card_is_2012_and_all_cards_lists_them(state: SimState) 
     assert [c.phone_number for c in state.get_cards(None)] == [LINE, OTHER_LINE]
 
 
-def test_card_write_budget_is_three_per_ten_minutes(
-    state: SimState, clock: FakeClock
-) -> None:
+def test_card_write_budget_is_three_per_ten_minutes(state: SimState, clock: FakeClock) -> None:
     state.create_card({"phone_number": LINE, "first_name": "A"})
     clock.tick(timedelta(minutes=1))
     state.update_card(LINE, {"first_name": "B"})
@@ -379,9 +377,7 @@ def test_limit_defaults_to_20_and_accepts_100() -> None:
 # -- sharing -------------------------------------------------------------------------------
 
 
-def test_share_needs_a_known_chat_and_an_active_card(
-    state: SimState, clock: FakeClock
-) -> None:
+def test_share_needs_a_known_chat_and_an_active_card(state: SimState, clock: FakeClock) -> None:
     chat, _ = state.create_chat(chat_body())
     with raises(404, 2001):
         state.share("missing")
@@ -420,9 +416,7 @@ def test_share_is_limited_to_once_per_chat_per_five_minutes(
     assert len(state.shares_by_chat[chat.id]) == 2
 
 
-def test_share_refuses_opted_out_and_silent_chats(
-    state: SimState, clock: FakeClock
-) -> None:
+def test_share_refuses_opted_out_and_silent_chats(state: SimState, clock: FakeClock) -> None:
     active_card(state, clock)
     [silent] = state.seed(LINE, 1, outbound=False)
     with raises(400, 1004):
