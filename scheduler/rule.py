@@ -292,7 +292,7 @@ def _inactive_deadline(chat: ChatFacts, policy: Policy) -> datetime | None:
     if after is None:
         return None
     latest = chat.first_outbound_at
-    for seen in (chat.last_outbound_at, chat.last_inbound_at):
+    for seen in (chat.last_outbound_at,):
         if seen is not None and (latest is None or seen > latest):
             latest = seen
     return None if latest is None else latest + after
@@ -329,6 +329,8 @@ def next_share_at(
         if bound > lower:
             lower = bound
     retry = chat.not_before
+    if retry is not None and retry > lower:
+        lower = retry
     deadline = _inactive_deadline(chat, policy)
     if deadline is not None and lower >= deadline:
         return None
