@@ -292,7 +292,7 @@ def _inactive_deadline(chat: ChatFacts, policy: Policy) -> datetime | None:
     if after is None:
         return None
     latest = chat.first_outbound_at
-    for seen in (chat.last_outbound_at,):
+    for seen in (chat.last_outbound_at, chat.last_inbound_at):
         if seen is not None and (latest is None or seen > latest):
             latest = seen
     return None if latest is None else latest + after

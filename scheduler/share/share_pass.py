@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,7 +22,7 @@ import structlog
 
 from scheduler import clock
 from scheduler.config import SharePassConfig
-from scheduler.errors import LinqError, LinqTransportError
+from scheduler.errors import LedgerUnavailable, LinqError, LinqTransportError
 from scheduler.ledger.claims import (
     CallRecord,
     Claim,
@@ -55,6 +57,7 @@ class PassReport:
     released: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     stopped: bool = False
+    interrupted: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -64,16 +67,25 @@ class PassReport:
             "released": self.released,
             "outcomes": dict(self.outcomes),
             "stopped": self.stopped,
+            "interrupted": self.interrupted,
         }
 
 
 class _Recorder:
-    """Buffers call records and writes them in batches from one task."""
+    """Buffers call records and writes them in batches from one task.
 
-    def __init__(self, ledger: Ledger, policy: Policy, report: PassReport) -> None:
+    While the ledger is unreachable the records wait in memory and are retried, for at most
+    ``patience``: the claims they close stay valid for the lease, and past it the records
+    would be stale (the chats are resolved as ambiguous by whoever finds them).
+    """
+
+    def __init__(
+        self, ledger: Ledger, policy: Policy, report: PassReport, patience: float
+    ) -> None:
         self.ledger = ledger
         self.policy = policy
         self.report = report
+        self.patience = patience
         self.pending: list[CallRecord] = []
         self.wake = asyncio.Event()
         self.closed = False
@@ -83,24 +95,50 @@ class _Recorder:
         if len(self.pending) >= RECORD_BATCH:
             self.wake.set()
 
+    async def _write(self, batch: list[CallRecord]) -> None:
+        lost = await record_results(self.ledger, batch, self.policy, clock.now())
+        for rec in lost:
+            log.warning(
+                "share.claim_lost",
+                chat_id=rec.claim.chat_id,
+                attempt_id=rec.claim.attempt_id,
+                outcome=rec.decision.outcome,
+            )
+
     async def flush(self) -> None:
         while self.pending:
-            batch, self.pending = self.pending[: RECORD_BATCH * 5], self.pending[RECORD_BATCH * 5 :]
-            lost = await record_results(self.ledger, batch, self.policy, clock.now())
-            for rec in lost:
-                log.warning(
-                    "share.claim_lost",
-                    chat_id=rec.claim.chat_id,
-                    attempt_id=rec.claim.attempt_id,
-                    outcome=rec.decision.outcome,
-                )
+            batch = self.pending[: RECORD_BATCH * 5]
+            await retry_while_unavailable(functools.partial(self._write, batch), self.patience)
+            del self.pending[: len(batch)]
 
     async def run(self) -> None:
         while not self.closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), RECORD_INTERVAL)
             self.wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except LedgerUnavailable as exc:
+                log.error("share.record_failed", error=str(exc), pending=len(self.pending))
+                return
+
+
+async def retry_while_unavailable(
+    write: Callable[[], Awaitable[object]], patience: float
+) -> None:
+    """Run ``write``, retrying while the ledger is unavailable, for at most ``patience`` s."""
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            await write()
+            return
+        except LedgerUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("ledger.unavailable", error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class SharePass:
@@ -170,7 +208,9 @@ class SharePass:
     async def _pipeline(self, report: PassReport) -> None:
         cfg = self.config
         queue: asyncio.Queue[Claim | object] = asyncio.Queue(maxsize=cfg.batch_size)
-        recorder = _Recorder(self.ledger, self.policy, report)
+        recorder = _Recorder(
+            self.ledger, self.policy, report, patience=cfg.lease.total_seconds() / 2
+        )
         unstarted: list[Claim] = []
         recorder_task = asyncio.create_task(recorder.run(), name="share-recorder")
         workers = [
@@ -205,7 +245,10 @@ class SharePass:
         await asyncio.gather(recorder_task, return_exceptions=True)
         await recorder.flush()
         if unstarted:
-            await release_claims(self.ledger, unstarted, self.policy, clock.now())
+            await retry_while_unavailable(
+                lambda: release_claims(self.ledger, unstarted, self.policy, clock.now()),
+                self.config.lease.total_seconds() / 2,
+            )
             report.released += len(unstarted)
             log.info("share.claims_released", count=len(unstarted))
 
@@ -215,14 +258,20 @@ class SharePass:
         cfg = self.config
         while not self.stopping.is_set() and self.auth_failure is None:
             now = clock.now()
-            result = await claim_batch(
-                self.ledger,
-                now=now,
-                limit=cfg.batch_size,
-                instance=self.instance,
-                lease=cfg.lease,
-                policy=self.policy,
-            )
+            try:
+                result = await claim_batch(
+                    self.ledger,
+                    now=now,
+                    limit=cfg.batch_size,
+                    instance=self.instance,
+                    lease=cfg.lease,
+                    policy=self.policy,
+                )
+            except LedgerUnavailable as exc:
+                # Finish what is claimed; the next pass picks up the rest.
+                log.warning("pass.claims_interrupted", error=str(exc))
+                report.interrupted = True
+                return
             report.ambiguous_resolved += result.ambiguous
             if not result.claims:
                 if result.ambiguous or result.rescheduled:
