@@ -90,8 +90,10 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     logging.basicConfig(
         level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s %(message)s"
     )
-    for name in ("apscheduler", "uvicorn.error", "uvicorn.access", "httpx", "httpcore"):
+    for name in ("uvicorn.error", "uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances reached" is the design, not a problem.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -213,7 +213,7 @@ def zone_for(chat: ChatFacts, line: LineFacts, policy: Policy) -> ZoneInfo:
 def share_day(t: datetime, zone: ZoneInfo, policy: Policy) -> date:
     """The day a share at ``t`` counts for: the opening day of the window ``t`` belongs to."""
     local = t.astimezone(zone)
-    if policy.crosses_midnight and local.time() < policy.window_end:
+    if policy.crosses_midnight and local.time() <= policy.window_end:
         return local.date() - _ONE_DAY
     return local.date()
 

@@ -1,7 +1,9 @@
 """One share pass: claim due chats in batches, call Linq with bounded concurrency, record.
 
-Claims flow through a bounded queue to ``concurrency`` workers, so the next batch is claimed
-while the last one is still in flight and no worker idles at batch boundaries. Outcomes are
+Claims flow through a short queue to ``concurrency`` workers: the next claims are taken while
+the last ones are in flight, so no worker idles between batches, and no more than about
+three times ``concurrency`` chats are claimed at once, which bounds what a crash can cost
+(claims without an outcome count as shared). Outcomes are
 written by one recorder in small transactions of many chats.
 """
 
@@ -167,6 +169,7 @@ class SharePass:
         self.auth_failure: str | None = None
         self.blocked_lines: set[str] = set()
         self.last_report: PassReport | None = None
+        self._space = asyncio.Event()
 
     def reconfigure(self, config: SharePassConfig, policy: Policy) -> None:
         self.config = config
@@ -207,7 +210,8 @@ class SharePass:
 
     async def _pipeline(self, report: PassReport) -> None:
         cfg = self.config
-        queue: asyncio.Queue[Claim | object] = asyncio.Queue(maxsize=cfg.batch_size)
+        queue: asyncio.Queue[Claim | object] = asyncio.Queue(maxsize=2 * cfg.concurrency)
+        self._space = asyncio.Event()
         recorder = _Recorder(
             self.ledger, self.policy, report, patience=cfg.lease.total_seconds() / 2
         )
@@ -257,12 +261,17 @@ class SharePass:
     ) -> None:
         cfg = self.config
         while not self.stopping.is_set() and self.auth_failure is None:
+            room = queue.maxsize - queue.qsize()
+            if room < queue.maxsize // 2:
+                self._space.clear()
+                await self._space.wait()
+                continue
             now = clock.now()
             try:
                 result = await claim_batch(
                     self.ledger,
                     now=now,
-                    limit=cfg.batch_size,
+                    limit=min(cfg.batch_size, room),
                     instance=self.instance,
                     lease=cfg.lease,
                     policy=self.policy,
@@ -293,6 +302,7 @@ class SharePass:
     ) -> None:
         while True:
             item = await queue.get()
+            self._space.set()
             if item is _DONE or not isinstance(item, Claim):
                 return
             claim = item

@@ -1,4 +1,8 @@
-"""``/v3/chats``: traffic (create chats, send messages), listings, and share_contact_card."""
+"""``/v3/chats``: traffic (create chats, send messages), listings, and share_contact_card.
+
+``POST /v3/chats`` answers ``{"chat", "message"}``; ``POST /v3/chats/{id}/messages`` answers
+the sent message object itself. ``GET /v3/chats/{id}`` (one chat object) is served as well.
+"""
 
 from __future__ import annotations
 

@@ -12,9 +12,10 @@ from scheduler.config import E164
 RATE_KNOBS = frozenset(
     {"share_fault_rate", "share_429_rate", "timeout_rate", "reset_rate", "global_429_rate"}
 )
-SECONDS_KNOBS = frozenset({"retry_after", "timeout_hold", "activation_delay", "latency_ms"})
+# Seconds, except latency_ms.
+DURATION_KNOBS = frozenset({"retry_after", "timeout_hold", "activation_delay", "latency_ms"})
 COUNT_KNOBS = frozenset({"card_4004_next", "card_2022_next"})
-MUTABLE_KNOBS = RATE_KNOBS | SECONDS_KNOBS | COUNT_KNOBS | {"token", "lines"}
+MUTABLE_KNOBS = RATE_KNOBS | DURATION_KNOBS | COUNT_KNOBS | {"token", "lines"}
 
 
 @dataclass
@@ -56,10 +57,10 @@ class SimSettings:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-        for name in SECONDS_KNOBS:
+        for name in DURATION_KNOBS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
         for name in COUNT_KNOBS:

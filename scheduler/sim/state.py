@@ -15,7 +15,8 @@ Where the documentation is silent, these choices are made:
   2022 leaves the card as it was.
 - Share checks run in this order: 2001 unknown chat, 2005 line not on the account, 2012 no
   active card, 2024 recipient opted out, 1004 no outbound message, 1007 shared less than
-  5 minutes ago. Only applied shares start the 5-minute window.
+  5 minutes ago. Only applied shares start the 5-minute window. The timeout fault holds only
+  answers to applied shares (the ambiguous case); refusals are answered at once.
 - ``POST /v3/chats`` to the same recipients from the same number over the same service reuses
   the existing chat (and sends the message there) instead of opening a second one.
 - Lists (chats, messages) are in creation order, oldest first; cursors are opaque.
@@ -149,7 +150,7 @@ class SimState:
         self.message_count = 0
         self._seeded = 0
 
-    # -- helpers ---------------------------------------------------------------------------
+    # -- ids, fault draws, account access --------------------------------------------------
 
     def new_id(self) -> str:
         """A random (seeded) UUID4 string; formatted by hand because uuid.UUID is slow."""

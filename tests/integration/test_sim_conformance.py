@@ -546,31 +546,27 @@ def test_cli_rejects_bad_flags_with_exit_2(args: list[str]) -> None:
     assert result.exit_code == 2, result.output
 
 
-def test_cli_serves_on_a_free_port_and_stops_on_sigterm(tmp_path: Path) -> None:
+def test_cli_serves_on_a_free_port_and_stops_on_sigterm() -> None:
     code = "from scheduler.cli.sim_cmd import sim_app; sim_app()"
     env = {**os.environ, "SIM_TOKEN": "cli-token"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, "serve", "--port", "0", "--lines", LINE],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("sim: listening on http://127.0.0.1:"), line
-        base = line.rsplit(" ", 1)[1].strip()
-        assert httpx.get(base + "/_sim/health").json() == {"ok": True}
-        denied = httpx.post(
-            base + "/api/partner/v3/contact_card",
-            json={"phone_number": OTHER_LINE, "first_name": "A"},
-            headers={"Authorization": "Bearer cli-token"},
-        )
-        error_of(denied, 403, 2005)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    command = [sys.executable, "-c", code, "serve", "--port", "0", "--lines", LINE]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert line.startswith("sim: listening on http://127.0.0.1:"), line
+            base = line.rsplit(" ", 1)[1].strip()
+            assert httpx.get(base + "/_sim/health").json() == {"ok": True}
+            denied = httpx.post(
+                base + "/api/partner/v3/contact_card",
+                json={"phone_number": OTHER_LINE, "first_name": "A"},
+                headers={"Authorization": "Bearer cli-token"},
+            )
+            error_of(denied, 403, 2005)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()

@@ -166,7 +166,10 @@ def test_crossing_window_ending_in_the_repeated_hour() -> None:
 
 def test_daily_shares_through_both_new_york_transitions_keep_local_time() -> None:
     p = policy("America/New_York", time(9), time(20))
-    for start, end in [(date(2026, 3, 5), date(2026, 3, 12)), (date(2026, 10, 28), date(2026, 11, 4))]:
+    for start, end in [
+        (date(2026, 3, 5), date(2026, 3, 12)),
+        (date(2026, 10, 28), date(2026, 11, 4)),
+    ]:
         now = datetime.combine(start, time(5), tzinfo=NEW_YORK).astimezone(UTC)
         c = chat(now)
         local: list[datetime] = []
@@ -191,8 +194,14 @@ def test_daily_shares_through_both_new_york_transitions_keep_local_time() -> Non
 
 def test_london_daytime_window_shifts_by_an_hour() -> None:
     p = policy("Europe/London", time(9), time(17))
-    assert window_bounds(date(2026, 3, 28), LONDON, p) == (utc(2026, 3, 28, 9), utc(2026, 3, 28, 17))
-    assert window_bounds(date(2026, 3, 29), LONDON, p) == (utc(2026, 3, 29, 8), utc(2026, 3, 29, 16))
+    assert window_bounds(date(2026, 3, 28), LONDON, p) == (
+        utc(2026, 3, 28, 9),
+        utc(2026, 3, 28, 17),
+    )
+    assert window_bounds(date(2026, 3, 29), LONDON, p) == (
+        utc(2026, 3, 29, 8),
+        utc(2026, 3, 29, 16),
+    )
     assert window_bounds(date(2026, 10, 25), LONDON, p) == (
         utc(2026, 10, 25, 9),
         utc(2026, 10, 25, 17),
@@ -297,7 +306,10 @@ def test_new_years_night_counts_for_the_day_it_opened() -> None:
 def test_crossing_window_over_a_year_end_in_new_york() -> None:
     p = policy("America/New_York", time(22), time(2))
     # EST all winter: 22:00 -> 03:00 UTC next day, 02:00 -> 07:00 UTC.
-    assert window_bounds(date(2026, 12, 31), NEW_YORK, p) == (utc(2027, 1, 1, 3), utc(2027, 1, 1, 7))
+    assert window_bounds(date(2026, 12, 31), NEW_YORK, p) == (
+        utc(2027, 1, 1, 3),
+        utc(2027, 1, 1, 7),
+    )
     c = chat(utc(2026, 12, 30, 12), last_shared_at=utc(2026, 12, 31, 6), share_count=1)
     # The share at 01:00 EST on Dec 31 counted for Dec 30; Dec 31's window is still free.
     assert next_share_at(c, LINE, p, utc(2026, 12, 31, 12)) == utc(2027, 1, 1, 3)

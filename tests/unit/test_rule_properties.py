@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, event, given, settings
@@ -62,9 +63,7 @@ TRANSITION_DAYS = [
     date(2028, 2, 28),
 ]
 
-SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @dataclass(frozen=True)
@@ -153,11 +152,14 @@ def inactive_deadline(chat: ChatFacts, policy: Policy) -> datetime | None:
 
 def due_by_definition(chat: ChatFacts, line: LineFacts, policy: Policy, t: datetime) -> bool:
     """The design's definition of "due at t", checked directly at one instant."""
-    if ineligible_reason(chat, line, policy, t) is not None:
+    if not line.card_active or line.paused or chat.status != ChatStatus.active.value:
+        return False
+    if (chat.service or "").lower() != "imessage" or (chat.is_group and not policy.include_groups):
+        return False
+    if policy.max_shares is not None and chat.share_count >= policy.max_shares:
         return False
     first = chat.first_outbound_at
-    assert first is not None
-    if t < first + policy.first_share_delay:
+    if first is None or t < first + policy.first_share_delay:
         return False
     last = chat.last_shared_at
     if last is not None and t < last + policy.min_interval:
@@ -265,7 +267,7 @@ def test_simulated_history_keeps_every_promise(
             assert s >= before.not_before
         deadline = inactive_deadline(before, policy)
         assert deadline is None or s < deadline
-    for (earlier, _), (later, _) in zip(shares, shares[1:], strict=False):
+    for (earlier, _), (later, _) in pairwise(shares):
         assert later - earlier >= policy.min_interval
 
 
@@ -342,11 +344,24 @@ def test_windows_are_ordered_and_disjoint(setup: Setup, when: datetime) -> None:
     for opens, closes in bounds:
         assert opens <= closes
         assert closes - opens <= timedelta(hours=27)
-    for (_, closes), (opens, _) in zip(bounds, bounds[1:], strict=False):
+    for (_, closes), (opens, _) in pairwise(bounds):
         assert closes <= opens
-    # An instant inside the window of a day counts for that day.
+    # An instant inside the window of a day counts for that day; its end belongs to the next.
+    fresh = new_chat(when - timedelta(days=30), setup.recipient)
+    alive = dataclasses.replace(
+        policy, stop_after_inactive_days=None, first_share_delay=timedelta(0)
+    )
     for i, (opens, closes) in enumerate(bounds):
+        opening_day = day + timedelta(days=i - 1)
         if opens < closes:
             for probe in (opens, opens + (closes - opens) / 2, closes - timedelta(seconds=1)):
                 if probe >= opens:
-                    assert share_day(probe, zone, policy) == day + timedelta(days=i - 1)
+                    assert share_day(probe, zone, policy) == opening_day
+        after = opening_day + timedelta(days=1 if policy.crosses_midnight else 0)
+        assert share_day(closes, zone, policy) == after
+        tick = timedelta(microseconds=1)
+        for edge in (opens - tick, opens, closes - tick, closes):
+            due = is_due(fresh, setup.line, alive, edge)
+            assert due == due_by_definition(fresh, setup.line, alive, edge), edge
+            if opens <= edge < closes:
+                assert due == (opening_day.weekday() in policy.days)
