@@ -213,7 +213,7 @@ def zone_for(chat: ChatFacts, line: LineFacts, policy: Policy) -> ZoneInfo:
 def share_day(t: datetime, zone: ZoneInfo, policy: Policy) -> date:
     """The day a share at ``t`` counts for: the opening day of the window ``t`` belongs to."""
     local = t.astimezone(zone)
-    if policy.crosses_midnight and local.time() <= policy.window_end:
+    if policy.crosses_midnight and local.time() < policy.window_end:
         return local.date() - _ONE_DAY
     return local.date()
 
@@ -329,8 +329,6 @@ def next_share_at(
         if bound > lower:
             lower = bound
     retry = chat.not_before
-    if retry is not None and retry > lower:
-        lower = retry
     deadline = _inactive_deadline(chat, policy)
     if deadline is not None and lower >= deadline:
         return None

@@ -116,6 +116,10 @@ class Line(Base):
     # Card write budget: recent write times (JSON list of ISO stamps) and the next allowed write.
     card_write_log: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     card_next_write_at: Mapped[datetime | None]
+    # Consecutive failed writes (4004, 2022...), for a wait that grows with each.
+    card_write_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The last write Linq accepted; activation is polled from here until a deadline.
+    card_written_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -176,6 +180,20 @@ class ShareAttempt(Base):
     forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
+class BackfillState(Base):
+    """Where a backfill run got to, per line ("*" for all lines), so that it can resume."""
+
+    __tablename__ = "backfill_state"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[datetime | None]
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    chats_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
 class WebhookEvent(Base):
     __tablename__ = "webhook_events"
 
@@ -189,3 +207,4 @@ chats_table = cast(Table, Chat.__table__)
 lines_table = cast(Table, Line.__table__)
 attempts_table = cast(Table, ShareAttempt.__table__)
 webhook_events_table = cast(Table, WebhookEvent.__table__)
+backfill_state_table = cast(Table, BackfillState.__table__)
