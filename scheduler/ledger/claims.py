@@ -27,7 +27,8 @@ from scheduler.ledger.facts import (
     select_chats_with_line,
 )
 from scheduler.ledger.facts import lines as Line_table
-from scheduler.ledger.models import CardState, ChatStatus, Outcome, attempts_table
+from scheduler.ledger.dialect import values_cte_update
+from scheduler.ledger.models import CardState, ChatStatus, Outcome, UTCDateTime, attempts_table
 from scheduler.rule import LineFacts, Policy
 from scheduler.share.decisions import Decision
 
@@ -182,6 +183,20 @@ def _finish_params(
     }
 
 
+async def _new_attempt_ids(conn: AsyncConnection, count: int) -> list[int]:
+    """Reserve ids for ``count`` intent rows, so that one multi-row INSERT needs no RETURNING."""
+    if conn.dialect.name == "postgresql":
+        rows = await conn.execute(
+            sa.text("SELECT nextval('share_attempts_id_seq') FROM generate_series(1, :n)"),
+            {"n": count},
+        )
+        return [int(r[0]) for r in rows]
+    # SQLite: this transaction holds the write lock, so max(id) cannot move under us.
+    top = (await conn.execute(sa.select(sa.func.max(attempts.c.id)))).scalar()
+    start = int(top or 0) + 1
+    return list(range(start, start + count))
+
+
 async def claim_batch(
     ledger: Ledger,
     *,
@@ -233,10 +248,12 @@ async def claim_batch(
             result.rescheduled = len(reschedule)
         if not due:
             return result
-        inserted = await conn.execute(
-            sa.insert(attempts).returning(attempts.c.id, sort_by_parameter_order=True),
+        ids = await _new_attempt_ids(conn, len(due))
+        await conn.execute(
+            sa.insert(attempts),
             [
                 {
+                    "id": aid,
                     "chat_id": row.chat_id,
                     "line": row.line,
                     "started_at": now,
@@ -245,27 +262,26 @@ async def claim_batch(
                     "tries": 0,
                     "forced": force,
                 }
-                for row in due
-            ],
-        )
-        ids = [r.id for r in inserted]
-        await conn.execute(
-            sa.update(chats)
-            .where(chats.c.chat_id == sa.bindparam("b_chat_id"))
-            .values(
-                claimed_by=instance,
-                claim_attempt_id=sa.bindparam("b_attempt"),
-                claim_expires_at=lease_end,
-                next_share_at=lease_end,
-            ),
-            [
-                {"b_chat_id": row.chat_id, "b_attempt": aid}
                 for row, aid in zip(due, ids, strict=True)
             ],
         )
+        attempt_of = {row.chat_id: aid for row, aid in zip(due, ids, strict=True)}
+        await conn.execute(
+            values_cte_update(
+                "chats",
+                "chat_id",
+                [("chat_id", sa.String()), ("claim_attempt_id", sa.BigInteger())],
+                list(attempt_of.items()),
+                constants={
+                    "claimed_by": (instance, sa.String()),
+                    "claim_expires_at": (lease_end, UTCDateTime()),
+                    "next_share_at": (lease_end, UTCDateTime()),
+                },
+            )
+        )
         result.claims = [
-            Claim(row.chat_id, row.line, aid, now, row.consecutive_failures)
-            for row, aid in zip(due, ids, strict=True)
+            Claim(row.chat_id, row.line, attempt_of[row.chat_id], now, row.consecutive_failures)
+            for row in due
         ]
         return result
 

@@ -56,7 +56,7 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -65,6 +65,7 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0
         pool_timeout=connect_timeout,
         connect_args={"connect_timeout": max(1, int(connect_timeout))},
     )
+    return engine
 
 
 class Ledger:

@@ -1,0 +1,181 @@
+"""Shared set-up for benchmarks: simulator process, ledgers of any size, reporting."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import sqlite3
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from scheduler.demo.processes import SimProcess, base_env
+from scheduler.ledger import schema
+from scheduler.ledger.engine import Ledger, create_engine
+from scheduler.rule import Policy
+
+LINE = "+14155550100"
+TOKEN = "bench-token"
+PG_DSN = os.environ.get("SHARE_SCHEDULER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def open_policy(now: datetime) -> Policy:
+    """A UTC window around ``now``, so every eligible chat is due right away."""
+    start = (now - timedelta(hours=1)).time().replace(second=0, microsecond=0)
+    end = (now + timedelta(hours=3)).time().replace(second=0, microsecond=0)
+    return Policy(
+        timezone="UTC", window_start=start, window_end=end, min_interval=timedelta(hours=12),
+        stop_after_inactive_days=None,
+    )
+
+
+@contextmanager
+def simulator(latency_ms: float = 0, **kwargs: Any) -> Iterator[SimProcess]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-sim-"))
+    sim = SimProcess.start(
+        workdir, env=base_env(), token=TOKEN, activation_delay=0, latency_ms=latency_ms, **kwargs
+    )
+    try:
+        httpx.post(
+            f"{sim.api_base}/v3/contact_card",
+            json={"phone_number": LINE, "first_name": "Bench"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ).raise_for_status()
+        yield sim
+    finally:
+        sim.stop()
+
+
+def seed(sim: SimProcess, count: int) -> list[str]:
+    ids: list[str] = []
+    while len(ids) < count:
+        batch = min(50_000, count - len(ids))
+        ids += sim.control("POST", "seed", json={"from": LINE, "count": batch, "webhooks": False})[
+            "chat_ids"
+        ]
+    return ids
+
+
+@contextmanager
+def ledger_url(kind: str) -> Iterator[str]:
+    """A fresh, migrated ledger of the given kind, removed afterwards."""
+    if kind == "sqlite":
+        workdir = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
+        url = f"sqlite:///{workdir / 'ledger.db'}"
+        _migrate(url)
+        yield url
+        return
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = PG_DSN.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        _migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _migrate(url: str) -> None:
+    async def run() -> None:
+        ledger = Ledger(create_engine(url, pool_size=1))
+        try:
+            await schema.upgrade(ledger)
+        finally:
+            await ledger.dispose()
+
+    asyncio.run(run())
+
+
+def _rows(ids: Sequence[str], due: set[str], now: datetime) -> Iterator[tuple[Any, ...]]:
+    first = now - timedelta(days=1)
+    later = now + timedelta(days=1)
+    for i, chat_id in enumerate(ids):
+        nxt = now - timedelta(seconds=60) if chat_id in due else later
+        yield (chat_id, LINE, f"+1212555{i % 10000:04d}", False, "iMessage", first, first,
+               0, "active", 0, nxt, first, first)
+
+
+_COLUMNS = ("chat_id", "line", "recipients", "is_group", "service", "first_outbound_at",
+            "last_outbound_at", "share_count", "status", "consecutive_failures", "next_share_at",
+            "created_at", "updated_at")
+
+
+def fill_ledger(url: str, ids: Sequence[str], due: set[str], now: datetime) -> None:
+    """Bulk-load chats (and an active line) straight through the driver: fast at 1M rows."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1]
+        with sqlite3.connect(path) as db:
+            stamp = now.astimezone(UTC).replace(tzinfo=None).strftime(_SQLITE_TIME)
+            db.execute(
+                "INSERT INTO lines (number, paused, card_state, card_write_log, card_write_failures,"
+                " created_at, updated_at) VALUES (?, 0, 'active', '[]', 0, ?, ?)",
+                (LINE, stamp, stamp),
+            )
+
+            def conv(row: tuple[Any, ...]) -> tuple[Any, ...]:
+                return tuple(
+                    v.astimezone(UTC).replace(tzinfo=None).strftime(_SQLITE_TIME)
+                    if isinstance(v, datetime) else v
+                    for v in row
+                )
+
+            db.executemany(
+                f"INSERT INTO chats ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                (conv(r) for r in _rows(ids, due, now)),
+            )
+        return
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO lines (number, paused, card_state, card_write_log, card_write_failures,"
+            " created_at, updated_at) VALUES (%s, false, 'active', '[]', 0, %s, %s)",
+            (LINE, now, now),
+        )
+        with conn.cursor().copy(f"COPY chats ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+            for row in _rows(ids, due, now):
+                copy.write_row(row)
+        conn.execute("ANALYZE chats")
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [
+        [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in rows
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    print(f"\n{title}")
+    for n, row in enumerate(cells):
+        print("  " + "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+

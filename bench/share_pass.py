@@ -1,0 +1,123 @@
+"""Share pass overhead: the daemon's pass against a bare httpx loop making the same calls.
+
+    python -m bench.share_pass [--chats 2000] [--concurrency 16] [--runs 3]
+
+Both run against the same simulator process (zero latency) at the same concurrency. The
+bare loop is the client side's limit: it only POSTs. The pass also selects, claims (intent
+rows committed before each call), decides and records every outcome. Efficiency is
+bare time / pass time (1.0 = no overhead), per ledger, median of the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import timedelta
+
+import httpx
+
+from bench.common import (
+    TOKEN,
+    Timer,
+    fill_ledger,
+    ledger_url,
+    median,
+    open_policy,
+    seed,
+    simulator,
+    table,
+)
+from scheduler import clock
+from scheduler.config import Secret, SharePassConfig
+from scheduler.ledger.engine import Ledger, create_engine
+from scheduler.linq.client import LinqClient
+from scheduler.share.share_pass import SharePass
+
+
+async def bare_loop(api_base: str, ids: list[str], concurrency: int) -> float:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=api_base, headers={"Authorization": f"Bearer {TOKEN}"}, limits=limits
+    ) as client:
+        queue = list(ids)
+
+        async def worker() -> None:
+            while queue:
+                chat_id = queue.pop()
+                resp = await client.post(f"/v3/chats/{chat_id}/share_contact_card")
+                resp.raise_for_status()
+
+        with Timer() as t:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return t.seconds
+
+
+async def daemon_pass(url: str, api_base: str, concurrency: int) -> tuple[float, int]:
+    ledger = Ledger(create_engine(url, pool_size=4))
+    client = LinqClient(api_base, Secret(TOKEN, "bench"), max_connections=concurrency)
+    config = SharePassConfig(
+        concurrency=concurrency, requests_per_second=1e9, batch_size=500,
+        lease=timedelta(minutes=10),
+    )
+    share_pass = SharePass(
+        ledger=ledger, client=client, config=config, policy=open_policy(clock.now()),
+        instance="bench",
+    )
+    try:
+        with Timer() as t:
+            report = await share_pass.run()
+    finally:
+        await client.aclose()
+        await ledger.dispose()
+    return t.seconds, report.outcomes.get("shared", 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chats", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    args = parser.parse_args()
+    kinds = args.databases.split(",")
+    rows = []
+    summary = []
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    with simulator() as sim:
+        per_run = args.chats
+        ids = seed(sim, per_run * args.runs * (1 + len(kinds)))
+        chunks = [ids[i : i + per_run] for i in range(0, len(ids), per_run)]
+        bare_times: list[float] = []
+        pass_times: dict[str, list[float]] = {k: [] for k in kinds}
+        for run in range(args.runs):
+            # Interleave the contenders so that machine noise hits all of them alike.
+            bare_times.append(asyncio.run(bare_loop(sim.api_base, chunks.pop(), args.concurrency)))
+            for kind in kinds:
+                with ledger_url(kind) as url:
+                    chunk = chunks.pop()
+                    fill_ledger(url, chunk, set(chunk), clock.now())
+                    seconds, shared = asyncio.run(daemon_pass(url, sim.api_base, args.concurrency))
+                    if shared != per_run:
+                        raise SystemExit(f"run {run} on {kind}: shared {shared} of {per_run}")
+                    pass_times[kind].append(seconds)
+        bare = median(bare_times)
+        rows.append(["bare httpx loop", "-", bare, per_run / bare, 1.0])
+        for kind in kinds:
+            t = median(pass_times[kind])
+            rows.append(["share pass", kind, t, per_run / t, bare / t])
+            summary.append(f"{kind} {bare / t:.2f}")
+    table(
+        f"share pass vs bare loop: {args.chats} calls, concurrency {args.concurrency}, "
+        f"zero latency, median of {args.runs}",
+        ["contender", "ledger", "seconds", "calls/s", "efficiency"],
+        rows,
+    )
+    print(f"\nsummary: share pass efficiency (bare loop = 1.0): {', '.join(summary)}")
+
+
+if __name__ == "__main__":
+    main()
