@@ -102,15 +102,18 @@ def _migrate(url: str) -> None:
 def _rows(ids: Sequence[str], due: set[str], now: datetime) -> Iterator[tuple[Any, ...]]:
     first = now - timedelta(days=1)
     later = now + timedelta(days=1)
+    shared = now - timedelta(seconds=60)
     for i, chat_id in enumerate(ids):
-        nxt = now - timedelta(seconds=60) if chat_id in due else later
+        # Chats that are not due were shared a minute ago: the rule agrees they are not due.
+        is_due = chat_id in due
         yield (chat_id, LINE, f"+1212555{i % 10000:04d}", False, "iMessage", first, first,
-               0, "active", 0, nxt, first, first)
+               0 if is_due else 1, "active", 0, shared if is_due else later,
+               None if is_due else shared, first, first)
 
 
 _COLUMNS = ("chat_id", "line", "recipients", "is_group", "service", "first_outbound_at",
             "last_outbound_at", "share_count", "status", "consecutive_failures", "next_share_at",
-            "created_at", "updated_at")
+            "last_shared_at", "created_at", "updated_at")
 
 
 def fill_ledger(url: str, ids: Sequence[str], due: set[str], now: datetime) -> None:
