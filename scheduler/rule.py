@@ -45,9 +45,9 @@ TIMEZONE_RECIPIENT = "recipient"
 
 _ONE_DAY = timedelta(days=1)
 _ALL_DAYS = frozenset(range(7))
-# The scan starts one day before the share day of the lower bound. With every weekday in
-# 7 consecutive days, a skipped "already shared" day and the non-monotonic share day a
-# crossing-midnight window has in a fall-back hour, 11 days always reach a qualifying window.
+# The scan starts at most one day before the share day of the lower bound. With every
+# weekday in 7 consecutive days, a skipped "already shared" day and the non-monotonic share
+# day a crossing-midnight window has in a fall-back hour, 11 days always reach a window.
 _SCAN_DAYS = 11
 _UNKNOWN_ZONE = "Etc/Unknown"
 _ACTIVE = ChatStatus.active.value
@@ -329,13 +329,19 @@ def next_share_at(
         if bound > lower:
             lower = bound
     retry = chat.not_before
+    if retry is not None and retry > lower:
+        lower = retry
     deadline = _inactive_deadline(chat, policy)
     if deadline is not None and lower >= deadline:
         return None
 
     zone = zone_for(chat, line, policy)
     shared_day = None if last is None else share_day(last, zone, policy)
-    day = share_day(lower, zone, policy) - _ONE_DAY
+    day = share_day(lower, zone, policy)
+    if policy.crosses_midnight:
+        # Only a crossing window can still be open on a later local date than the one it
+        # counts for; a daytime window of the day before has surely closed by now.
+        day -= _ONE_DAY
     days = policy.days
     start = policy.window_start
     end = policy.window_end

@@ -31,8 +31,10 @@ PARIS = ZoneInfo("Europe/Paris")
 LINE = LineFacts(card_active=True, paused=False, timezone=None)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def policy(zone: str, start: time, end: time, **changes: Any) -> Policy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
@@ -47,23 +48,34 @@ RECIPIENTS = [
     "someone@example.com",
     "+15550000000",
 ]
-# Dates around DST transitions in the zones above, so histories often cross one.
-TRANSITION_DAYS = [
-    date(2026, 3, 8),
-    date(2026, 11, 1),
-    date(2026, 3, 29),
-    date(2026, 10, 25),
-    date(2026, 4, 5),
-    date(2026, 10, 4),
-    date(2026, 9, 27),
-    date(2026, 4, 5),
-    date(2026, 9, 6),
-    date(2026, 3, 15),
-    date(2026, 12, 31),
-    date(2028, 2, 28),
-]
+# Month, year and leap-day ends, where a crossing-midnight window spans two calendar units.
+CALENDAR_EDGES = [date(2026, 1, 31), date(2026, 12, 31), date(2027, 2, 28), date(2028, 2, 28)]
+FIRST_DAY = date(2025, 1, 1)
+LAST_DAY = date(2028, 12, 31)
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@cache
+def jumps(zone: ZoneInfo) -> tuple[datetime, ...]:
+    """The instants (to the second) at which the zone's UTC offset changes, 2025-2028."""
+    found: list[datetime] = []
+    day = datetime.combine(FIRST_DAY, time(0), tzinfo=UTC)
+    offset = day.astimezone(zone).utcoffset()
+    while day.date() <= LAST_DAY:
+        following = day + timedelta(days=1)
+        following_offset = following.astimezone(zone).utcoffset()
+        if following_offset != offset:
+            low, high = day, following
+            while high - low > timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                if middle.astimezone(zone).utcoffset() == offset:
+                    low = middle
+                else:
+                    high = middle
+            found.append(high)
+        day, offset = following, following_offset
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class Setup:
     policy: Policy
     line: LineFacts
     recipient: str
+    zone: ZoneInfo  # the zone the policy resolves to for this chat
 
 
 wall_times = st.builds(
@@ -81,34 +94,59 @@ wall_times = st.builds(
 
 
 @st.composite
+def wall_times_near_jumps(draw: st.DrawFn, zone: ZoneInfo) -> time:
+    """Wall times around the hour a DST change happens in the zone (any time if it has none)."""
+    if not jumps(zone):
+        return draw(wall_times)
+    jump = draw(st.sampled_from(jumps(zone)))
+    local = (jump - timedelta(minutes=1)).astimezone(zone)
+    shifted = local + timedelta(minutes=draw(st.integers(-90, 150)))
+    return shifted.time().replace(second=0, microsecond=0)
+
+
+@st.composite
+def instants(draw: st.DrawFn, zone: ZoneInfo) -> datetime:
+    """Instants near the zone's DST changes, near calendar edges, or anywhere in 2025-2028."""
+    kind = draw(st.sampled_from(["jump", "jump", "edge", "anywhere"]))
+    if kind == "jump" and jumps(zone):
+        jump = draw(st.sampled_from(jumps(zone)))
+        return jump + timedelta(seconds=draw(st.integers(-5 * 86_400, 86_400)))
+    if kind == "edge":
+        day = draw(st.sampled_from(CALENDAR_EDGES)) - timedelta(days=draw(st.integers(0, 4)))
+    else:
+        day = FIRST_DAY + timedelta(days=draw(st.integers(0, (LAST_DAY - FIRST_DAY).days)))
+    midnight = datetime.combine(day, time(0), tzinfo=UTC)
+    return midnight + timedelta(seconds=draw(st.integers(0, 86_400 - 1)))
+
+
+@st.composite
 def setups(draw: st.DrawFn) -> Setup:
-    start = draw(wall_times)
-    end = draw(wall_times.filter(lambda t: t != start))
     mode = draw(st.sampled_from(["fixed", "line", "recipient"]))
-    zone = draw(st.sampled_from(ZONES))
-    policy = Policy(
-        timezone=zone if mode == "fixed" else mode,
-        fallback_timezone=draw(st.sampled_from(ZONES)),
+    zone_name = draw(st.sampled_from(ZONES))
+    fallback = draw(st.sampled_from(ZONES))
+    recipient = draw(st.sampled_from(RECIPIENTS))
+    line = LineFacts(card_active=True, paused=False, timezone=zone_name)
+    # Resolve the zone first so the window can be drawn around that zone's DST changes.
+    probe = Policy(timezone=zone_name if mode == "fixed" else mode, fallback_timezone=fallback)
+    some_day = datetime(2026, 1, 1, tzinfo=UTC)
+    zone = zone_for(new_chat(some_day, recipient), line, probe)
+    times = st.one_of(wall_times, wall_times_near_jumps(zone))
+    start = draw(times)
+    end = draw(times.filter(lambda t: t != start))
+    policy = dataclasses.replace(
+        probe,
         window_start=start,
         window_end=end,
         days=frozenset(draw(st.sets(st.integers(0, 6), min_size=1))),
         min_interval=timedelta(minutes=draw(st.integers(0, 36 * 60))),
-        first_share_delay=timedelta(minutes=draw(st.integers(0, 3 * 24 * 60))),
+        first_share_delay=timedelta(
+            minutes=draw(st.one_of(st.just(0), st.integers(0, 6 * 60), st.integers(0, 3 * 24 * 60)))
+        ),
         stop_after_inactive_days=draw(st.one_of(st.none(), st.integers(1, 20))),
         max_shares=draw(st.one_of(st.none(), st.integers(1, 15))),
         include_groups=True,
     )
-    line = LineFacts(card_active=True, paused=False, timezone=draw(st.sampled_from(ZONES)))
-    return Setup(policy, line, draw(st.sampled_from(RECIPIENTS)))
-
-
-@st.composite
-def start_instants(draw: st.DrawFn) -> datetime:
-    near = draw(st.sampled_from(TRANSITION_DAYS)) - timedelta(days=draw(st.integers(0, 4)))
-    anywhere = date(2025, 1, 1) + timedelta(days=draw(st.integers(0, 4 * 365)))
-    day = draw(st.sampled_from([near, anywhere]))
-    moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return moment + timedelta(seconds=draw(st.integers(0, 86_400 - 1)))
+    return Setup(policy, line, recipient, zone)
 
 
 # Each step: minutes to wait, then what happens at that instant.
@@ -213,13 +251,13 @@ def check_gap_not_due(
 
 
 @SETTINGS
-@given(setup=setups(), start=start_instants(), plan=steps)
-def test_simulated_history_keeps_every_promise(
-    setup: Setup, start: datetime, plan: list[tuple[int, str, int]]
-) -> None:
-    policy, line = setup.policy, setup.line
+@given(setup=setups(), data=st.data())
+def test_simulated_history_keeps_every_promise(setup: Setup, data: st.DataObject) -> None:
+    policy, line, zone = setup.policy, setup.line, setup.zone
+    start = data.draw(instants(zone))
+    plan = data.draw(steps)
     chat = new_chat(start, setup.recipient)
-    zone = zone_for(chat, line, policy)
+    assert zone_for(chat, line, policy) == zone
     shares: list[tuple[datetime, ChatFacts]] = []
     t = start
     for wait, action, backoff in plan:
@@ -272,8 +310,8 @@ def test_simulated_history_keeps_every_promise(
 
 
 @st.composite
-def chats_at(draw: st.DrawFn, recipient: str) -> tuple[ChatFacts, datetime]:
-    now = draw(start_instants())
+def chats_at(draw: st.DrawFn, recipient: str, zone: ZoneInfo) -> tuple[ChatFacts, datetime]:
+    now = draw(instants(zone))
 
     def around(low_hours: int, high_hours: int) -> datetime:
         return now + timedelta(minutes=draw(st.integers(low_hours * 60, high_hours * 60)))
@@ -316,7 +354,7 @@ def test_next_share_at_is_the_first_due_instant(setup: Setup, data: st.DataObjec
     line = dataclasses.replace(
         setup.line, card_active=line_state != "card_inactive", paused=line_state == "paused"
     )
-    chat, now = data.draw(chats_at(setup.recipient))
+    chat, now = data.draw(chats_at(setup.recipient, setup.zone))
     nxt = next_share_at(chat, line, policy, now)
     assert is_due(chat, line, policy, now) == (nxt == now)
     assert due_by_definition(chat, line, policy, now) == (nxt == now)
@@ -335,10 +373,10 @@ def test_next_share_at_is_the_first_due_instant(setup: Setup, data: st.DataObjec
 
 
 @SETTINGS
-@given(setup=setups(), when=start_instants())
-def test_windows_are_ordered_and_disjoint(setup: Setup, when: datetime) -> None:
-    policy = setup.policy
-    zone = zone_for(new_chat(when, setup.recipient), setup.line, policy)
+@given(setup=setups(), data=st.data())
+def test_windows_are_ordered_and_disjoint(setup: Setup, data: st.DataObject) -> None:
+    policy, zone = setup.policy, setup.zone
+    when = data.draw(instants(zone))
     day = share_day(when, zone, policy)
     bounds = [window_bounds(day + timedelta(days=i), zone, policy) for i in range(-1, 3)]
     for opens, closes in bounds:
@@ -365,3 +403,33 @@ def test_windows_are_ordered_and_disjoint(setup: Setup, when: datetime) -> None:
             assert due == due_by_definition(fresh, setup.line, alive, edge), edge
             if opens <= edge < closes:
                 assert due == (opening_day.weekday() in policy.days)
+
+
+@SETTINGS
+@given(zone_name=st.sampled_from(ZONES), data=st.data())
+def test_window_bounds_match_the_wall_clock(zone_name: str, data: st.DataObject) -> None:
+    zone = ZoneInfo(zone_name)
+    times = st.one_of(wall_times, wall_times_near_jumps(zone))
+    start = data.draw(times)
+    end = data.draw(times.filter(lambda t: t != start))
+    # The night before a jump too: a crossing-midnight window ends on the jump's date.
+    day = share_day(data.draw(instants(zone)), zone, Policy()) - timedelta(
+        days=data.draw(st.integers(0, 1))
+    )
+    policy = Policy(timezone=zone_name, window_start=start, window_end=end)
+    zone = ZoneInfo(zone_name)
+    opens, closes = window_bounds(day, zone, policy)
+    end_day = day + timedelta(days=1) if end < start else day
+    for instant, wall in (
+        (opens, datetime.combine(day, start)),
+        (closes, datetime.combine(end_day, end)),
+    ):
+        local = instant.astimezone(zone)
+        if local.replace(tzinfo=None) == wall:
+            # A repeated wall time means its first occurrence.
+            assert local.fold == 0
+            continue
+        # The wall time does not exist that day: the bound is the instant the clock jumps over it.
+        just_before = (instant - timedelta(seconds=1)).astimezone(zone)
+        assert just_before.utcoffset() != local.utcoffset()
+        assert just_before.replace(tzinfo=None) < wall < local.replace(tzinfo=None)
