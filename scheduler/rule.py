@@ -184,7 +184,9 @@ def _recipient_zone(handle: str) -> ZoneInfo | None:
     except phonenumbers.NumberParseException:
         return None
     zones = phone_timezone.time_zones_for_number(number)
-    if not zones or zones[0] == _UNKNOWN_ZONE:
+    # A number that spans several zones (toll-free, many mobile ranges) says nothing about
+    # where its owner is: the fallback zone is a better guess than the first name listed.
+    if len(zones) != 1 or zones[0] == _UNKNOWN_ZONE:
         return None
     return _named_zone(zones[0])
 

@@ -388,6 +388,8 @@ def test_recipient_zone_comes_from_the_number(recipient: str, zone: str) -> None
         "+15550000000",  # not a valid number: Etc/Unknown
         "+447700900123",  # reserved for drama: Etc/Unknown
         "12127365000",  # no + and no region: cannot be parsed
+        "+18005550123",  # US toll-free: spans every US zone
+        "+61412345678",  # Australian mobile: spans the continent
         "+",  # not a number at all
         "",
         None,
