@@ -247,6 +247,18 @@ class SharePassConfig(_Model):
 
 class CardsConfig(_Model):
     check_interval: Duration = timedelta(minutes=1)
+    # After a card write: first activation poll, doubling up to check_interval, until this.
+    activation_poll: Duration = timedelta(seconds=2)
+    activation_timeout: Duration = timedelta(minutes=15)
+    # First wait after a 2022, 5xx or network failure of a card write (doubles, up to 1h).
+    retry_wait: Duration = timedelta(minutes=1)
+
+    @field_validator("check_interval", "activation_poll", "activation_timeout", "retry_wait")
+    @classmethod
+    def _card_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be greater than zero")
+        return value
 
 
 class CardConfig(_Model):
@@ -293,6 +305,38 @@ class WebhooksConfig(_Model):
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
 
+    @model_validator(mode="after")
+    def _replays(self) -> WebhooksConfig:
+        # An event id pruned while its delivery still passes the timestamp check could be
+        # replayed; Linq also retries a delivery for about 25 minutes under the same id.
+        if self.event_retention <= max(self.tolerance, timedelta(hours=1)):
+            raise ValueError(
+                "event_retention must be longer than tolerance and than 1h (Linq retries a "
+                "delivery for about 25 minutes under the same event id)"
+            )
+        return self
+
+
+class BackfillConfig(_Model):
+    """The scheduled reconcile against GET /v3/chats (also ``share-scheduler backfill``)."""
+
+    enabled: bool = True
+    interval: Duration = timedelta(hours=6)
+    at_start: bool = False
+    page_size: int = Field(default=100, ge=1, le=100)
+    message_concurrency: int = Field(default=4, ge=1, le=64)
+    max_tries: int = Field(default=5, ge=1, le=20)
+    retry_backoff: Duration = timedelta(seconds=1)
+    retry_backoff_max: Duration = timedelta(seconds=60)
+    max_retry_after: Duration = timedelta(minutes=10)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m")
+        return value
+
 
 class LoggingConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -308,6 +352,7 @@ class Schedule(_Model):
     cards: CardsConfig = Field(default_factory=CardsConfig)
     lines: list[LineConfig] = Field(default_factory=list)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    backfill: BackfillConfig = Field(default_factory=BackfillConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")

@@ -25,14 +25,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from scheduler import clock
-from scheduler.cards import record_observed_cards, sync_configured_lines
+from scheduler.cards import CardSync, sync_configured_lines
 from scheduler.config import Schedule, Secrets, load_schedule
-from scheduler.errors import ConfigError, LedgerUnavailable, LinqError, Unauthorized
+from scheduler.errors import ConfigError, LedgerUnavailable, Unauthorized
 from scheduler.http.app import Runtime, create_app
 from scheduler.ingest.apply import prune_events
+from scheduler.ingest.backfill import scheduled_backfill
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.models import CardState
+from scheduler.ledger.gauges import refresh_due, refresh_ledger_gauges
 from scheduler.ledger.recompute import recompute_chats
 from scheduler.linq.client import LinqClient
 from scheduler.logs import configure_logging, register_secrets
@@ -56,10 +57,19 @@ class _Server(uvicorn.Server):
 
 
 class Daemon:
-    def __init__(self, schedule: Schedule, secrets: Secrets, config_path: Path | None) -> None:
+    def __init__(
+        self,
+        schedule: Schedule,
+        secrets: Secrets,
+        config_path: Path | None,
+        database_url: str | None = None,
+    ) -> None:
         self.schedule = schedule
         self.secrets = secrets
         self.config_path = config_path
+        # A --database-url given at start outlives reloads of the file.
+        self.database_url = database_url
+        self.schema_head = schema.head_revision()
         self.instance = schedule.instance_id or default_instance_id()
         self.policy = Policy.from_config(schedule.sharing)
         self.metrics = Metrics()
@@ -67,12 +77,20 @@ class Daemon:
         if secrets.api_key is None:
             raise ConfigError(str(config_path), [])
         self.client = LinqClient.from_config(schedule.linq, secrets.api_key)
+        self.client.on_error = self.metrics.count_api_error
         self.share_pass = SharePass(
             ledger=self.ledger,
             client=self.client,
             config=schedule.share_pass,
             policy=self.policy,
             instance=self.instance,
+            metrics=self.metrics,
+        )
+        self.card_sync = CardSync.from_schedule(
+            schedule,
+            ledger=self.ledger,
+            client=self.client,
+            policy=self.policy,
             metrics=self.metrics,
         )
         self.runtime = Runtime(
@@ -99,6 +117,7 @@ class Daemon:
         self.pass_task = asyncio.current_task()
         try:
             await self.share_pass.run()
+            await refresh_due(self.ledger, self.metrics, clock.now())
             self.ledger_error = None
         except LedgerUnavailable as exc:
             self.ledger_error = str(exc)
@@ -114,27 +133,19 @@ class Daemon:
         if self.stopping.is_set():
             return
         try:
-            cards = await self.client.get_contact_cards()
-        except Unauthorized as exc:
-            self.token_error = str(exc)
-            log.error("linq.unauthorized", error=str(exc))
-            return
-        except LinqError as exc:
-            log.warning("card.check_failed", error=str(exc))
-            return
-        self.token_error = None
-        self.share_pass.auth_failure = None
-        try:
-            transitions = await record_observed_cards(self.ledger, cards, clock.now())
-            for t in transitions:
-                if t.activity_changed:
-                    changed = await recompute_chats(self.ledger, self.policy, line=t.line)
-                    log.info("line.chats_rescheduled", line=t.line, chats=changed, card=t.after)
+            report = await self.card_sync.run()
+            if report.read_ok:
+                self.token_error = None
+                self.share_pass.auth_failure = None
+            self._card_event_at(report.wake_at)
             await self._refresh_gauges()
             self.ledger_error = None
         except LedgerUnavailable as exc:
             self.ledger_error = str(exc)
             log.warning("card.check_skipped", reason="ledger_unavailable", error=str(exc))
+        except Unauthorized as exc:
+            self.token_error = str(exc)
+            log.error("linq.unauthorized", error=str(exc))
 
     async def prune_job(self) -> None:
         cutoff = clock.now() - self.schedule.webhooks.event_retention
@@ -144,24 +155,38 @@ class Daemon:
         except LedgerUnavailable as exc:
             log.warning("prune.skipped", error=str(exc))
 
-    async def _refresh_gauges(self) -> None:
-        from scheduler.ledger.facts import chats, lines
-
-        async with self.ledger.read() as conn:
-            for row in await conn.execute(sa.select(lines.c.number, lines.c.card_state)):
-                self.metrics.card_active.labels(line=row.number).set(
-                    1 if row.card_state == CardState.active else 0
-                )
-            counts = await conn.execute(
-                sa.select(chats.c.status, sa.func.count()).group_by(chats.c.status)
+    async def backfill_job(self) -> None:
+        if self.stopping.is_set() or not self.schedule.backfill.enabled:
+            return
+        # Cancelled with the other background work on shutdown; a cancelled page rolls back
+        # and the next run resumes from the cursor of the last page written.
+        task = asyncio.current_task()
+        if task is not None:
+            self._background.add(task)
+        try:
+            await scheduled_backfill(
+                self.ledger, self.client, self.schedule, self.policy, self.stopping
             )
-            for status, count in counts:
-                self.metrics.chats_by_status.labels(status=status).set(count)
+        finally:
+            if task is not None:
+                self._background.discard(task)
+
+    async def _refresh_gauges(self) -> None:
+        await refresh_ledger_gauges(self.ledger, self.metrics, clock.now())
 
     def _card_event(self, number: str) -> None:
         job = self.scheduler.get_job("card_check")
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC))
+
+    def _card_event_at(self, at: datetime | None) -> None:
+        """Run the card job again at ``at`` (ledger time) if that is before its next run."""
+        job = self.scheduler.get_job("card_check")
+        if at is None or job is None:
+            return
+        run_at = datetime.now(UTC) + max(at - clock.now(), timedelta(0))
+        if job.next_run_time is None or run_at < job.next_run_time:
+            job.modify(next_run_time=run_at)
 
     # -- readiness -------------------------------------------------------------------------
 
@@ -172,13 +197,21 @@ class Daemon:
                 async with self.ledger.read() as conn:
                     await conn.execute(sa.text("SELECT 1"))
             checks["ledger"] = "ok"
+            current = await schema.current_revision(self.ledger)
+            checks["schema"] = (
+                "ok"
+                if current == self.schema_head
+                else f"at {current or 'nothing'}, this version needs {self.schema_head}"
+            )
         except (LedgerUnavailable, TimeoutError, OSError) as exc:
-            checks["ledger"] = f"unavailable: {str(exc)[:200] or type(exc).__name__}"
+            checks.setdefault("ledger", f"unavailable: {str(exc)[:200] or type(exc).__name__}")
+            checks.setdefault("schema", "unknown: the ledger is unavailable")
         token_error = self.token_error or self.share_pass.auth_failure
         checks["token"] = f"rejected: {token_error}" if token_error else "ok"
         running = self.scheduler.running and not self.stopping.is_set()
         checks["scheduler"] = "running" if running else "stopped"
-        ready = checks["ledger"] == "ok" and token_error is None and running
+        ledger_ok = checks["ledger"] == "ok" and checks["schema"] == "ok"
+        ready = ledger_ok and token_error is None and running
         return ready, checks
 
     # -- reload ----------------------------------------------------------------------------
@@ -187,16 +220,22 @@ class Daemon:
         if self.config_path is None:
             return
         try:
-            schedule, secrets = load_schedule(self.config_path)
+            schedule, secrets = load_schedule(self.config_path, database_url=self.database_url)
         except ConfigError as exc:
-            log.error("config.reload_rejected", problems=[str(p) for p in exc.problems])
+            log.error(
+                "config.reload_rejected",
+                path=str(self.config_path),
+                problems=[str(p) for p in exc.problems],
+            )
             return
         old = self.schedule
+        pending = restart_required(old, schedule, self.secrets, secrets)
         self.schedule = schedule
         self.secrets = secrets
         register_secrets(self._secret_values())
         self.policy = Policy.from_config(schedule.sharing)
         self.share_pass.reconfigure(schedule.share_pass, self.policy)
+        self.card_sync.reconfigure(schedule, self.policy)
         self.runtime.schedule = schedule
         self.runtime.secrets = secrets
         self.runtime.policy = self.policy
@@ -211,13 +250,26 @@ class Daemon:
                 "card_check",
                 trigger=IntervalTrigger(seconds=schedule.cards.check_interval.total_seconds()),
             )
+        if old.backfill.interval != schedule.backfill.interval:
+            self.scheduler.reschedule_job(
+                "backfill",
+                trigger=IntervalTrigger(seconds=schedule.backfill.interval.total_seconds()),
+            )
         log.info("config.reloaded", path=str(self.config_path))
+        if pending:
+            log.warning("config.restart_required", path=str(self.config_path), keys=pending)
         if old.sharing != schedule.sharing or old.lines != schedule.lines:
             self._spawn(self._after_reload())
 
     async def _after_reload(self) -> None:
-        await sync_configured_lines(self.ledger, self.schedule, clock.now())
-        changed = await recompute_chats(self.ledger, self.policy)
+        try:
+            await sync_configured_lines(self.ledger, self.schedule, clock.now())
+            self._card_event("*")  # a changed card in the schedule is written without waiting
+            changed = await recompute_chats(self.ledger, self.policy)
+        except LedgerUnavailable as exc:
+            # The next card check and every new fact recompute chats anyway.
+            log.warning("config.reschedule_failed", error=str(exc))
+            return
         log.info("config.chats_rescheduled", chats=changed)
 
     def _spawn(self, coro: Any) -> None:
@@ -263,6 +315,15 @@ class Daemon:
         )
         self.scheduler.add_job(
             self.prune_job, IntervalTrigger(hours=24), id="prune", max_instances=1, coalesce=True
+        )
+        every = cfg.backfill.interval
+        self.scheduler.add_job(
+            self.backfill_job,
+            IntervalTrigger(seconds=every.total_seconds()),
+            id="backfill",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=start + (timedelta(seconds=5) if cfg.backfill.at_start else every),
         )
         server: _Server | None = None
         server_task: asyncio.Task[Any] | None = None
@@ -329,8 +390,24 @@ class Daemon:
         log.info("daemon.stopped")
 
 
+def restart_required(
+    old: Schedule, new: Schedule, old_secrets: Secrets, new_secrets: Secrets
+) -> list[str]:
+    """The changed keys a reload cannot apply: they are bound when the daemon starts."""
+    keys = []
+    if old.database != new.database:
+        keys.append("database")
+    if old.linq != new.linq or old_secrets.api_key != new_secrets.api_key:
+        keys.append("linq")
+    if (old.webhooks.enabled, old.webhooks.listen) != (new.webhooks.enabled, new.webhooks.listen):
+        keys.append("webhooks.listen")
+    if old.instance_id != new.instance_id:
+        keys.append("instance_id")
+    return keys
+
+
 async def run_daemon(config_path: Path, database_url: str | None = None) -> int:
     schedule, secrets = load_schedule(config_path, database_url=database_url)
     configure_logging(schedule.logging.level, schedule.logging.format)
-    daemon = Daemon(schedule, secrets, config_path)
+    daemon = Daemon(schedule, secrets, config_path, database_url)
     return await daemon.run()

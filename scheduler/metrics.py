@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from scheduler.errors import LinqError, LinqTransportError
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -23,7 +25,7 @@ class Metrics:
         )
         self.api_errors = Counter(
             "share_scheduler_api_errors",
-            "Linq API errors, by Linq code (or transport).",
+            "Failed Linq API requests (every try), by Linq code, else HTTP status, or transport.",
             ["code"],
             registry=r,
         )
@@ -59,9 +61,29 @@ class Metrics:
             ["line"],
             registry=r,
         )
+        self.card_writes = Counter(
+            "share_scheduler_card_writes",
+            "Contact card writes (POST and PATCH), by line and result.",
+            ["line", "result"],
+            registry=r,
+        )
+        self.card_activation_timeouts = Counter(
+            "share_scheduler_card_activation_timeouts",
+            "Card writes given up on because the card did not turn active in time.",
+            ["line"],
+            registry=r,
+        )
         self.due_chats = Gauge(
             "share_scheduler_due_chats", "Chats due now (at the last pass).", registry=r
         )
         self.chats_by_status = Gauge(
             "share_scheduler_chats", "Chats in the ledger, by status.", ["status"], registry=r
         )
+
+    def count_api_error(self, exc: LinqError) -> None:
+        """One failed Linq request: its Linq code, else its HTTP status, else ``transport``."""
+        if isinstance(exc, LinqTransportError):
+            code = "transport"
+        else:
+            code = str(exc.code or exc.status or "unknown")
+        self.api_errors.labels(code=code).inc()

@@ -55,7 +55,18 @@ def _register() -> None:
         pass
     else:
         app.add_typer(sim_cmd.sim_app, name="sim")
-    for name in ("ledger_cmd", "run_cmd", "demo_cmd"):
+    for name in (
+        "ledger_cmd",
+        "run_cmd",
+        "demo_cmd",
+        "ledger_ops_cmd",
+        "chat_cmd",
+        "share_cmd",
+        "ops_cmd",
+        "cards_cmd",
+        "backfill_cmd",
+        "import_cmd",
+    ):
         try:
             module = __import__(f"scheduler.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError:
@@ -66,7 +77,11 @@ def _register() -> None:
 def main() -> None:
     _register()
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode click returns a command's typer.Exit code instead of
+        # raising it: pass it on, or `db current` and `doctor` would exit 0 on failure.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ConfigError as exc:
         for problem in exc.problems:
             typer.echo(f"{exc.source}: {problem}", err=True)
@@ -89,6 +104,11 @@ def main() -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
+        # Typer ships its own copy of click: its usage errors are not click's classes.
+        show = getattr(exc, "show", None)
+        if isinstance(exc, typer.TyperException) and callable(show):
+            show()
+            sys.exit(int(getattr(exc, "exit_code", 2)))
         if _verbose:
             traceback.print_exc()
         typer.echo(f"error: {type(exc).__name__}: {redact_text(str(exc))}", err=True)

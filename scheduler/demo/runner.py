@@ -92,14 +92,10 @@ class Demo:
     def make_traffic(self) -> None:
         assert self.sim is not None
         with self._api() as api:
-            for number, name in LINES.items():
-                first, last = name.split()
-                api.post(
-                    "/v3/contact_card",
-                    json={"phone_number": number, "first_name": first, "last_name": last},
-                ).raise_for_status()
+            # The cards are declared in the schedule: the daemon creates them itself.
             self.console.print(
-                "  cards      created for both lines (inactive until Linq applies them)"
+                "  cards      declared for both lines: the daemon creates them "
+                "(inactive until Linq applies them)"
             )
 
             def chat(line: str, to: list[str], service: str = "iMessage") -> str:

@@ -1,0 +1,25 @@
+"""Contact cards: observed from Linq, and made to match the schedule file.
+
+- :mod:`~scheduler.cards.observe` records what ``GET /v3/contact_card`` says;
+- :mod:`~scheduler.cards.budget` is the pure bookkeeping of 3 writes per 10 minutes per number;
+- :mod:`~scheduler.cards.plan` is the pure decision: create, patch, wait or nothing;
+- :mod:`~scheduler.cards.sync` is the I/O shell the daemon's card job and ``cards sync`` run;
+- :mod:`~scheduler.cards.status` is the read side for ``cards status``.
+"""
+
+from scheduler.cards.observe import (
+    CardTransition,
+    observed_state,
+    record_observed_cards,
+    sync_configured_lines,
+)
+from scheduler.cards.sync import CardSync, SyncReport
+
+__all__ = [
+    "CardSync",
+    "CardTransition",
+    "SyncReport",
+    "observed_state",
+    "record_observed_cards",
+    "sync_configured_lines",
+]

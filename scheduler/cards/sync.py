@@ -1,0 +1,442 @@
+"""Card sync, the I/O shell around the pure plan and budget: read, plan, write, record.
+
+One run:
+1. ``GET /v3/contact_card`` (all cards at once) and record what each line's card is; lines
+   whose card turned active or inactive get their chats recomputed at once (due now when
+   active and inside the window; never due while inactive, with no chat's day spent);
+2. for every line that declares a card, plan (:func:`scheduler.cards.plan.plan_card`) and
+   carry out creates and patches within the number's write budget;
+3. report when the next run is needed (an activation poll, the end of a wait), so that the
+   daemon can run the job sooner than its interval.
+
+A write is claimed in the ledger before it is sent: the transaction locks the line row, plans
+again from what is committed, spends one slot of the budget and takes a short lease on the
+card, so that two replicas (or the daemon and ``cards sync``) never write the same card twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from scheduler import clock
+from scheduler.cards.budget import WriteBudget, WriteResult, classify, dump_log
+from scheduler.cards.observe import (
+    CardTransition,
+    log_transitions,
+    observe_in,
+    record_observed_cards,
+)
+from scheduler.cards.plan import Action, CardFields, CardPlan, CardView, plan_card
+from scheduler.config import CardsConfig, Schedule
+from scheduler.errors import CardNotActive, LinqError, Unauthorized
+from scheduler.ledger.engine import Ledger
+from scheduler.ledger.facts import lines
+from scheduler.ledger.models import CardState
+from scheduler.ledger.recompute import recompute_chats
+from scheduler.linq.client import LinqClient
+from scheduler.linq.types import ContactCard
+from scheduler.metrics import Metrics
+from scheduler.rule import Policy
+
+log = structlog.get_logger("scheduler.cards")
+
+# Bounds the follow-ups inside one run (2014 -> PATCH, 2012 on PATCH -> POST).
+MAX_WRITES_PER_LINE_RUN = 2
+
+
+def view_of(row: Any) -> CardView:
+    return CardView(
+        desired=CardFields.of(row.desired_first_name, row.desired_last_name, row.desired_image_url),
+        observed=CardFields.of(row.card_first_name, row.card_last_name, row.card_image_url)
+        if row.card_state not in (CardState.absent, CardState.unknown)
+        else None,
+        state=row.card_state,
+        budget=WriteBudget.from_row(
+            row.card_write_log, row.card_next_write_at, row.card_write_failures
+        ),
+        written_at=row.card_written_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRecord:
+    line: str
+    action: Action
+    fields: tuple[str, ...]
+    result: WriteResult
+    at: datetime
+    code: int | None = None
+    error: str | None = None
+    wait_until: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "action": str(self.action),
+            "fields": list(self.fields),
+            "result": str(self.result),
+            "at": self.at,
+            "code": self.code,
+            "error": self.error,
+            "wait_until": self.wait_until,
+        }
+
+
+@dataclass
+class SyncReport:
+    started_at: datetime
+    read_ok: bool = False
+    error: str | None = None
+    cards_seen: int = 0
+    transitions: list[CardTransition] = field(default_factory=list)
+    writes: list[WriteRecord] = field(default_factory=list)
+    plans: dict[str, CardPlan] = field(default_factory=dict)
+    wake_at: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "read_ok": self.read_ok,
+            "error": self.error,
+            "cards_seen": self.cards_seen,
+            "transitions": [
+                {"line": t.line, "before": t.before, "after": t.after} for t in self.transitions
+            ],
+            "writes": [w.as_dict() for w in self.writes],
+            "lines": {number: plan.as_dict() for number, plan in sorted(self.plans.items())},
+            "wake_at": self.wake_at,
+        }
+
+
+class CardSync:
+    """Runs card syncs for one daemon (or one ``cards sync`` command)."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        client: LinqClient,
+        config: CardsConfig,
+        policy: Policy,
+        write_lease: timedelta,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.config = config
+        self.policy = policy
+        self.write_lease = write_lease
+        self.metrics = metrics or Metrics()
+
+    @classmethod
+    def from_schedule(
+        cls,
+        schedule: Schedule,
+        *,
+        ledger: Ledger,
+        client: LinqClient,
+        policy: Policy,
+        metrics: Metrics | None = None,
+    ) -> CardSync:
+        return cls(
+            ledger=ledger,
+            client=client,
+            config=schedule.cards,
+            policy=policy,
+            write_lease=lease_for(schedule),
+            metrics=metrics,
+        )
+
+    def reconfigure(self, schedule: Schedule, policy: Policy) -> None:
+        self.config = schedule.cards
+        self.policy = policy
+        self.write_lease = lease_for(schedule)
+
+    def plan(self, view: CardView, now: datetime) -> CardPlan:
+        cfg = self.config
+        return plan_card(
+            view,
+            now,
+            activation_timeout=cfg.activation_timeout,
+            poll_first=cfg.activation_poll,
+            poll_most=cfg.check_interval,
+        )
+
+    # -- one run ---------------------------------------------------------------------------
+
+    async def run(self) -> SyncReport:
+        """Read every card, record it, bring declared cards in line. Raises Unauthorized."""
+        report = SyncReport(started_at=clock.now())
+        try:
+            cards = await self.client.get_contact_cards()
+        except Unauthorized:
+            raise
+        except LinqError as exc:
+            report.error = str(exc)
+            log.warning("card.check_failed", error=str(exc), trace_id=exc.trace_id)
+            return report
+        report.read_ok = True
+        report.cards_seen = len(cards)
+        transitions = await record_observed_cards(
+            self.ledger, cards, clock.now(), seen_at=report.started_at
+        )
+        await self._reschedule(transitions, report)
+        for row in await self._declared_rows():
+            # Cheap pre-check on what was just read; the claim plans again under a lock.
+            if self.plan(view_of(row), clock.now()).writes:
+                await self._bring_in_line(row.number, report)
+        for row in await self._declared_rows():
+            plan = self.plan(view_of(row), clock.now())
+            report.plans[row.number] = plan
+            if plan.action == Action.activation_timeout:
+                await self._give_up(row.number, row.card_written_at)
+            elif plan.action == Action.wait_budget:
+                log.debug(
+                    "card.write_deferred",
+                    line=row.number,
+                    write=str(plan.via),
+                    fields=sorted(plan.fields),
+                    until=plan.at.isoformat() if plan.at else None,
+                )
+            if plan.at is not None and (report.wake_at is None or plan.at < report.wake_at):
+                report.wake_at = plan.at
+        return report
+
+    async def _declared_rows(self) -> list[Any]:
+        async with self.ledger.read() as conn:
+            return list(
+                await conn.execute(
+                    sa.select(lines)
+                    .where(lines.c.desired_first_name.is_not(None))
+                    .order_by(lines.c.number)
+                )
+            )
+
+    async def _reschedule(self, transitions: list[CardTransition], report: SyncReport) -> None:
+        report.transitions.extend(transitions)
+        for t in transitions:
+            if t.activity_changed:
+                changed = await recompute_chats(self.ledger, self.policy, line=t.line)
+                log.info("line.chats_rescheduled", line=t.line, chats=changed, card=t.after)
+
+    async def _bring_in_line(self, number: str, report: SyncReport) -> None:
+        for _ in range(MAX_WRITES_PER_LINE_RUN):
+            claimed = await self._claim_write(number)
+            if claimed is None:
+                return
+            plan, reserved_at = claimed
+            record = await self._write(number, plan, reserved_at, report)
+            report.writes.append(record)
+            if record.result in (WriteResult.ok, WriteResult.rate_limited):
+                return
+            # The card is not what we last saw (2014, 2012) or a failed write may have changed
+            # it (4004 stores it inactive): read this one number again, which costs no budget.
+            if not await self._reread(number, report):
+                return
+            if record.result not in (WriteResult.exists, WriteResult.missing):
+                return
+
+    async def _claim_write(self, number: str) -> tuple[CardPlan, datetime] | None:
+        """Plan again from the committed row and, if a write is due, spend a slot for it."""
+        async with self.ledger.write() as conn:
+            row = await _locked_line(conn, number)
+            if row is None:
+                return None
+            now = clock.now()
+            view = view_of(row)
+            plan = self.plan(view, now)
+            if not plan.writes:
+                return None
+            budget = view.budget.reserve(now, self.write_lease)
+            await conn.execute(
+                sa.update(lines)
+                .where(lines.c.number == number)
+                .values(
+                    card_write_log=dump_log(budget.writes), card_next_write_at=budget.next_write_at
+                )
+            )
+            return plan, now
+
+    async def _write(
+        self, number: str, plan: CardPlan, reserved_at: datetime, report: SyncReport
+    ) -> WriteRecord:
+        card: ContactCard | None = None
+        error: LinqError | None = None
+        bound = structlog.contextvars.bound_contextvars(line=number)
+        with bound:
+            try:
+                if plan.action == Action.create:
+                    card = await self.client.create_contact_card(number, **plan.fields)
+                else:
+                    card = await self.client.update_contact_card(number, **plan.fields)
+            except LinqError as exc:
+                error = exc
+            finally:
+                finished = clock.now()
+            result = classify(error)
+            wait_until = await self._settle(
+                number, reserved_at, finished, result, error, card, report
+            )
+            self.metrics.card_writes.labels(line=number, result=str(result)).inc()
+            record = WriteRecord(
+                line=number,
+                action=plan.action,
+                fields=tuple(sorted(plan.fields)),
+                result=result,
+                at=finished,
+                code=error.code if error is not None else None,
+                error=str(error) if error is not None else None,
+                wait_until=wait_until,
+            )
+            _log_write(record, error)
+        if isinstance(error, Unauthorized):
+            raise error
+        return record
+
+    async def _settle(
+        self,
+        number: str,
+        reserved_at: datetime,
+        finished: datetime,
+        result: WriteResult,
+        error: LinqError | None,
+        card: ContactCard | None,
+        report: SyncReport,
+    ) -> datetime | None:
+        """Record the answer: the budget, the card Linq returned, the line's error."""
+        async with self.ledger.write() as conn:
+            row = await _locked_line(conn, number)
+            if row is None:
+                return None
+            budget = WriteBudget.from_row(
+                row.card_write_log, row.card_next_write_at, row.card_write_failures
+            ).settle(
+                reserved_at,
+                finished,
+                result,
+                retry_after=error.retry_after if error is not None else None,
+                retry_base=self.config.retry_wait,
+            )
+            values: dict[str, Any] = {
+                "card_write_log": dump_log(budget.writes),
+                "card_next_write_at": budget.next_write_at,
+                "card_write_failures": budget.failures,
+                "updated_at": finished,
+            }
+            transitions: list[CardTransition] = []
+            if result == WriteResult.ok and card is not None:
+                values["card_written_at"] = finished
+                values["last_error"] = None
+                transitions = await observe_in(conn, [card], finished, numbers=[number])
+                if card.is_active:
+                    values["card_written_at"] = None
+            elif result not in (WriteResult.exists, WriteResult.missing, WriteResult.unauthorized):
+                values["last_error"] = _line_error(result, error, budget.next_write_at)
+            await conn.execute(sa.update(lines).where(lines.c.number == number).values(**values))
+        log_transitions(transitions)
+        await self._reschedule(transitions, report)
+        return budget.next_write_at
+
+    async def _reread(self, number: str, report: SyncReport) -> bool:
+        seen_at = clock.now()
+        try:
+            cards = await self.client.get_contact_cards(number)
+        except CardNotActive:
+            cards = []  # 404/2012 on a one-number read: no card
+        except LinqError as exc:
+            log.warning("card.check_failed", line=number, error=str(exc), trace_id=exc.trace_id)
+            if isinstance(exc, Unauthorized):
+                raise
+            return False
+        transitions = await record_observed_cards(
+            self.ledger, cards, clock.now(), numbers=[number], seen_at=seen_at
+        )
+        await self._reschedule(transitions, report)
+        return True
+
+    async def _give_up(self, number: str, written_at: datetime | None) -> None:
+        timeout = self.config.activation_timeout
+        message = (
+            f"card written at {written_at.isoformat() if written_at else '?'} "
+            f"is still not active after {_human(timeout)}; no more writes until the card in "
+            "the schedule changes"
+        )
+        async with self.ledger.write() as conn:
+            done = await conn.execute(
+                sa.update(lines)
+                .where(lines.c.number == number)
+                .where(lines.c.card_written_at == written_at)
+                .values(card_written_at=None, last_error=message, updated_at=clock.now())
+            )
+        if done.rowcount != 1:
+            return  # another replica gave up on this write first
+        self.metrics.card_activation_timeouts.labels(line=number).inc()
+        log.error(
+            "card.activation_timeout",
+            line=number,
+            written_at=written_at.isoformat() if written_at else None,
+            timeout_seconds=timeout.total_seconds(),
+        )
+
+
+async def _locked_line(conn: AsyncConnection, number: str) -> Any:
+    query = sa.select(lines).where(lines.c.number == number)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+def lease_for(schedule: Schedule) -> timedelta:
+    """How long a write in flight keeps other writers off the card: the call's timeout, twice."""
+    return schedule.linq.timeout * 2 + timedelta(seconds=5)
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds % 3600 == 0 and seconds:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0 and seconds:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def _line_error(result: WriteResult, error: LinqError | None, until: datetime | None) -> str:
+    text = str(error) if error is not None else str(result)
+    if result == WriteResult.rejected:
+        return f"card write refused: {text}; not retried until the card in the schedule changes"
+    if until is not None:
+        return f"card write failed: {text}; next try at {until.isoformat()}"
+    return f"card write failed: {text}"
+
+
+def _log_write(record: WriteRecord, error: LinqError | None) -> None:
+    fields = {
+        "line": record.line,
+        "write": str(record.action),
+        "fields": list(record.fields),
+        "result": str(record.result),
+        "trace_id": error.trace_id if error is not None else None,
+    }
+    if record.result == WriteResult.ok:
+        log.info("card.written", **fields)
+    elif record.result == WriteResult.exists:
+        log.info("card.exists", **fields)
+    elif record.result == WriteResult.missing:
+        log.info("card.missing", **fields)
+    elif record.result == WriteResult.rejected:
+        log.error("card.write_rejected", code=record.code, error=record.error, **fields)
+    elif record.result == WriteResult.unauthorized:
+        log.error("linq.unauthorized", error=record.error, **fields)
+    else:
+        log.warning(
+            "card.write_failed",
+            code=record.code,
+            error=record.error,
+            wait_until=record.wait_until.isoformat() if record.wait_until else None,
+            **fields,
+        )

@@ -1,0 +1,274 @@
+"""``share-scheduler cards status|sync`` and ``share-scheduler line pause|resume``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from scheduler import clock
+from scheduler.cards.observe import sync_configured_lines
+from scheduler.cards.status import card_status, set_line_paused
+from scheduler.cards.sync import CardSync, SyncReport
+from scheduler.cli.common import (
+    ConfigOption,
+    DatabaseUrlOption,
+    JsonOption,
+    load,
+    out,
+    print_json,
+    print_table,
+)
+from scheduler.config import E164
+from scheduler.errors import ConfigError, ConfigProblem
+from scheduler.ledger import schema
+from scheduler.ledger.engine import Ledger
+from scheduler.linq.client import LinqClient
+from scheduler.logs import configure_logging, register_secrets
+from scheduler.rule import Policy
+
+cards_app = typer.Typer(help="Contact cards: what each line should carry and what it does.")
+line_app = typer.Typer(help="Pause or resume sharing for one of our numbers.")
+
+_NONE = "-"
+
+
+def _number(value: str) -> str:
+    if not E164.match(value):
+        raise typer.BadParameter(f"{value!r} is not an E.164 phone number (+ then 8-15 digits)")
+    return value
+
+
+NumberArgument = Annotated[
+    str,
+    typer.Argument(help="The line's phone number, E.164 (e.g. +14155550100).", callback=_number),
+]
+
+
+def _card_text(card: dict[str, Any] | None) -> str:
+    if card is None:
+        return _NONE
+    name = " ".join(p for p in (card["first_name"], card["last_name"]) if p)
+    return f"{name} [{card['image_url']}]" if card["image_url"] else name
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else _NONE
+
+
+def _state_text(row: dict[str, Any]) -> str:
+    quiet = ("in_sync", "observe", "unknown", row["state"])
+    return str(row["state"] if row["plan"] in quiet else f"{row['state']}, {row['plan']}")
+
+
+def _next_write(row: dict[str, Any], now: datetime) -> str:
+    if row["write_blocked"]:
+        return "blocked"
+    at = row["next_write_at"]
+    if at is None:
+        return _NONE
+    return "now" if at <= now else _when(at)
+
+
+@cards_app.command("status")
+def status(
+    config: ConfigOption = None,
+    database_url: DatabaseUrlOption = None,
+    line: Annotated[
+        str | None, typer.Option("--line", help="Only this line (E.164).", show_default=False)
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Per line: desired and observed card, active since when, last error, next allowed write."""
+    if line is not None:
+        _number(line)
+    schedule, _ = load(config, database_url)
+    now = clock.now()
+
+    async def work() -> list[dict[str, Any]]:
+        ledger = Ledger.from_config(schedule.database)
+        try:
+            await schema.ensure_current(ledger)
+            return await card_status(ledger, schedule.cards, now, line)
+        finally:
+            await ledger.dispose()
+
+    rows = asyncio.run(work())
+    if json:
+        print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} lines", header_style="bold")
+    # A phone number cut short is useless: that column never shrinks.
+    table.add_column("line", no_wrap=True, min_width=len("+14155550100"))
+    for column in ("state", "since", "desired", "observed", "next write", "last error"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            *(
+                escape(text)
+                for text in (
+                    r["line"] + (" (paused)" if r["paused"] else ""),
+                    _state_text(r),
+                    _when(r["since"]),
+                    _card_text(r["desired"]) if r["managed"] else "(observed only)",
+                    _card_text(r["observed"]),
+                    _next_write(r, now),
+                    r["last_error"] or _NONE,
+                )
+            )
+        )
+    out.print(table)
+
+
+@cards_app.command("sync")
+def sync(
+    config: ConfigOption = None,
+    database_url: DatabaseUrlOption = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Keep polling until written cards are active (or give up, loudly)."
+        ),
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Read all cards; create or patch the declared ones within the write budget (3/10 min)."""
+    if config is None:
+        raise ConfigError("(no schedule file)", [ConfigProblem("", "give --config FILE")])
+    schedule, secrets = load(config, database_url)
+    if secrets.api_key is None:
+        raise ConfigError(
+            str(config),
+            [
+                ConfigProblem(
+                    "linq.api_key_env",
+                    f"environment variable {schedule.linq.api_key_env} is not set "
+                    "(the Linq API token)",
+                )
+            ],
+        )
+    api_key = secrets.api_key
+    register_secrets([api_key.reveal()])
+    # What happens goes to stderr as log events; stdout stays the table or the JSON.
+    configure_logging(schedule.logging.level, schedule.logging.format)
+
+    async def work() -> list[SyncReport]:
+        ledger = Ledger.from_config(schedule.database)
+        client = LinqClient.from_config(schedule.linq, api_key)
+        try:
+            await schema.ensure_current(ledger)
+            await sync_configured_lines(ledger, schedule, clock.now())
+            runner = CardSync.from_schedule(
+                schedule, ledger=ledger, client=client, policy=Policy.from_config(schedule.sharing)
+            )
+            reports = [await runner.run()]
+            while wait and _still_activating(reports[-1]):
+                wake = reports[-1].wake_at
+                delay = (wake - clock.now()).total_seconds() if wake else 0.0
+                await asyncio.sleep(
+                    min(max(delay, 0.2), schedule.cards.check_interval.total_seconds())
+                )
+                reports.append(await runner.run())
+            return reports
+        finally:
+            await client.aclose()
+            await ledger.dispose()
+
+    reports = asyncio.run(work())
+    last = reports[-1]
+    if json:
+        writes = [w.as_dict() for r in reports for w in r.writes]
+        print_json({**last.as_dict(), "writes": writes, "runs": len(reports)})
+    else:
+        _print_sync(reports)
+    if not last.read_ok:
+        typer.echo(f"error: could not read the cards: {last.error}", err=True)
+        raise typer.Exit(1)
+
+
+def _still_activating(report: SyncReport) -> bool:
+    return report.read_ok and any(
+        plan.action == "awaiting_activation" for plan in report.plans.values()
+    )
+
+
+def _print_sync(reports: list[SyncReport]) -> None:
+    writes = [w for r in reports for w in r.writes]
+    if writes:
+        print_table(
+            f"{len(writes)} card writes",
+            ["line", "write", "fields", "result", "at", "next try"],
+            [
+                [
+                    w.line,
+                    w.action,
+                    ", ".join(w.fields),
+                    escape(w.result if w.error is None else f"{w.result}: {w.error}"),
+                    _when(w.at),
+                    _when(w.wait_until),
+                ]
+                for w in writes
+            ],
+        )
+    last = reports[-1]
+    print_table(
+        f"{len(last.plans)} lines with a declared card",
+        ["line", "now", "fields to write", "next look"],
+        [
+            [number, plan.action, ", ".join(sorted(plan.fields)) or _NONE, _when(plan.at)]
+            for number, plan in sorted(last.plans.items())
+        ],
+    )
+
+
+def _pause(number: str, config: Any, database_url: str | None, paused: bool) -> int:
+    schedule, _ = load(config, database_url)
+
+    async def work() -> int:
+        ledger = Ledger.from_config(schedule.database)
+        try:
+            await schema.ensure_current(ledger)
+            return await set_line_paused(ledger, number, paused, clock.now())
+        finally:
+            await ledger.dispose()
+
+    return asyncio.run(work())
+
+
+@line_app.command("pause")
+def pause(
+    number: NumberArgument,
+    config: ConfigOption = None,
+    database_url: DatabaseUrlOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Stop sharing into this line's chats (no chat's day is spent) until resumed."""
+    touched = _pause(number, config, database_url, True)
+    if json:
+        print_json({"line": number, "paused": True, "chats": touched})
+    else:
+        typer.echo(f"line {number} paused ({touched} chats taken off the schedule)")
+
+
+@line_app.command("resume")
+def resume(
+    number: NumberArgument,
+    config: ConfigOption = None,
+    database_url: DatabaseUrlOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Share into this line's chats again; the daemon's next pass re-checks each of them."""
+    touched = _pause(number, config, database_url, False)
+    if json:
+        print_json({"line": number, "paused": False, "chats": touched})
+    else:
+        typer.echo(f"line {number} resumed ({touched} chats to re-check)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cards_app, name="cards")
+    app.add_typer(line_app, name="line")
