@@ -7,6 +7,7 @@ and ignored.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,13 @@ MESSAGE_EVENTS = frozenset(
 )
 CHAT_EVENTS = frozenset({"chat.created", "chat.updated"})
 CARD_EVENTS = frozenset({"contact_card.created", "contact_card.updated", "contact_card.deleted"})
+KNOWN_EVENTS = MESSAGE_EVENTS | CHAT_EVENTS | CARD_EVENTS
 MAX_ID_LENGTH = 128
+# Times outside this range are not activity Linq can have seen; rejecting them also keeps
+# date arithmetic in the sharing rule (+ intervals, + inactivity days) from overflowing.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 
 
 class EventError(ValueError):
@@ -33,6 +40,8 @@ class ChatActivity:
     outbound_at: datetime | None = None
     inbound_at: datetime | None = None
     opted_out: bool = False
+    # When the recipient opted out (health_status.updated_at, or the STOP message's time).
+    opted_out_at: datetime | None = None
     historical: bool = False
 
 
@@ -54,11 +63,14 @@ def parse_time(value: Any, field: str) -> datetime | None:
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise EventError(f"{field}: {value[:40]!r} is not an ISO-8601 time") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    if not EARLIEST <= parsed < LATEST:
+        raise EventError(f"{field}: {value[:40]!r} is outside the years 2000-2099")
+    return parsed
 
 
 def _obj(value: Any, field: str, *, required: bool = False) -> dict[str, Any]:
@@ -78,7 +90,34 @@ def _str(
         return None
     if not isinstance(value, str) or not value or len(value) > limit:
         raise EventError(f"{field}: expected a non-empty string of at most {limit} characters")
+    if "\x00" in value or not _encodable(value):
+        # PostgreSQL refuses NUL in text, and lone surrogates cannot be stored as UTF-8.
+        raise EventError(f"{field}: contains characters that cannot be stored")
     return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _line(value: Any, field: str) -> str | None:
+    """Our own number: E.164, or the chat cannot be matched to a line."""
+    number = _str(value, field, limit=32)
+    if number is not None and not _E164.fullmatch(number):
+        raise EventError(f"{field}: {number[:40]!r} is not an E.164 phone number")
+    return number
+
+
+def _recipient(value: Any, field: str) -> str | None:
+    handle = _str(value, field, limit=320)
+    if handle is not None and "," in handle:
+        # The ledger keeps recipients comma-separated.
+        raise EventError(f"{field}: a handle cannot contain a comma")
+    return handle
 
 
 def _bool(value: Any, field: str) -> bool | None:
@@ -91,12 +130,20 @@ def _bool(value: Any, field: str) -> bool | None:
 
 def _handle(value: Any, field: str) -> str | None:
     handle = _obj(value, field)
-    return _str(handle.get("handle"), f"{field}.handle", limit=320)
+    return _recipient(handle.get("handle"), f"{field}.handle")
 
 
-def _opted_out(chat: dict[str, Any], field: str) -> bool:
+def _owner(value: Any, field: str) -> str | None:
+    handle = _obj(value, field)
+    return _line(handle.get("handle"), f"{field}.handle")
+
+
+def _opt_out(chat: dict[str, Any], field: str) -> tuple[bool, datetime | None]:
+    """Whether the chat's health says opted out, and since when if it says."""
     health = _obj(chat.get("health_status"), f"{field}.health_status")
-    return health.get("status") == "OPTED_OUT"
+    if health.get("status") != "OPTED_OUT":
+        return False, None
+    return True, parse_time(health.get("updated_at"), f"{field}.health_status.updated_at")
 
 
 def _chat_activity(chat: dict[str, Any], field: str) -> ChatActivity:
@@ -110,20 +157,26 @@ def _chat_activity(chat: dict[str, Any], field: str) -> ChatActivity:
             raise EventError(f"{field}.handles: expected a list")
         for i, item in enumerate(handles):
             handle = _obj(item, f"{field}.handles.{i}", required=True)
-            value = _str(handle.get("handle"), f"{field}.handles.{i}.handle", limit=320)
+            where = f"{field}.handles.{i}.handle"
+            if handle.get("is_me") is True:
+                value = _line(handle.get("handle"), where)
+            else:
+                value = _recipient(handle.get("handle"), where)
             if value is None or handle.get("left_at"):
                 continue
             if handle.get("is_me") is True:
                 line = value
             else:
                 recipients.append(value)
+    opted_out, opted_out_at = _opt_out(chat, field)
     return ChatActivity(
         chat_id=chat_id,
         line=line,
         recipients=tuple(recipients) if handles is not None else None,
         is_group=_bool(chat.get("is_group"), f"{field}.is_group"),
         service=_str(chat.get("service"), f"{field}.service", limit=16),
-        opted_out=_opted_out(chat, field),
+        opted_out=opted_out,
+        opted_out_at=opted_out_at,
     )
 
 
@@ -141,16 +194,21 @@ def _message_activity(event_type: str, data: dict[str, Any]) -> ChatActivity:
     )
     if at is None:
         raise EventError("data.sent_at: missing")
-    sender = _handle(data.get("sender_handle"), "data.sender_handle")
+    inbound = direction == "inbound"
+    sender = _handle(data.get("sender_handle"), "data.sender_handle") if inbound else None
+    opted_out, opted_out_at = _opt_out(chat, "data.chat")
+    if opted_out and opted_out_at is None and inbound:
+        opted_out_at = at  # the STOP message itself
     return ChatActivity(
         chat_id=chat_id,
-        line=_handle(chat.get("owner_handle"), "data.chat.owner_handle"),
-        recipients=(sender,) if direction == "inbound" and sender else None,
+        line=_owner(chat.get("owner_handle"), "data.chat.owner_handle"),
+        recipients=(sender,) if sender else None,
         is_group=_bool(chat.get("is_group"), "data.chat.is_group"),
         service=_str(data.get("service"), "data.service", limit=16),
-        outbound_at=at if direction == "outbound" else None,
-        inbound_at=at if direction == "inbound" else None,
-        opted_out=_opted_out(chat, "data.chat"),
+        outbound_at=None if inbound else at,
+        inbound_at=at if inbound else None,
+        opted_out=opted_out,
+        opted_out_at=opted_out_at,
         historical=data.get("reconciled_at") is not None,
     )
 
@@ -170,13 +228,17 @@ def _legacy_message_activity(event_type: str, data: dict[str, Any]) -> ChatActiv
     at = parse_time(message.get("sent_at") or message.get("created_at"), "data.message.sent_at")
     if at is None:
         raise EventError("data.message.sent_at: missing")
+    opted_out, opted_out_at = _opt_out(chat, "data.message.chat") if chat else (False, None)
+    if opted_out and opted_out_at is None and not from_me:
+        opted_out_at = at
     return ChatActivity(
         chat_id=chat_id,
-        line=_str(message.get("from"), "data.message.from", limit=320) if from_me else None,
+        line=_line(message.get("from"), "data.message.from") if from_me else None,
         service=_str(message.get("service"), "data.message.service", limit=16),
         outbound_at=at if from_me else None,
         inbound_at=None if from_me else at,
-        opted_out=_opted_out(chat, "data.message.chat") if chat else False,
+        opted_out=opted_out,
+        opted_out_at=opted_out_at,
         historical=message.get("reconciled_at") is not None,
     )
 

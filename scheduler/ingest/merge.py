@@ -46,15 +46,19 @@ def _max(a: datetime | None, b: datetime | None) -> datetime | None:
 
 
 def merge_activity(current: dict[str, Any] | None, act: ChatActivity) -> dict[str, Any]:
-    """The chat's columns after ``act``; ``current`` is None for a chat not yet known."""
+    """The chat's columns after ``act``; ``current`` is None for a chat not yet known.
+
+    Applying the same activities in any order, any number of times, gives the same columns.
+    """
     chat = dict(CHAT_DEFAULTS if current is None else current)
     chat["chat_id"] = act.chat_id
     if act.line and not chat.get("line"):
         chat["line"] = act.line
-    if act.recipients is not None and (act.recipients or not chat.get("recipients")):
-        known = [r for r in (chat.get("recipients") or "").split(",") if r]
-        merged = known + [r for r in act.recipients if r not in known]
-        chat["recipients"] = ",".join(merged)
+    if act.recipients:
+        known = {r for r in (chat.get("recipients") or "").split(",") if r}
+        # Sorted, so that the first recipient (whose number may pick the time zone) does not
+        # depend on which event arrived first.
+        chat["recipients"] = ",".join(sorted(known.union(act.recipients)))
     if act.is_group is not None:
         chat["is_group"] = act.is_group
     if act.service and (chat.get("service") is None or not act.historical):
@@ -62,16 +66,33 @@ def merge_activity(current: dict[str, Any] | None, act: ChatActivity) -> dict[st
     chat["first_outbound_at"] = _min(chat.get("first_outbound_at"), act.outbound_at)
     chat["last_outbound_at"] = _max(chat.get("last_outbound_at"), act.outbound_at)
     previous_inbound = chat.get("last_inbound_at")
-    chat["last_inbound_at"] = _max(previous_inbound, act.inbound_at)
-    status = chat.get("status")
+    inbound = act.inbound_at
+    if act.opted_out and act.opted_out_at is not None:
+        # Opting out is the recipient writing STOP: an inbound message at that time.
+        inbound = _max(inbound, act.opted_out_at)
+    chat["last_inbound_at"] = _max(previous_inbound, inbound)
+    chat["status"] = _status(chat.get("status"), act, previous_inbound)
+    return chat
+
+
+def _status(status: Any, act: ChatActivity, previous_inbound: datetime | None) -> Any:
+    """Opt-outs are ordered by the recipient's messages: the latest one decides.
+
+    An opt-out is void when the ledger already knows of a later inbound message (the recipient
+    wrote again); an inbound message clears an opt-out only when it is later than every inbound
+    message known, the STOP included. Ties go to the opt-out. Paused and gone chats keep their
+    status: pausing is an operator's decision, and a gone chat does not come back.
+    """
     if act.opted_out:
-        if status not in (ChatStatus.gone,):
-            chat["status"] = ChatStatus.opted_out
-    elif (
+        when = act.opted_out_at
+        superseded = when is not None and previous_inbound is not None and previous_inbound > when
+        if status == ChatStatus.active and not superseded:
+            return ChatStatus.opted_out
+        return status
+    if (
         status == ChatStatus.opted_out
         and act.inbound_at is not None
         and (previous_inbound is None or act.inbound_at > previous_inbound)
     ):
-        # A recipient who writes again after opting out has opted back in.
-        chat["status"] = ChatStatus.active
-    return chat
+        return ChatStatus.active
+    return status

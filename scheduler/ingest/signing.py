@@ -33,7 +33,8 @@ def verify(
     """Check a delivery against every accepted secret (several during a rotation)."""
     if not timestamp or not signature:
         return SignatureVerdict.missing
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    # isascii first: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         return SignatureVerdict.malformed_timestamp
     if abs(now_unix - int(timestamp)) > tolerance_seconds:
         return SignatureVerdict.stale

@@ -9,12 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from email.utils import format_datetime
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from scheduler import clock
 from scheduler.sim.api import DroppedConnection, Simulator, v3
 from scheduler.sim.control import control_routes
 from scheduler.sim.model import SimError
@@ -39,6 +43,31 @@ def _install_log_filter() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _HideDroppedConnections) for f in logger.filters):
         logger.addFilter(_HideDroppedConnections())
+
+
+class _ClockDate:
+    """Sends the Date header from the simulator's clock, as Linq's servers send theirs.
+
+    Processes on a shifted test clock then see a server that agrees with them, and a client
+    checking its own clock against the server's can be tested.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_date(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                stamp = format_datetime(clock.now(), usegmt=True).encode()
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", stamp)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_date)
 
 
 def build_simulator(settings: SimSettings) -> Simulator:
@@ -70,6 +99,7 @@ def create_app(settings: SimSettings) -> Starlette:
     app = Starlette(
         routes=[Mount(API_PREFIX, routes=api_routes), *control_routes(sim)],
         lifespan=lifespan,
+        middleware=[Middleware(_ClockDate)],
     )
     app.state.sim = sim
     return app

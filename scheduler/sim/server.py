@@ -87,6 +87,7 @@ class SimServer:
             self.app,
             log_level=log_level,
             access_log=False,
+            date_header=False,  # the app sends its own, from the simulator's clock
             lifespan="on",
             # Held (timeout-fault) answers must not keep a stopping simulator alive.
             timeout_graceful_shutdown=max(1, round(graceful_seconds)),

@@ -1,0 +1,77 @@
+"""``share-scheduler ledger import FILE``: chats from CSV or JSONL, row by row.
+
+Exit 0 when every row was imported, 1 when some rows were rejected (the good ones are in,
+the bad ones listed on stderr), 2 when the file as a whole cannot be used (nothing written).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scheduler import clock
+from scheduler.cli.common import ConfigOption, DatabaseUrlOption, JsonOption, print_json
+from scheduler.cli.ingest_common import load_with_rule, run_on_ledger
+from scheduler.cli.ledger_cmd import ledger_app
+from scheduler.ingest.importer import Format, ImportReport, import_file
+from scheduler.rule import Policy
+
+EXIT_ROWS_REJECTED = 1
+
+
+def import_(
+    file: Annotated[
+        Path,
+        typer.Argument(help="A CSV file with a header row, or JSONL (one object per line)."),
+    ],
+    config: ConfigOption = None,
+    database_url: DatabaseUrlOption = None,
+    fmt: Annotated[
+        Format | None,
+        typer.Option("--format", help="csv or jsonl (default: from the file name)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and count, write nothing.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Import chats (chat_id, line, recipient, service, times...) from CSV or JSONL.
+
+    Bad rows are listed with their line number and skipped; good rows go in one transaction.
+
+    Exit 1 when any row was rejected, 2 when the file cannot be used at all.
+    """
+    schedule = load_with_rule(config, database_url, what="ledger import")
+    policy = Policy.from_config(schedule.sharing)
+    report = run_on_ledger(
+        schedule,
+        lambda ledger: import_file(ledger, file, policy, clock.now(), fmt=fmt, dry_run=dry_run),
+    )
+    for problem in report.rejected:
+        typer.echo(f"{file}: {problem}", err=True)
+    if json:
+        print_json(report.as_dict())
+    else:
+        typer.echo(_summary(report))
+    if not report.ok:
+        raise typer.Exit(EXIT_ROWS_REJECTED)
+
+
+def _summary(report: ImportReport) -> str:
+    counts = report.counts
+    verb = "would import" if report.dry_run else "imported"
+    text = (
+        f"{report.path}: {report.rows} rows, {verb} {report.accepted} "
+        f"({counts.created} new, {counts.updated} updated, {counts.unchanged} unchanged), "
+        f"rejected {len(report.rejected)}"
+    )
+    if report.dry_run:
+        text += " (dry run: nothing written)"
+    return text
+
+
+def register(_app: typer.Typer) -> None:
+    if not any(c.name == "import" for c in ledger_app.registered_commands):
+        ledger_app.command("import")(import_)

@@ -1,0 +1,76 @@
+"""What ``backfill`` and ``ledger import`` share: the schedule, logs on stderr, the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from scheduler.cli.common import load
+from scheduler.config import Schedule, Secret, Secrets
+from scheduler.errors import ConfigError, ConfigProblem
+from scheduler.ledger import schema
+from scheduler.ledger.engine import Ledger
+from scheduler.logs import configure_logging, register_secrets
+
+T = TypeVar("T")
+
+
+def load_with_rule(
+    config: Path | None, database_url: str | None, *, what: str, quiet: bool = False
+) -> Schedule:
+    """The schedule, required: ``what`` schedules chats with the schedule's sharing rule."""
+    return _load(config, database_url, what=what, quiet=quiet)[0]
+
+
+def load_with_api(
+    config: Path | None, database_url: str | None, *, what: str, quiet: bool = False
+) -> tuple[Schedule, Secret]:
+    """The schedule and the Linq API token (webhook secrets are not needed here)."""
+    schedule, secrets = _load(config, database_url, what=what, quiet=quiet)
+    if secrets.api_key is None:
+        raise ConfigError(
+            str(config),
+            [
+                ConfigProblem(
+                    "linq.api_key_env",
+                    f"environment variable {schedule.linq.api_key_env} is not set "
+                    "(the Linq API token)",
+                )
+            ],
+        )
+    return schedule, secrets.api_key
+
+
+def _load(
+    config: Path | None, database_url: str | None, *, what: str, quiet: bool
+) -> tuple[Schedule, Secrets]:
+    if config is None:
+        raise ConfigError(
+            "(no schedule file)",
+            [ConfigProblem("", f"give --config FILE: {what} applies the schedule's sharing rule")],
+        )
+    schedule, secrets = load(config, database_url)
+    # Logs go to stderr so that stdout carries only the table, the JSON or the progress bar.
+    level = "warning" if quiet and schedule.logging.level in ("debug", "info") else None
+    configure_logging(level or schedule.logging.level, schedule.logging.format)
+    values = [s.reveal() for s in secrets.webhook_secrets]
+    if secrets.api_key is not None:
+        values.append(secrets.api_key.reveal())
+    register_secrets(values)
+    return schedule, secrets
+
+
+def run_on_ledger(schedule: Schedule, work: Callable[[Ledger], Awaitable[T]]) -> T:
+    """Run ``work`` on the schedule's ledger, refusing an out-of-date schema (exit 3)."""
+
+    async def _run() -> T:
+        ledger = Ledger.from_config(schedule.database)
+        try:
+            await schema.ensure_current(ledger)
+            return await work(ledger)
+        finally:
+            await ledger.dispose()
+
+    return asyncio.run(_run())
