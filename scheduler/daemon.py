@@ -385,6 +385,8 @@ class Daemon:
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server_task, 5)
+        if self.runtime.writer is not None:
+            await self.runtime.writer.close()
         await self.client.aclose()
         await self.ledger.dispose()
         log.info("daemon.stopped")

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from scheduler.config import Schedule, Secrets
 from scheduler.http.webhooks import linq_webhook
+from scheduler.ingest.writer import EventWriter
 from scheduler.ledger.engine import Ledger
 from scheduler.metrics import Metrics
 from scheduler.rule import Policy
@@ -30,6 +31,12 @@ class Runtime:
     metrics: Metrics
     readiness: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
     on_card_event: Callable[[str], None] = field(default=lambda _number: None)
+    writer: EventWriter | None = field(default=None, init=False, repr=False)
+
+    def event_writer(self) -> EventWriter:
+        if self.writer is None:
+            self.writer = EventWriter(self.ledger, lambda: self.policy)
+        return self.writer
 
     def webhook_secrets(self) -> list[str]:
         return [s.reveal() for s in self.secrets.webhook_secrets]

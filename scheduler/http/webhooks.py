@@ -17,7 +17,6 @@ from starlette.responses import JSONResponse
 
 from scheduler import clock
 from scheduler.errors import LedgerUnavailable
-from scheduler.ingest.apply import apply_event
 from scheduler.ingest.events import KNOWN_EVENTS, EventError, parse_event
 from scheduler.ingest.signing import SignatureVerdict, verify
 
@@ -100,7 +99,7 @@ async def linq_webhook(request: Request) -> JSONResponse:
     if event.activity is not None:
         bound["chat_id"] = event.activity.chat_id
     try:
-        result = await apply_event(runtime.ledger, event, runtime.policy, clock.now())
+        result = await runtime.event_writer().submit(event)
     except LedgerUnavailable as exc:
         metrics.webhook_events.labels(type=type_label(event.event_type), result="unavailable").inc()
         log.error("webhook.ledger_unavailable", error=str(exc), **bound)
