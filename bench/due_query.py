@@ -2,7 +2,8 @@
 
     python -m bench.due_query [--sizes 10000,100000,1000000] [--repeats 20]
 
-1% of each ledger is due. Each repeat claims one batch (the due query, the rule re-check,
+1% of each ledger is due, and never less than one batch, so every size claims full batches.
+Each repeat claims one batch (the due query, the rule re-check,
 500 intent rows and 500 leases, one transaction), then the claims are undone outside the
 timing so the next repeat sees the same ledger. The ratio 1M / 10k shows whether the cost
 grows with the ledger (1.0 = flat).
@@ -68,7 +69,7 @@ def main() -> None:
         for size in sizes:
             with ledger_url(kind) as url:
                 ids = [f"chat-{uuid.UUID(int=i).hex}" for i in range(size)]
-                due = set(ids[:: 100])
+                due = set(ids[:: max(1, min(100, size // args.batch))])
                 t0 = time.perf_counter()
                 fill_ledger(url, ids, due, clock.now())
                 load = time.perf_counter() - t0

@@ -30,25 +30,35 @@ from bench.common import (
 from scheduler import clock
 from scheduler.config import Secret, SharePassConfig
 from scheduler.ledger.engine import Ledger, create_engine
-from scheduler.linq.client import LinqClient
+from scheduler.linq.client import LANE_CONNECTIONS, LinqClient
 from scheduler.share.share_pass import SharePass
 
 
 async def bare_loop(api_base: str, ids: list[str], concurrency: int) -> float:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=api_base, headers={"Authorization": f"Bearer {TOKEN}"}, limits=limits
-    ) as client:
-        queue = list(ids)
+    """Only the POSTs, over the same pool layout the client uses (lanes of 4 connections)."""
+    lanes = max(1, -(-concurrency // LANE_CONNECTIONS))
+    per_lane = -(-concurrency // lanes)
+    limits = httpx.Limits(max_connections=per_lane, max_keepalive_connections=per_lane)
+    clients = [
+        httpx.AsyncClient(
+            base_url=api_base, headers={"Authorization": f"Bearer {TOKEN}"}, limits=limits
+        )
+        for _ in range(lanes)
+    ]
+    queue = list(ids)
 
-        async def worker() -> None:
-            while queue:
-                chat_id = queue.pop()
-                resp = await client.post(f"/v3/chats/{chat_id}/share_contact_card")
-                resp.raise_for_status()
+    async def worker(client: httpx.AsyncClient) -> None:
+        while queue:
+            chat_id = queue.pop()
+            resp = await client.post(f"/v3/chats/{chat_id}/share_contact_card")
+            resp.raise_for_status()
 
+    try:
         with Timer() as t:
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            await asyncio.gather(*(worker(clients[i % lanes]) for i in range(concurrency)))
+    finally:
+        for client in clients:
+            await client.aclose()
     return t.seconds
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -80,6 +80,9 @@ def _display_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=host))
 
 
+LANE_CONNECTIONS = 4
+
+
 class LinqClient:
     """Thin typed wrapper over the endpoints in the Linq API notes."""
 
@@ -106,17 +109,31 @@ class LinqClient:
             )
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self._http = httpx.AsyncClient(
-            base_url=self._base_url,
-            auth=_BearerAuth(api_key),
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-            follow_redirects=False,
-        )
+        # The Date header of the last answer: the server's clock, for `doctor`'s skew check.
+        self.server_date: str | None = None
+        # Called with every failed request (each try), e.g. to count API errors by code.
+        self.on_error: Callable[[LinqError], None] | None = None
+        # httpcore's pool scans its connections on every request, at a cost that grows with the
+        # square of their number; a few small pools ("lanes") keep that scan short.
+        lanes = max(1, -(-max_connections // LANE_CONNECTIONS)) if transport is None else 1
+        per_lane = -(-max_connections // lanes)
+        # One TLS context for every lane: building one costs tens of milliseconds.
+        tls = httpx.create_ssl_context()
+        self._lanes = [
+            httpx.AsyncClient(
+                base_url=self._base_url,
+                auth=_BearerAuth(api_key),
+                headers={"User-Agent": user_agent, "Accept": "application/json"},
+                timeout=httpx.Timeout(timeout, connect=connect_timeout),
+                limits=httpx.Limits(max_connections=per_lane, max_keepalive_connections=per_lane),
+                transport=transport,
+                follow_redirects=False,
+                verify=tls,
+            )
+            for _ in range(lanes)
+        ]
+        self._busy = [0] * lanes
+        self._http = self._lanes[0]
 
     @classmethod
     def from_config(
@@ -158,7 +175,8 @@ class LinqClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for lane in self._lanes:
+            await lane.aclose()
 
     # Contact cards
 
@@ -327,9 +345,17 @@ class LinqClient:
         started = time.perf_counter()
         leaky: LinqTransportError | None = None
         try:
-            response = await self._http.request(method, path, params=params, json=json)
+            lane = self._busy.index(min(self._busy))
+            self._busy[lane] += 1
+            try:
+                response = await self._lanes[lane].request(
+                    method, path, params=params, json=json
+                )
+            finally:
+                self._busy[lane] -= 1
         except httpx.RequestError as exc:
             error = self._transport_error(method, path, exc)
+            self._observe_error(error)
             if self._api_key.reveal() not in str(exc):
                 raise error from exc
             leaky = error
@@ -338,6 +364,7 @@ class LinqClient:
             # neither the cause nor the context of what callers log.
             raise leaky
         latency_ms = (time.perf_counter() - started) * 1000.0
+        self.server_date = response.headers.get("date")
         log.debug(
             "linq %s %s -> %s in %.1f ms",
             method,
@@ -347,8 +374,14 @@ class LinqClient:
         )
         if not 200 <= response.status_code <= 299:
             body = self._scrub_bytes(response.content)
-            raise envelope.parse_error(response.status_code, body, response.headers)
+            api_error = envelope.parse_error(response.status_code, body, response.headers)
+            self._observe_error(api_error)
+            raise api_error
         return response, latency_ms
+
+    def _observe_error(self, error: LinqError) -> None:
+        if self.on_error is not None:
+            self.on_error(error)
 
     async def _json(
         self,

@@ -1,0 +1,90 @@
+"""Memory: peak RSS of ``share-scheduler ledger export`` over ledgers of growing size.
+
+    python -m bench.export_rss [--chats 1000000] [--database sqlite] [--format csv]
+
+Each size gets a fresh bulk-loaded ledger; the export runs as its own process writing to a
+file and reports its own peak resident set (VmHWM) at exit. Bounded memory shows as a peak
+that does not grow with the row count. Times are printed for information only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import fill_ledger, ledger_url, table
+
+# Runs the command and, at exit, records its own peak resident set (VmHWM). The rusage of
+# a child is no good here: Linux carries the parent's resident set, copied at fork, over the
+# exec into ru_maxrss, so a large parent would hide the child's own figure.
+_RUN_AND_REPORT = """
+import atexit, sys
+from pathlib import Path
+
+def _report(path=sys.argv[1]):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            Path(path).write_text(line.split()[1])
+
+atexit.register(_report)
+sys.argv = ["share-scheduler", *sys.argv[2:]]
+from scheduler.cli import main
+main()
+"""
+
+
+def export_peak(url: str, fmt: str, out: Path) -> tuple[float, int, float]:
+    """Run one export; return (peak RSS in MiB, rows written, seconds)."""
+    report = out.with_suffix(".hwm")
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-c", _RUN_AND_REPORT, str(report)),
+            *("ledger", "export", "--format", fmt, "--output", str(out), "--database-url", url),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"export failed ({proc.returncode}): {proc.stderr}")
+    with out.open("rb") as fh:
+        rows = sum(1 for _ in fh) - (1 if fmt == "csv" else 0)
+    return int(report.read_text()) / 1024, rows, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chats", type=int, default=1_000_000)
+    parser.add_argument("--database", default="sqlite", choices=["sqlite", "postgresql"])
+    parser.add_argument("--format", default="csv", choices=["csv", "jsonl"])
+    args = parser.parse_args()
+    sizes = sorted({1_000, args.chats // 10, args.chats} - {0})
+    results = []
+    for size in sizes:
+        with ledger_url(args.database) as url, tempfile.TemporaryDirectory() as tmp:
+            ids = [f"chat-{i:09d}" for i in range(size)]
+            fill_ledger(url, ids, set(), datetime.now(UTC))
+            out = Path(tmp) / f"export.{args.format}"
+            peak, rows, seconds = export_peak(url, args.format, out)
+            if rows != size:
+                raise RuntimeError(f"exported {rows} rows of {size}")
+            results.append(
+                [size, args.database, args.format, peak, out.stat().st_size / 2**20, seconds]
+            )
+    table(
+        "ledger export: peak RSS of the exporting process",
+        ["chats", "database", "format", "peak RSS MiB", "output MiB", "seconds"],
+        results,
+    )
+
+
+if __name__ == "__main__":
+    main()
