@@ -14,6 +14,11 @@ from typing import Any, TextIO
 import structlog
 
 REDACTED = "**********"
+_HANDLER_NAME = "share-scheduler"
+# Tracebacks as data, without local variables: a local may hold a secret or a message body.
+_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
 _SENSITIVE_KEYS = frozenset(
     {"token", "api_key", "authorization", "secret", "password", "webhook_secret", "signature"}
 )
@@ -75,7 +80,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         redact_processor,
     ]
     if not use_console:
-        processors += [structlog.processors.dict_tracebacks]
+        processors += [_TRACEBACKS]
     processors += [renderer, _final_redact]
     structlog.configure(
         processors=processors,
@@ -85,11 +90,34 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the standard library (uvicorn, apscheduler) stay quiet but for
-    # warnings, and go to the same stream.
-    logging.basicConfig(
-        level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s %(message)s"
+    # Libraries that log through the standard library (uvicorn, apscheduler, alembic) stay
+    # quiet but for warnings, and go to the same stream in the same format: JSON lines with an
+    # event name and the logger's name, redacted like our own events.
+    foreign: list[Any] = [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_processor,
+    ]
+    if not use_console:
+        foreign.append(_TRACEBACKS)
+    handler = logging.StreamHandler(stream)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=foreign,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+                _final_redact,
+            ],
+        )
     )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
     for name in ("uvicorn.error", "uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # "skipped: maximum number of running instances reached" is the design, not a problem.

@@ -19,6 +19,7 @@ from scheduler.cli.common import (
 )
 from scheduler.ledger import queries, schema
 from scheduler.ledger.engine import Ledger
+from scheduler.ledger.models import ChatStatus
 
 ledger_app = typer.Typer(help="Inspect the share ledger.", no_args_is_help=True)
 T = TypeVar("T")
@@ -62,14 +63,33 @@ def list_(
     never_shared: Annotated[
         bool, typer.Option("--never-shared", help="Only chats never shared.")
     ] = False,
+    shared_today: Annotated[
+        bool,
+        typer.Option(
+            "--shared-today",
+            help="Only chats shared today (calendar day in the schedule's zone, or its "
+            "fallback zone when windows follow lines or recipients).",
+        ),
+    ] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 100,
     json: JsonOption = False,
 ) -> None:
     """List chats with their sharing state."""
+    if status is not None and status not in set(ChatStatus):
+        raise typer.BadParameter(
+            f"{status!r} is not a chat status ({', '.join(ChatStatus)})", param_hint="--status"
+        )
+    shared_since = None
+    if shared_today:
+        from scheduler.ledger.stats import day_start, report_zone
+
+        zone = report_zone(load(config, database_url)[0].sharing)
+        shared_since = day_start(clock.now().astimezone(zone).date(), zone)
     f = queries.ChatFilter(
         due_at=clock.now() if due else None,
         line=line,
         status=status,
+        shared_since=shared_since,
         never_shared=never_shared,
         limit=limit,
     )

@@ -63,10 +63,8 @@ async def set_chat_paused(
         if row.status == want:
             return StatusChange(chat_id, row.status, row.status, row.next_share_at, False)
         if row.status != other:
-            verb = "paused" if paused else "resumed"
-            raise ChatStateError(
-                f"chat {chat_id!r} is {row.status}: only an {other.value} chat can be {verb}"
-            )
+            wanted = "an active chat can be paused" if paused else "a paused chat can be resumed"
+            raise ChatStateError(f"chat {chat_id!r} is {row.status}: only {wanted}")
         values: dict[str, Any] = {"status": want, "updated_at": now}
         nxt = row.next_share_at
         if row.claim_attempt_id is None:

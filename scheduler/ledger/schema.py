@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from alembic import command
@@ -21,7 +22,12 @@ def migrations_dir() -> Path:
     configured = os.environ.get(MIGRATIONS_ENV)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "migrations"
+    source = Path(__file__).resolve().parents[2] / "migrations"
+    if source.is_dir():
+        return source
+    # A wheel install (`pip install .`) ships them as data files under the prefix.
+    installed = Path(sys.prefix) / "share" / "share-scheduler" / "migrations"
+    return installed if installed.is_dir() else source
 
 
 def alembic_config() -> Config:

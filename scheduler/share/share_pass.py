@@ -179,6 +179,30 @@ class SharePass:
     def request_stop(self) -> None:
         self.stopping.set()
 
+    async def share_claim(self, claim: Claim, *, pass_id: str) -> tuple[CallRecord, bool]:
+        """Call, decide and record one claim taken outside a pass (``share now``).
+
+        The same path as a pass: retries, the decision table, metrics, the share.* events and
+        one outcome transaction. Returns the record and whether the claim was still ours.
+        """
+        report = PassReport(pass_id=pass_id, started_at=clock.now())
+        patience = self.config.lease.total_seconds() / 2
+        recorder = _Recorder(self.ledger, self.policy, report, patience=patience)
+        lost: list[CallRecord] = []
+
+        async def write(record: CallRecord) -> None:
+            lost[:] = await record_results(self.ledger, [record], self.policy, clock.now())
+
+        with structlog.contextvars.bound_contextvars(pass_id=pass_id):
+            try:
+                record = await self._share(claim, recorder)
+            finally:
+                # Only a call cut short leaves its (ambiguous) record in the recorder.
+                await recorder.flush()
+            self._observe(record, report)
+            await retry_while_unavailable(functools.partial(write, record), patience)
+        return record, not lost
+
     async def run(self) -> PassReport:
         started = clock.now()
         report = PassReport(pass_id=uuid.uuid4().hex[:12], started_at=started)
@@ -332,8 +356,6 @@ class SharePass:
         if d.outcome == Outcome.shared:
             log.info("share.succeeded", latency_ms=record.latency_ms, **fields)
             return
-        if record.error_code is not None or record.http_status is not None:
-            self.metrics.api_errors.labels(code=str(record.error_code or record.http_status)).inc()
         log.warning(
             f"share.{d.outcome}",
             http_status=record.http_status,
@@ -371,7 +393,6 @@ class SharePass:
                     http_status, trace_id = exc.status, exc.trace_id
                     if isinstance(exc, LinqTransportError):
                         maybe_applied = maybe_applied or exc.sent
-                        self.metrics.api_errors.labels(code="transport").inc()
                     if tries < cfg.max_tries and is_retryable(exc) and not self.stopping.is_set():
                         await asyncio.sleep(
                             backoff_delay(

@@ -1,0 +1,77 @@
+"""``share-scheduler share now CHAT_ID [--force]``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from scheduler.cli.common import (
+    ConfigOption,
+    DatabaseUrlOption,
+    JsonOption,
+    print_json,
+    print_table,
+)
+from scheduler.cli.ops_common import load_for_rule, run_with_ledger
+from scheduler.errors import ConfigError, ConfigProblem
+from scheduler.ledger.engine import Ledger
+from scheduler.linq.client import LinqClient
+from scheduler.rule import Policy
+from scheduler.share.manual import ManualShare, share_now
+
+share_app = typer.Typer(help="Share a contact card on request.", no_args_is_help=True)
+
+
+@share_app.command("now")
+def now(
+    chat_id: Annotated[str, typer.Argument(help="The chat id (Linq's).", show_default=False)],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Share even if the rule says no (already shared today, outside the window, "
+            "paused). Recorded on the attempt. Opted-out and gone chats are always refused.",
+        ),
+    ] = False,
+    config: ConfigOption = None,
+    database_url: DatabaseUrlOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Share CHAT_ID's card now through the share pass's path; exit 1 unless it was shared."""
+    schedule, secrets = load_for_rule(config, database_url, what="share now")
+    if secrets.api_key is None:
+        raise ConfigError(
+            str(config),
+            [ConfigProblem("linq.api_key_env", f"{schedule.linq.api_key_env} is not set")],
+        )
+    api_key = secrets.api_key
+    policy = Policy.from_config(schedule.sharing)
+
+    async def work(ledger: Ledger) -> ManualShare:
+        async with LinqClient.from_config(schedule.linq, api_key) as client:
+            return await share_now(ledger, client, schedule, policy, chat_id, force=force)
+
+    result = run_with_ledger(schedule, work)
+    if json:
+        print_json(result.as_dict())
+    else:
+        verdict = f"refused: {result.refused}" if result.refused else result.outcome
+        print_table(
+            f"share now {chat_id}",
+            ["field", "value"],
+            [
+                ["result", verdict],
+                ["line", result.line or "-"],
+                ["forced", result.forced],
+                ["attempt", result.attempt_id or "-"],
+                ["detail", result.detail or "-"],
+                ["next_share_at", result.next_share_at or "-"],
+            ],
+        )
+    if not result.shared:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(share_app, name="share")

@@ -1,0 +1,265 @@
+"""``doctor``: is this installation able to share? One verdict per check.
+
+Checks, in order: the schedule file is valid; the ledger database answers; its schema is
+current; the API token is set and accepted (``GET /v3/contact_card``); each line's card is
+active; a webhook signing secret is set; this host's clock agrees with Linq's (the ``Date``
+of its answer): a skewed clock rejects good webhooks and shifts share days. A check that
+cannot run because an earlier one failed is reported as ``skip``. Details never carry a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from scheduler import clock
+from scheduler.config import Schedule, Secrets, load_schedule, resolve_secrets
+from scheduler.errors import ConfigError, LedgerError, LinqError, Unauthorized
+from scheduler.ledger import schema
+from scheduler.ledger.engine import Ledger
+from scheduler.ledger.facts import chats, lines
+from scheduler.linq.client import LinqClient
+from scheduler.linq.types import ContactCard
+from scheduler.logs import redact_text
+
+__all__ = ["MAX_CLOCK_SKEW", "Check", "Status", "run_doctor"]
+
+Status = Literal["ok", "warn", "fail", "skip"]
+MAX_CLOCK_SKEW = timedelta(seconds=60)
+_DB_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("fail", "skip")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "status": self.status, "detail": self.detail}
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+
+    def add(self, name: str, status: Status, detail: str) -> None:
+        self.checks.append(Check(name, status, redact_text(detail)))
+
+
+async def run_doctor(
+    config: Path | None,
+    *,
+    database_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[Check]:
+    env = os.environ if env is None else env
+    report = _Report()
+    schedule = _check_config(report, config, database_url, env)
+    if schedule is None:
+        for name in ("database", "schema", "token", "cards", "webhook secret", "clock"):
+            report.add(name, "skip", "needs a valid schedule file")
+        return report.checks
+    secrets, problems = resolve_secrets(schedule, env)
+    known_lines = await _check_ledger(report, schedule)
+    cards, client = await _check_token(report, schedule, secrets, problems)
+    _check_cards(report, schedule, known_lines, cards)
+    _check_webhook_secret(report, schedule, secrets, problems)
+    _check_clock(report, client)
+    return report.checks
+
+
+def _check_config(
+    report: _Report, config: Path | None, database_url: str | None, env: Mapping[str, str]
+) -> Schedule | None:
+    if config is None:
+        report.add("config", "fail", "no schedule file: give --config FILE")
+        return None
+    try:
+        schedule, _ = load_schedule(
+            config, env=env, require_secrets=False, database_url=database_url
+        )
+    except ConfigError as exc:
+        report.add("config", "fail", "; ".join(str(p) for p in exc.problems))
+        return None
+    report.add(
+        "config",
+        "ok",
+        f"{config} is valid ({len(schedule.lines)} line(s), window "
+        f"{schedule.sharing.window.start:%H:%M}-{schedule.sharing.window.end:%H:%M} "
+        f"{schedule.sharing.timezone})",
+    )
+    return schedule
+
+
+async def _check_ledger(report: _Report, schedule: Schedule) -> dict[str, int]:
+    """Database and schema checks; return the ledger's lines with their chat counts."""
+    ledger = Ledger.from_config(schedule.database)
+    try:
+        try:
+            async with asyncio.timeout(_DB_TIMEOUT):
+                async with ledger.read() as conn:
+                    await conn.execute(sa.text("SELECT 1"))
+        except (LedgerError, TimeoutError, OSError) as exc:
+            report.add("database", "fail", f"{ledger.url}: {exc or 'timed out'}")
+            report.add("schema", "skip", "needs the database")
+            return {}
+        report.add("database", "ok", f"{ledger.url} answers")
+        current = await schema.current_revision(ledger)
+        head = schema.head_revision()
+        if current != head:
+            report.add(
+                "schema",
+                "fail",
+                f"at {current or 'nothing (empty database)'}, this version needs {head}: "
+                "run `share-scheduler db upgrade`",
+            )
+            return {}
+        report.add("schema", "ok", f"at {head} (current)")
+        async with ledger.read() as conn:
+            counts: dict[str, int] = {
+                str(number): 0
+                for number in (await conn.execute(sa.select(lines.c.number))).scalars()
+            }
+            for number, n in await conn.execute(
+                sa.select(chats.c.line, sa.func.count())
+                .where(chats.c.line.is_not(None))
+                .group_by(chats.c.line)
+            ):
+                counts[str(number)] = int(n)
+        return counts
+    except LedgerError as exc:
+        report.add("schema", "fail", str(exc))
+        return {}
+    finally:
+        await ledger.dispose()
+
+
+async def _check_token(
+    report: _Report, schedule: Schedule, secrets: Secrets, problems: list[Any]
+) -> tuple[list[ContactCard] | None, LinqClient | None]:
+    if secrets.api_key is None:
+        missing = [str(p) for p in problems if str(p.path).startswith("linq.")]
+        report.add("token", "fail", "; ".join(missing) or "no API token configured")
+        return None, None
+    source = secrets.api_key.source
+    try:
+        client = LinqClient.from_config(schedule.linq, secrets.api_key)
+    except ValueError as exc:
+        report.add("token", "fail", str(exc))
+        return None, None
+    try:
+        cards = await client.get_contact_cards()
+    except Unauthorized as exc:
+        report.add("token", "fail", f"the token from {source} was rejected: {exc}")
+        return None, client
+    except LinqError as exc:
+        report.add("token", "fail", f"{client.base_url} did not answer as Linq: {exc}")
+        return None, client
+    finally:
+        await client.aclose()
+    report.add(
+        "token",
+        "ok",
+        f"the token from {source} is accepted by {client.base_url} "
+        f"({len(cards)} cards on the account)",
+    )
+    return cards, client
+
+
+def _check_cards(
+    report: _Report,
+    schedule: Schedule,
+    known_lines: dict[str, int],
+    cards: list[ContactCard] | None,
+) -> None:
+    numbers = sorted({line.number for line in schedule.lines} | set(known_lines))
+    if cards is None:
+        report.add("cards", "skip", "needs an accepted token")
+        return
+    if not numbers:
+        report.add("cards", "warn", "no lines configured or known to the ledger yet")
+        return
+    by_number = {card.phone_number: card for card in cards}
+    for number in numbers:
+        card = by_number.get(number)
+        chats_note = f"; {known_lines[number]} chats" if known_lines.get(number) else ""
+        if card is None:
+            declared = schedule.line(number)
+            why = (
+                "declared in the schedule, not created yet"
+                if declared is not None and declared.card is not None
+                else "no card on Linq: nothing on this line is shared"
+            )
+            report.add(f"card {number}", "fail", why + chats_note)
+        elif card.is_active:
+            name = " ".join(p for p in (card.first_name, card.last_name) if p)
+            report.add(f"card {number}", "ok", f"active ({name}){chats_note}")
+        else:
+            report.add(
+                f"card {number}",
+                "warn",
+                "created, not active yet: sharing starts when Linq activates it" + chats_note,
+            )
+
+
+def _check_webhook_secret(
+    report: _Report, schedule: Schedule, secrets: Secrets, problems: list[Any]
+) -> None:
+    if not schedule.webhooks.enabled:
+        report.add("webhook secret", "ok", "webhooks are disabled")
+        return
+    hook_problems = [str(p) for p in problems if str(p.path).startswith("webhooks.")]
+    if not secrets.webhook_secrets:
+        report.add("webhook secret", "fail", "; ".join(hook_problems) or "no signing secret")
+        return
+    sources = ", ".join(s.source for s in secrets.webhook_secrets)
+    status: Status = "warn" if hook_problems else "ok"
+    detail = f"{len(secrets.webhook_secrets)} signing secret(s) from {sources}"
+    if hook_problems:
+        detail += "; " + "; ".join(hook_problems)
+    report.add("webhook secret", status, detail)
+
+
+def _check_clock(report: _Report, client: LinqClient | None) -> None:
+    now = clock.now()
+    offset = ""
+    if os.environ.get(clock.CLOCK_FILE_ENV):
+        offset = f" (shifted by {clock.CLOCK_FILE_ENV})"
+    header = client.server_date if client is not None else None
+    if header is None:
+        report.add("clock", "warn", f"{_iso(now)}{offset}; no answer from Linq to compare with")
+        return
+    try:
+        server = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        report.add("clock", "warn", f"{_iso(now)}{offset}; Linq sent an unreadable Date header")
+        return
+    skew = now - server
+    seconds = skew.total_seconds()
+    detail = f"{_iso(now)}{offset}, {seconds:+.0f}s from Linq's clock"
+    if abs(skew) > MAX_CLOCK_SKEW:
+        report.add(
+            "clock",
+            "fail",
+            f"{detail}: beyond {MAX_CLOCK_SKEW.total_seconds():.0f}s, webhooks are rejected as "
+            "stale and share days shift; fix NTP",
+        )
+        return
+    report.add("clock", "ok", detail)
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
