@@ -35,7 +35,10 @@ def open_policy(now: datetime) -> Policy:
     start = (now - timedelta(hours=1)).time().replace(second=0, microsecond=0)
     end = (now + timedelta(hours=3)).time().replace(second=0, microsecond=0)
     return Policy(
-        timezone="UTC", window_start=start, window_end=end, min_interval=timedelta(hours=12),
+        timezone="UTC",
+        window_start=start,
+        window_end=end,
+        min_interval=timedelta(hours=12),
         stop_after_inactive_days=None,
     )
 
@@ -106,14 +109,40 @@ def _rows(ids: Sequence[str], due: set[str], now: datetime) -> Iterator[tuple[An
     for i, chat_id in enumerate(ids):
         # Chats that are not due were shared a minute ago: the rule agrees they are not due.
         is_due = chat_id in due
-        yield (chat_id, LINE, f"+1212555{i % 10000:04d}", False, "iMessage", first, first,
-               0 if is_due else 1, "active", 0, shared if is_due else later,
-               None if is_due else shared, first, first)
+        yield (
+            chat_id,
+            LINE,
+            f"+1212555{i % 10000:04d}",
+            False,
+            "iMessage",
+            first,
+            first,
+            0 if is_due else 1,
+            "active",
+            0,
+            shared if is_due else later,
+            None if is_due else shared,
+            first,
+            first,
+        )
 
 
-_COLUMNS = ("chat_id", "line", "recipients", "is_group", "service", "first_outbound_at",
-            "last_outbound_at", "share_count", "status", "consecutive_failures", "next_share_at",
-            "last_shared_at", "created_at", "updated_at")
+_COLUMNS = (
+    "chat_id",
+    "line",
+    "recipients",
+    "is_group",
+    "service",
+    "first_outbound_at",
+    "last_outbound_at",
+    "share_count",
+    "status",
+    "consecutive_failures",
+    "next_share_at",
+    "last_shared_at",
+    "created_at",
+    "updated_at",
+)
 
 
 def fill_ledger(url: str, ids: Sequence[str], due: set[str], now: datetime) -> None:
@@ -123,20 +152,23 @@ def fill_ledger(url: str, ids: Sequence[str], due: set[str], now: datetime) -> N
         with sqlite3.connect(path) as db:
             stamp = now.astimezone(UTC).replace(tzinfo=None).strftime(_SQLITE_TIME)
             db.execute(
-                "INSERT INTO lines (number, paused, card_state, card_write_log, card_write_failures,"
-                " created_at, updated_at) VALUES (?, 0, 'active', '[]', 0, ?, ?)",
+                "INSERT INTO lines (number, paused, card_state, card_write_log,"
+                " card_write_failures, created_at, updated_at)"
+                " VALUES (?, 0, 'active', '[]', 0, ?, ?)",
                 (LINE, stamp, stamp),
             )
 
             def conv(row: tuple[Any, ...]) -> tuple[Any, ...]:
                 return tuple(
                     v.astimezone(UTC).replace(tzinfo=None).strftime(_SQLITE_TIME)
-                    if isinstance(v, datetime) else v
+                    if isinstance(v, datetime)
+                    else v
                     for v in row
                 )
 
             db.executemany(
-                f"INSERT INTO chats ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                f"INSERT INTO chats ({', '.join(_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(_COLUMNS))})",
                 (conv(r) for r in _rows(ids, due, now)),
             )
         return
@@ -180,5 +212,3 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
-
-

@@ -36,7 +36,11 @@ async def measure(url: str, repeats: int, batch: int) -> list[float]:
             now = clock.now()
             t0 = time.perf_counter()
             result = await claim_batch(
-                ledger, now=now, limit=batch, instance="bench", lease=timedelta(minutes=5),
+                ledger,
+                now=now,
+                limit=batch,
+                instance="bench",
+                lease=timedelta(minutes=5),
                 policy=policy,
             )
             times.append(time.perf_counter() - t0)
@@ -45,8 +49,12 @@ async def measure(url: str, repeats: int, batch: int) -> list[float]:
                 await conn.execute(
                     sa.update(chats)
                     .where(chats.c.chat_id.in_(ids))
-                    .values(claimed_by=None, claim_attempt_id=None, claim_expires_at=None,
-                            next_share_at=now - timedelta(seconds=60))
+                    .values(
+                        claimed_by=None,
+                        claim_attempt_id=None,
+                        claim_expires_at=None,
+                        next_share_at=now - timedelta(seconds=60),
+                    )
                 )
                 await conn.execute(sa.delete(attempts_table))
     finally:
@@ -75,11 +83,21 @@ def main() -> None:
                 load = time.perf_counter() - t0
                 times = asyncio.run(measure(url, args.repeats, args.batch))
                 per_size[size] = median(times)
-                rows.append([kind, size, len(due), min(len(due), args.batch),
-                             per_size[size] * 1000, max(times) * 1000, load])
+                rows.append(
+                    [
+                        kind,
+                        size,
+                        len(due),
+                        min(len(due), args.batch),
+                        per_size[size] * 1000,
+                        max(times) * 1000,
+                        load,
+                    ]
+                )
         ratio = per_size[sizes[-1]] / per_size[sizes[0]]
-        summary.append(f"{kind} {sizes[-1]}/{sizes[0]} = {ratio:.2f} "
-                       f"({per_size[sizes[-1]] * 1000:.1f} ms)")
+        summary.append(
+            f"{kind} {sizes[-1]}/{sizes[0]} = {ratio:.2f} ({per_size[sizes[-1]] * 1000:.1f} ms)"
+        )
     table(
         f"select + claim one batch (median of {args.repeats})",
         ["ledger", "chats", "due", "batch", "median ms", "max ms", "load s"],

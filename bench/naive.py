@@ -31,8 +31,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
-from apscheduler.util import datetime_to_utc_timestamp
 from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.util import datetime_to_utc_timestamp
 
 from bench.common import TOKEN, fill_ledger, ledger_url, open_policy, seed, simulator, table
 from bench.due_query import measure
@@ -97,7 +97,7 @@ def apscheduler_per_chat(size: int, timed_adds: int) -> list[object]:
     # scheduler thread stays asleep (it was started paused); the wake-up runs here, timed.
     scheduler.state = STATE_RUNNING
     t0 = time.perf_counter()
-    scheduler._process_jobs()  # noqa: SLF001 - exactly the work of one wake-up
+    scheduler._process_jobs()
     wake = time.perf_counter() - t0
     due_left = sum(1 for job in scheduler.get_jobs() if job.next_run_time <= datetime.now(UTC))
     scheduler.shutdown(wait=True)
@@ -155,19 +155,22 @@ def main() -> None:
                         rows.append([f"cron script, sequential ({size})", "-", seconds, "-", "-"])
                     else:
                         batch = sorted(asyncio.run(measure(url, 5, 500)))[2]
-                        seconds, shared = asyncio.run(
+                        seconds, _shared = asyncio.run(
                             daemon_pass(url, sim.api_base, args.concurrency)
                         )
                         rows.append([f"share-scheduler pass ({size})", "-", seconds, "-", "-"])
-                        rows.append([f"share-scheduler due-query batch ({size})", "-", batch,
-                                     "-", "-"])
+                        rows.append(
+                            [f"share-scheduler due-query batch ({size})", "-", batch, "-", "-"]
+                        )
     table(
         "naive baselines vs share-scheduler (1% due, zero-latency simulator, SQLite)",
         ["contender", "add s", "wake-up / pass s", "memory MB", "still due"],
         rows,
     )
-    print("\nsummary: see the table; 'wake-up / pass' is one scheduler wake-up for APScheduler, "
-          "the whole run over the due chats for the others")
+    print(
+        "\nsummary: see the table; 'wake-up / pass' is one scheduler wake-up for APScheduler, "
+        "the whole run over the due chats for the others"
+    )
 
 
 if __name__ == "__main__":

@@ -66,11 +66,16 @@ async def daemon_pass(url: str, api_base: str, concurrency: int) -> tuple[float,
     ledger = Ledger(create_engine(url, pool_size=4))
     client = LinqClient(api_base, Secret(TOKEN, "bench"), max_connections=concurrency)
     config = SharePassConfig(
-        concurrency=concurrency, requests_per_second=1e9, batch_size=500,
+        concurrency=concurrency,
+        requests_per_second=1e9,
+        batch_size=500,
         lease=timedelta(minutes=10),
     )
     share_pass = SharePass(
-        ledger=ledger, client=client, config=config, policy=open_policy(clock.now()),
+        ledger=ledger,
+        client=client,
+        config=config,
+        policy=open_policy(clock.now()),
         instance="bench",
     )
     try:

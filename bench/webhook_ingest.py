@@ -1,6 +1,7 @@
 """Webhook ingest: signed message.sent events posted to a real daemon by a separate process.
 
-    python -m bench.webhook_ingest [--events 5000] [--connections 16] [--databases sqlite,postgresql]
+    python -m bench.webhook_ingest [--events 5000] [--connections 16]
+                                   [--databases sqlite,postgresql]
 
 The load process pre-builds every signed request and replays them over keep-alive
 connections with a minimal HTTP/1.1 client, so that its own cost stays small next to the
@@ -66,7 +67,9 @@ def _requests(count: int, port: int) -> list[bytes]:
     return out
 
 
-async def _load(port: int, requests: list[bytes], connections: int) -> tuple[float, list[float], int]:
+async def _load(
+    port: int, requests: list[bytes], connections: int
+) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     errors = 0
     queue = list(reversed(requests))

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scheduler.ledger.dialect import values_cte_update
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import (
     chats,
@@ -27,7 +28,6 @@ from scheduler.ledger.facts import (
     select_chats_with_line,
 )
 from scheduler.ledger.facts import lines as Line_table
-from scheduler.ledger.dialect import values_cte_update
 from scheduler.ledger.models import CardState, ChatStatus, Outcome, UTCDateTime, attempts_table
 from scheduler.rule import LineFacts, Policy
 from scheduler.share.decisions import Decision

@@ -348,9 +348,7 @@ class LinqClient:
             lane = self._busy.index(min(self._busy))
             self._busy[lane] += 1
             try:
-                response = await self._lanes[lane].request(
-                    method, path, params=params, json=json
-                )
+                response = await self._lanes[lane].request(method, path, params=params, json=json)
             finally:
                 self._busy[lane] -= 1
         except httpx.RequestError as exc:

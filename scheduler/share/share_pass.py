@@ -81,9 +81,7 @@ class _Recorder:
     would be stale (the chats are resolved as ambiguous by whoever finds them).
     """
 
-    def __init__(
-        self, ledger: Ledger, policy: Policy, report: PassReport, patience: float
-    ) -> None:
+    def __init__(self, ledger: Ledger, policy: Policy, report: PassReport, patience: float) -> None:
         self.ledger = ledger
         self.policy = policy
         self.report = report
@@ -125,9 +123,7 @@ class _Recorder:
                 return
 
 
-async def retry_while_unavailable(
-    write: Callable[[], Awaitable[object]], patience: float
-) -> None:
+async def retry_while_unavailable(write: Callable[[], Awaitable[object]], patience: float) -> None:
     """Run ``write``, retrying while the ledger is unavailable, for at most ``patience`` s."""
     deadline = time.monotonic() + patience
     delay = 0.2

@@ -177,16 +177,27 @@ def test_replica_killed_mid_pass_never_double_shares(pg_stack: Stack) -> None:
     # Visible from the CLI.
     daemon = pg_stack.daemons[0]
     out = subprocess.run(
-        [sys.executable, "-m", "scheduler", "ledger", "show", ambiguous[0], "--json",
-         "--config", str(daemon.config_path)],
-        check=True, capture_output=True, text=True, env=daemon.env,
+        [
+            sys.executable,
+            "-m",
+            "scheduler",
+            "ledger",
+            "show",
+            ambiguous[0],
+            "--json",
+            "--config",
+            str(daemon.config_path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=daemon.env,
     )
     shown = json.loads(out.stdout)
     assert "ambiguous" in [a["outcome"] for a in shown["attempts"]]
     assert shown["chat"]["share_count"] == 1
     for d in pg_stack.daemons:
         assert d.stop() == 0
-
 
 
 def _ready(daemon: Any) -> int:
@@ -207,7 +218,8 @@ def test_postgres_restart_mid_pass(pg_stack: Stack) -> None:
     version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop", "-m", "fast"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     try:
         wait_for(lambda: _ready(daemon) == 503, timeout=30, what="/readyz 503")
@@ -217,7 +229,8 @@ def test_postgres_restart_mid_pass(pg_stack: Stack) -> None:
     finally:
         subprocess.run(
             ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
     wait_for(lambda: _ready(daemon) == 200, timeout=60, what="/readyz back to 200")
     assert daemon.proc is not None and daemon.proc.poll() is None, "the daemon died"

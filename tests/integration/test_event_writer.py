@@ -22,19 +22,37 @@ T0 = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
 def _events() -> list[dict[str, object]]:
     out = []
     for i in range(30):
-        out.append(message_event("message.sent", event_id=f"e{i}", chat_id=f"c{i % 7}",
-                                 sent_at=T0 + timedelta(minutes=i)))
+        out.append(
+            message_event(
+                "message.sent",
+                event_id=f"e{i}",
+                chat_id=f"c{i % 7}",
+                sent_at=T0 + timedelta(minutes=i),
+            )
+        )
     out.append(out[3])  # a repeat inside the batch
-    out.append(message_event("message.received", event_id="in", direction="inbound",
-                             chat_id="c1", sent_at=T0 + timedelta(hours=2)))
+    out.append(
+        message_event(
+            "message.received",
+            event_id="in",
+            direction="inbound",
+            chat_id="c1",
+            sent_at=T0 + timedelta(hours=2),
+        )
+    )
     return out
 
 
 async def _snapshot(ledger: Ledger) -> list[tuple[object, ...]]:
     async with ledger.read() as conn:
         rows = await conn.execute(
-            sa.select(chats.c.chat_id, chats.c.first_outbound_at, chats.c.last_outbound_at,
-                      chats.c.last_inbound_at, chats.c.recipients).order_by(chats.c.chat_id)
+            sa.select(
+                chats.c.chat_id,
+                chats.c.first_outbound_at,
+                chats.c.last_outbound_at,
+                chats.c.last_inbound_at,
+                chats.c.recipients,
+            ).order_by(chats.c.chat_id)
         )
         return [tuple(r) for r in rows]
 

@@ -105,7 +105,9 @@ def test_invalid_yaml_names_line(tmp_path: Path) -> None:
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "scheduler", *args],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **(env or {})},
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
     )
 
 
@@ -119,5 +121,7 @@ def test_config_check_cli(tmp_path: Path) -> None:
     assert len(lines) == 3
     assert all(line.startswith(f"{bad}: ") for line in lines)
     assert {line.split(": ")[1] for line in lines} == {
-        "bogus", "sharing.timezone", "sharing.min_interval"
+        "bogus",
+        "sharing.timezone",
+        "sharing.min_interval",
     }
