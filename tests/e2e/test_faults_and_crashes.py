@@ -124,4 +124,5 @@ def test_sigkill_mid_pass_never_shares_twice(stack: Stack) -> None:
         outcomes = dict(db.execute("SELECT outcome, count(*) FROM share_attempts GROUP BY outcome"))
     assert outcomes.get("ambiguous", 0) >= 3
     assert outcomes.get("started", 0) == 0
-    assert outcomes["shared"] == len(shares)
+    # Calls that landed but whose answer died with the process are among the ambiguous ones.
+    assert outcomes["shared"] <= len(shares) <= outcomes["shared"] + outcomes["ambiguous"]
