@@ -21,14 +21,14 @@ def load_with_rule(
     config: Path | None, database_url: str | None, *, what: str, quiet: bool = False
 ) -> Schedule:
     """The schedule, required: ``what`` schedules chats with the schedule's sharing rule."""
-    return _load(config, database_url, what=what, quiet=quiet)[0]
+    return load_schedule_and_secrets(config, database_url, what=what, quiet=quiet)[0]
 
 
 def load_with_api(
     config: Path | None, database_url: str | None, *, what: str, quiet: bool = False
 ) -> tuple[Schedule, Secret]:
     """The schedule and the Linq API token (webhook secrets are not needed here)."""
-    schedule, secrets = _load(config, database_url, what=what, quiet=quiet)
+    schedule, secrets = load_schedule_and_secrets(config, database_url, what=what, quiet=quiet)
     if secrets.api_key is None:
         raise ConfigError(
             str(config),
@@ -43,7 +43,7 @@ def load_with_api(
     return schedule, secrets.api_key
 
 
-def _load(
+def load_schedule_and_secrets(
     config: Path | None, database_url: str | None, *, what: str, quiet: bool
 ) -> tuple[Schedule, Secrets]:
     if config is None:
