@@ -59,14 +59,6 @@ _WRITTEN = ("created_at", "updated_at")
 
 
 @pytest.fixture(scope="module")
-def clock_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("clock") / "now"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(clock.CLOCK_FILE_ENV, str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
 def sim_server(clock_file: Path) -> Iterator[SimHandle]:
     with running_simulator(SimSettings(activation_delay=0, seed=11)) as handle:
         yield handle

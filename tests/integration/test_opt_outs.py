@@ -31,14 +31,6 @@ T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, inside the 09:00-20:00
 
 
 @pytest.fixture(scope="module")
-def clock_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("clock") / "now"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(clock.CLOCK_FILE_ENV, str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
 def sim_server(clock_file: Path) -> Iterator[SimHandle]:
     with running_simulator(SimSettings(activation_delay=0, seed=3)) as handle:
         yield handle

@@ -69,14 +69,6 @@ class Receiver:
 
 
 @pytest.fixture(scope="module")
-def clock_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("clock") / "now"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(clock.CLOCK_FILE_ENV, str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
 def sim_server(clock_file: Path) -> Iterator[SimHandle]:
     with running_simulator(SimSettings(activation_delay=5, seed=11, webhook_secret=SECRET)) as s:
         yield s

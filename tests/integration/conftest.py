@@ -1,0 +1,19 @@
+"""Fixtures shared by the integration tests that run the simulator in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scheduler import clock
+
+
+@pytest.fixture(scope="module")
+def clock_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A clock file for this module; the simulator thread and the test read the same time."""
+    path = tmp_path_factory.mktemp("clock") / "now"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(clock.CLOCK_FILE_ENV, str(path))
+        yield path
