@@ -17,18 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.ledger.dialect import values_cte_update
+from scheduler.ledger.claim_sql import AttemptFinish, ChatState, ChatUpdate, ClaimSQL
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.facts import (
-    chats,
-    compute_next,
-    line_facts,
-    select_chats_with_line,
-)
+from scheduler.ledger.facts import chats, compute_next, line_facts
 from scheduler.ledger.facts import lines as Line_table
-from scheduler.ledger.models import CardState, ChatStatus, Outcome, UTCDateTime, attempts_table
+from scheduler.ledger.models import CardState, ChatStatus, Outcome, attempts_table
 from scheduler.rule import LineFacts, Policy
 from scheduler.share.decisions import Decision
 
@@ -65,70 +59,27 @@ class ClaimResult:
     rescheduled: int = 0
 
 
-_CHAT_UPDATE = (
-    sa.update(chats)
-    .where(chats.c.chat_id == sa.bindparam("b_chat_id"))
-    .values(
-        last_shared_at=sa.bindparam("b_last_shared_at"),
-        share_count=sa.bindparam("b_share_count"),
-        status=sa.bindparam("b_status"),
-        not_before=sa.bindparam("b_not_before"),
-        consecutive_failures=sa.bindparam("b_failures"),
-        last_error=sa.bindparam("b_last_error"),
-        next_share_at=sa.bindparam("b_next"),
-        claimed_by=None,
-        claim_attempt_id=None,
-        claim_expires_at=None,
-        updated_at=sa.bindparam("b_now"),
+def _chat_update(row: Any, nxt: datetime | None, **changes: Any) -> ChatUpdate:
+    return ChatUpdate(
+        chat_id=row.chat_id,
+        last_shared_at=changes.get("last_shared_at", row.last_shared_at),
+        share_count=changes.get("share_count", row.share_count),
+        status=changes.get("status", row.status),
+        not_before=changes.get("not_before", row.not_before),
+        consecutive_failures=changes.get("consecutive_failures", row.consecutive_failures),
+        last_error=changes.get("last_error", row.last_error),
+        next_share_at=nxt,
     )
-)
-
-_ATTEMPT_FINISH = (
-    sa.update(attempts)
-    .where(attempts.c.id == sa.bindparam("b_id"))
-    .where(attempts.c.outcome == Outcome.started)
-    .values(
-        outcome=sa.bindparam("b_outcome"),
-        finished_at=sa.bindparam("b_finished_at"),
-        http_status=sa.bindparam("b_http_status"),
-        error_code=sa.bindparam("b_error_code"),
-        error_message=sa.bindparam("b_error_message"),
-        trace_id=sa.bindparam("b_trace_id"),
-        latency_ms=sa.bindparam("b_latency_ms"),
-        tries=sa.bindparam("b_tries"),
-    )
-)
-
-
-def _chat_params(row: Any, now: datetime, nxt: datetime | None, **changes: Any) -> dict[str, Any]:
-    return {
-        "b_chat_id": row.chat_id,
-        "b_last_shared_at": changes.get("last_shared_at", row.last_shared_at),
-        "b_share_count": changes.get("share_count", row.share_count),
-        "b_status": changes.get("status", row.status),
-        "b_not_before": changes.get("not_before", row.not_before),
-        "b_failures": changes.get("consecutive_failures", row.consecutive_failures),
-        "b_last_error": changes.get("last_error", row.last_error),
-        "b_next": nxt,
-        "b_now": now,
-    }
-
-
-def _lock(query: sa.Select[Any], conn: AsyncConnection) -> sa.Select[Any]:
-    if conn.dialect.name == "postgresql":
-        # Replicas skip each other's rows instead of waiting on them.
-        return query.with_for_update(of=chats, skip_locked=True)
-    return query
 
 
 async def _resolve_ambiguous(
-    conn: AsyncConnection, rows: Sequence[Any], policy: Policy, now: datetime
+    sql: ClaimSQL, rows: Sequence[Any], policy: Policy, now: datetime
 ) -> int:
     """Resolve the open claims of ``rows`` (chats) as shared at their attempt's start."""
     if not rows:
         return 0
     ids = [row.claim_attempt_id for row in rows]
-    found = await conn.execute(
+    found = await sql.conn.execute(
         sa.select(attempts.c.id, attempts.c.started_at, attempts.c.outcome).where(
             attempts.c.id.in_(ids)
         )
@@ -140,61 +91,21 @@ async def _resolve_ambiguous(
         changes: dict[str, Any] = {}
         if attempt is not None and attempt.outcome == Outcome.started:
             finish.append(
-                _finish_params(
+                AttemptFinish(
                     attempt.id,
                     Outcome.ambiguous,
                     now,
                     tries=1,
-                    error="claim expired without an outcome",
+                    error_message="claim expired without an outcome",
                 )
             )
             shared_at = attempt.started_at
             if row.last_shared_at is None or row.last_shared_at < shared_at:
                 changes = {"last_shared_at": shared_at, "share_count": row.share_count + 1}
-        updates.append(_chat_params(row, now, compute_next(row, policy, now, **changes), **changes))
-    if finish:
-        await conn.execute(_ATTEMPT_FINISH, finish)
-    await conn.execute(_CHAT_UPDATE, updates)
+        updates.append(_chat_update(row, compute_next(row, policy, now, **changes), **changes))
+    await sql.finish_attempts(finish)
+    await sql.update_chats(updates, now)
     return len(finish)
-
-
-def _finish_params(
-    attempt_id: int,
-    outcome: Outcome,
-    finished_at: datetime,
-    *,
-    tries: int,
-    http_status: int | None = None,
-    error_code: int | None = None,
-    error: str | None = None,
-    trace_id: str | None = None,
-    latency_ms: float | None = None,
-) -> dict[str, Any]:
-    return {
-        "b_id": attempt_id,
-        "b_outcome": outcome,
-        "b_finished_at": finished_at,
-        "b_http_status": http_status,
-        "b_error_code": error_code,
-        "b_error_message": error,
-        "b_trace_id": trace_id,
-        "b_latency_ms": latency_ms,
-        "b_tries": tries,
-    }
-
-
-async def _new_attempt_ids(conn: AsyncConnection, count: int) -> list[int]:
-    """Reserve ids for ``count`` intent rows, so that one multi-row INSERT needs no RETURNING."""
-    if conn.dialect.name == "postgresql":
-        rows = await conn.execute(
-            sa.text("SELECT nextval('share_attempts_id_seq') FROM generate_series(1, :n)"),
-            {"n": count},
-        )
-        return [int(r[0]) for r in rows]
-    # SQLite: this transaction holds the write lock, so max(id) cannot move under us.
-    top = (await conn.execute(sa.select(sa.func.max(attempts.c.id)))).scalar()
-    start = int(top or 0) + 1
-    return list(range(start, start + count))
 
 
 async def claim_batch(
@@ -209,19 +120,15 @@ async def claim_batch(
     force: bool = False,
 ) -> ClaimResult:
     """Claim up to ``limit`` due chats (or the named ones) for this instance."""
-    lease_end = now + lease
     async with ledger.write() as conn:
-        query = select_chats_with_line()
+        sql = ClaimSQL(conn)
         if chat_ids is not None:
-            query = query.where(chats.c.chat_id.in_(list(chat_ids)))
+            rows = await sql.chats(list(chat_ids), lock=True)
         else:
-            query = (
-                query.where(chats.c.next_share_at <= now)
-                .order_by(chats.c.next_share_at)
-                .limit(limit)
-            )
-        rows = (await conn.execute(_lock(query, conn))).all()
-        due, expired, reschedule = [], [], []
+            rows = await sql.due(now, limit)
+        due: list[ChatState] = []
+        expired: list[ChatState] = []
+        reschedule: list[tuple[str, datetime | None]] = []
         for row in rows:
             if row.claim_attempt_id is not None:
                 if row.claim_expires_at is not None and row.claim_expires_at > now:
@@ -235,53 +142,19 @@ async def claim_batch(
             if nxt is not None and nxt <= now:
                 due.append(row)
             elif nxt != row.next_share_at:
-                reschedule.append({"b_chat_id": row.chat_id, "b_next": nxt})
+                reschedule.append((row.chat_id, nxt))
         result = ClaimResult(claims=[])
-        result.ambiguous = await _resolve_ambiguous(conn, expired, policy, now)
+        result.ambiguous = await _resolve_ambiguous(sql, expired, policy, now)
         if reschedule:
-            await conn.execute(
-                sa.update(chats)
-                .where(chats.c.chat_id == sa.bindparam("b_chat_id"))
-                .values(next_share_at=sa.bindparam("b_next")),
-                reschedule,
-            )
+            await sql.reschedule(reschedule)
             result.rescheduled = len(reschedule)
-        if not due:
-            return result
-        ids = await _new_attempt_ids(conn, len(due))
-        await conn.execute(
-            sa.insert(attempts),
-            [
-                {
-                    "id": aid,
-                    "chat_id": row.chat_id,
-                    "line": row.line,
-                    "started_at": now,
-                    "outcome": Outcome.started,
-                    "instance": instance,
-                    "tries": 0,
-                    "forced": force,
-                }
-                for row, aid in zip(due, ids, strict=True)
-            ],
-        )
-        attempt_of = {row.chat_id: aid for row, aid in zip(due, ids, strict=True)}
-        await conn.execute(
-            values_cte_update(
-                "chats",
-                "chat_id",
-                [("chat_id", sa.String()), ("claim_attempt_id", sa.BigInteger())],
-                list(attempt_of.items()),
-                constants={
-                    "claimed_by": (instance, sa.String()),
-                    "claim_expires_at": (lease_end, UTCDateTime()),
-                    "next_share_at": (lease_end, UTCDateTime()),
-                },
-            )
+        attempt_of = await sql.start_attempts(
+            due, now=now, instance=instance, lease_end=now + lease, forced=force
         )
         result.claims = [
             Claim(row.chat_id, row.line, attempt_of[row.chat_id], now, row.consecutive_failures)
             for row in due
+            if row.chat_id in attempt_of
         ]
         return result
 
@@ -294,14 +167,8 @@ async def record_results(
         return []
     lost: list[CallRecord] = []
     async with ledger.write() as conn:
-        rows = {
-            row.chat_id: row
-            for row in await conn.execute(
-                select_chats_with_line().where(
-                    chats.c.chat_id.in_([r.claim.chat_id for r in records])
-                )
-            )
-        }
+        sql = ClaimSQL(conn)
+        rows = {row.chat_id: row for row in await sql.chats([r.claim.chat_id for r in records])}
         line_overrides: dict[str, LineFacts] = {}
         for rec in records:
             d = rec.decision
@@ -333,14 +200,14 @@ async def record_results(
         for rec in records:
             d = rec.decision
             finish.append(
-                _finish_params(
+                AttemptFinish(
                     rec.claim.attempt_id,
                     d.outcome,
                     rec.finished_at,
                     tries=rec.tries,
                     http_status=rec.http_status,
                     error_code=rec.error_code,
-                    error=d.error,
+                    error_message=d.error,
                     trace_id=rec.trace_id,
                     latency_ms=rec.latency_ms,
                 )
@@ -366,11 +233,10 @@ async def record_results(
                 changes["status"] = d.chat_status
             line = line_overrides.get(row.line) if row.line else None
             nxt = compute_next(row, policy, now, line=line, **changes)
-            updates.append(_chat_params(row, now, nxt, **changes))
+            updates.append(_chat_update(row, nxt, **changes))
         # Conditional on outcome='started': a claim already resolved elsewhere keeps its verdict.
-        await conn.execute(_ATTEMPT_FINISH, finish)
-        if updates:
-            await conn.execute(_CHAT_UPDATE, updates)
+        await sql.finish_attempts(finish)
+        await sql.update_chats(updates, now)
     return lost
 
 
@@ -381,32 +247,28 @@ async def release_claims(
     if not claims:
         return
     async with ledger.write() as conn:
-        await conn.execute(
-            _ATTEMPT_FINISH,
+        sql = ClaimSQL(conn)
+        await sql.finish_attempts(
             [
-                _finish_params(
+                AttemptFinish(
                     c.attempt_id,
                     Outcome.skipped,
                     now,
                     tries=0,
-                    error="released before the call (shutdown)",
+                    error_message="released before the call (shutdown)",
                 )
                 for c in claims
-            ],
+            ]
         )
-        rows = (
-            await conn.execute(
-                select_chats_with_line().where(chats.c.chat_id.in_([c.chat_id for c in claims]))
-            )
-        ).all()
         mine = {c.chat_id: c.attempt_id for c in claims}
-        updates = [
-            _chat_params(row, now, compute_next(row, policy, now))
-            for row in rows
-            if row.claim_attempt_id == mine.get(row.chat_id)
-        ]
-        if updates:
-            await conn.execute(_CHAT_UPDATE, updates)
+        await sql.update_chats(
+            [
+                _chat_update(row, compute_next(row, policy, now))
+                for row in await sql.chats(list(mine))
+                if row.claim_attempt_id == mine.get(row.chat_id)
+            ],
+            now,
+        )
 
 
 async def resolve_dangling(
@@ -416,14 +278,9 @@ async def resolve_dangling(
     total = 0
     while True:
         async with ledger.write() as conn:
-            query = (
-                select_chats_with_line()
-                .where(chats.c.claim_attempt_id.is_not(None))
-                .where(chats.c.claim_expires_at <= now)
-                .limit(500)
-            )
-            rows = (await conn.execute(_lock(query, conn))).all()
-            total += await _resolve_ambiguous(conn, rows, policy, now)
+            sql = ClaimSQL(conn)
+            rows = await sql.expired(now, 500)
+            total += await _resolve_ambiguous(sql, rows, policy, now)
             # Attempts left 'started' whose chat moved on (should not happen) are closed too.
             await conn.execute(
                 sa.update(attempts)

@@ -1,0 +1,358 @@
+"""Driver-level SQL for the claim protocol's hot statements, per database.
+
+A pass claims and records hundreds of chats per transaction. Through SQLAlchemy Core, the
+statement compilation and the per-value type processing of those rows cost several times the
+database's own work (``python -m bench.due_query``), so these few statements go to the driver
+as plain SQL with plain parameters: one round trip per statement, whatever the batch size.
+
+Timestamps: PostgreSQL columns are ``timestamptz`` and the driver returns aware datetimes;
+SQLite stores UTC as ``YYYY-MM-DD HH:MM:SS.ffffff`` text, the same format the models' type
+writes, so the two paths can read and write the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+_FACT_COLUMNS = (
+    "chat_id",
+    "line",
+    "recipients",
+    "is_group",
+    "service",
+    "first_outbound_at",
+    "last_outbound_at",
+    "last_inbound_at",
+    "last_shared_at",
+    "share_count",
+    "status",
+    "not_before",
+    "consecutive_failures",
+    "next_share_at",
+    "claim_attempt_id",
+    "claim_expires_at",
+    "last_error",
+)
+_SELECT_FACTS = (
+    "SELECT "
+    + ", ".join(f"c.{name}" for name in _FACT_COLUMNS)
+    + ", l.card_state, l.paused, l.timezone FROM chats c LEFT JOIN lines l ON l.number = c.line"
+)
+# Positions of the timestamp columns in a fact row, parsed from text on SQLite.
+_TIME_POSITIONS = tuple(
+    i
+    for i, name in enumerate(_FACT_COLUMNS)
+    if name.endswith("_at") or name in ("not_before", "claim_expires_at")
+)
+
+
+@dataclass(slots=True)
+class ChatState:
+    """What the rule and the claim protocol read of one chat and its line."""
+
+    chat_id: str
+    line: str | None
+    recipients: str | None
+    is_group: bool
+    service: str | None
+    first_outbound_at: datetime | None
+    last_outbound_at: datetime | None
+    last_inbound_at: datetime | None
+    last_shared_at: datetime | None
+    share_count: int
+    status: str
+    not_before: datetime | None
+    consecutive_failures: int
+    next_share_at: datetime | None
+    claim_attempt_id: int | None
+    claim_expires_at: datetime | None
+    last_error: str | None
+    line_card_state: str | None
+    line_paused: bool | None
+    line_timezone: str | None
+
+
+def sqlite_time(value: datetime | None) -> str | None:
+    """A UTC datetime as SQLite stores it (the text the models' column type writes)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _parse_sqlite_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+class ClaimSQL:
+    """The hot statements for one connection's database."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.sqlite = conn.dialect.name == "sqlite"
+
+    def _t(self, value: datetime | None) -> Any:
+        return sqlite_time(value) if self.sqlite else value
+
+    def _state(self, row: Sequence[Any]) -> ChatState:
+        values = list(row)
+        if self.sqlite:
+            for i in _TIME_POSITIONS:
+                values[i] = _parse_sqlite_time(values[i])
+            values[3] = bool(values[3])
+            if values[-2] is not None:
+                values[-2] = bool(values[-2])
+        return ChatState(*values)
+
+    async def _rows(self, sql: str, params: Any) -> list[ChatState]:
+        result = await self.conn.exec_driver_sql(sql, params)
+        return [self._state(row) for row in result.fetchall()]
+
+    async def due(self, now: datetime, limit: int) -> list[ChatState]:
+        """The ``limit`` chats due soonest, by the ``next_share_at`` index; locked on PostgreSQL."""
+        if self.sqlite:
+            return await self._rows(
+                f"{_SELECT_FACTS} WHERE c.next_share_at <= ? ORDER BY c.next_share_at LIMIT ?",
+                (self._t(now), limit),
+            )
+        # Replicas skip each other's rows instead of waiting on them.
+        return await self._rows(
+            f"{_SELECT_FACTS} WHERE c.next_share_at <= %s ORDER BY c.next_share_at LIMIT %s"
+            " FOR UPDATE OF c SKIP LOCKED",
+            (now, limit),
+        )
+
+    async def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[ChatState]:
+        """The named chats (those that exist); ``lock`` skips rows locked by others."""
+        ids = list(dict.fromkeys(chat_ids))
+        if not ids:
+            return []
+        if self.sqlite:
+            out: list[ChatState] = []
+            # SQLite caps the number of parameters of one statement.
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                out += await self._rows(
+                    f"{_SELECT_FACTS} WHERE c.chat_id IN ({', '.join('?' * len(part))})",
+                    tuple(part),
+                )
+            return out
+        suffix = " FOR UPDATE OF c SKIP LOCKED" if lock else ""
+        return await self._rows(f"{_SELECT_FACTS} WHERE c.chat_id = ANY(%s){suffix}", (ids,))
+
+    async def expired(self, now: datetime, limit: int) -> list[ChatState]:
+        """Chats whose claim's lease ran out (its owner crashed mid-call)."""
+        if self.sqlite:
+            return await self._rows(
+                f"{_SELECT_FACTS} WHERE c.claim_attempt_id IS NOT NULL"
+                " AND c.claim_expires_at <= ? LIMIT ?",
+                (self._t(now), limit),
+            )
+        return await self._rows(
+            f"{_SELECT_FACTS} WHERE c.claim_attempt_id IS NOT NULL"
+            " AND c.claim_expires_at <= %s LIMIT %s FOR UPDATE OF c SKIP LOCKED",
+            (now, limit),
+        )
+
+    async def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> None:
+        """Correct ``next_share_at`` of chats found not due after all."""
+        mark = "?" if self.sqlite else "%s"
+        await self.conn.exec_driver_sql(
+            f"UPDATE chats SET next_share_at = {mark} WHERE chat_id = {mark}",
+            [(self._t(nxt), chat_id) for chat_id, nxt in rows],
+        )
+
+    async def start_attempts(
+        self,
+        chats: Sequence[ChatState],
+        *,
+        now: datetime,
+        instance: str,
+        lease_end: datetime,
+        forced: bool,
+    ) -> dict[str, int]:
+        """Intent rows and leases for ``chats``; returns chat id -> attempt id."""
+        if not chats:
+            return {}
+        if not self.sqlite:
+            result = await self.conn.exec_driver_sql(
+                "WITH v AS ("
+                " SELECT u.chat_id, u.line, nextval('share_attempts_id_seq') AS aid"
+                " FROM unnest(%s::text[], %s::text[]) AS u(chat_id, line)"
+                "), ins AS ("
+                " INSERT INTO share_attempts"
+                " (id, chat_id, line, started_at, outcome, instance, tries, forced)"
+                " SELECT aid, chat_id, line, %s, 'started', %s, 0, %s FROM v"
+                ") UPDATE chats SET claimed_by = %s, claim_attempt_id = v.aid,"
+                " claim_expires_at = %s, next_share_at = %s"
+                " FROM v WHERE chats.chat_id = v.chat_id RETURNING v.chat_id, v.aid",
+                (
+                    [c.chat_id for c in chats],
+                    [c.line for c in chats],
+                    now,
+                    instance,
+                    forced,
+                    instance,
+                    lease_end,
+                    lease_end,
+                ),
+            )
+            returned: list[Any] = list(result.fetchall())
+            return {row[0]: int(row[1]) for row in returned}
+        # SQLite: this transaction holds the write lock, so max(id) cannot move under us.
+        top = (await self.conn.exec_driver_sql("SELECT max(id) FROM share_attempts")).scalar()
+        first = int(top or 0) + 1
+        attempt_of = {c.chat_id: first + i for i, c in enumerate(chats)}
+        started = self._t(now)
+        await self.conn.exec_driver_sql(
+            "INSERT INTO share_attempts"
+            " (id, chat_id, line, started_at, outcome, instance, tries, forced)"
+            " VALUES (?, ?, ?, ?, 'started', ?, 0, ?)",
+            [(attempt_of[c.chat_id], c.chat_id, c.line, started, instance, forced) for c in chats],
+        )
+        end = self._t(lease_end)
+        for start in range(0, len(chats), 400):
+            part = chats[start : start + 400]
+            await self.conn.exec_driver_sql(
+                f"WITH v(chat_id, aid) AS (VALUES {', '.join(['(?, ?)'] * len(part))})"
+                " UPDATE chats SET claimed_by = ?, claim_attempt_id = v.aid,"
+                " claim_expires_at = ?, next_share_at = ?"
+                " FROM v WHERE chats.chat_id = v.chat_id",
+                (
+                    *(x for c in part for x in (c.chat_id, attempt_of[c.chat_id])),
+                    instance,
+                    end,
+                    end,
+                ),
+            )
+        return attempt_of
+
+    async def finish_attempts(self, rows: Sequence[AttemptFinish]) -> None:
+        """Close ``started`` attempts; one already closed elsewhere keeps its verdict."""
+        if not rows:
+            return
+        if self.sqlite:
+            await self.conn.exec_driver_sql(
+                "UPDATE share_attempts SET outcome = ?, finished_at = ?, http_status = ?,"
+                " error_code = ?, error_message = ?, trace_id = ?, latency_ms = ?, tries = ?"
+                " WHERE id = ? AND outcome = 'started'",
+                [
+                    (
+                        str(r.outcome),
+                        self._t(r.finished_at),
+                        r.http_status,
+                        r.error_code,
+                        r.error_message,
+                        r.trace_id,
+                        r.latency_ms,
+                        r.tries,
+                        r.attempt_id,
+                    )
+                    for r in rows
+                ],
+            )
+            return
+        await self.conn.exec_driver_sql(
+            "UPDATE share_attempts a SET outcome = v.outcome, finished_at = v.finished_at,"
+            " http_status = v.http_status, error_code = v.error_code,"
+            " error_message = v.error_message, trace_id = v.trace_id,"
+            " latency_ms = v.latency_ms, tries = v.tries"
+            " FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::int[], %s::int[],"
+            " %s::text[], %s::text[], %s::float8[], %s::int[])"
+            " AS v(id, outcome, finished_at, http_status, error_code, error_message, trace_id,"
+            " latency_ms, tries)"
+            " WHERE a.id = v.id AND a.outcome = 'started'",
+            (
+                [r.attempt_id for r in rows],
+                [str(r.outcome) for r in rows],
+                [r.finished_at for r in rows],
+                [r.http_status for r in rows],
+                [r.error_code for r in rows],
+                [r.error_message for r in rows],
+                [r.trace_id for r in rows],
+                [r.latency_ms for r in rows],
+                [r.tries for r in rows],
+            ),
+        )
+
+    async def update_chats(self, rows: Sequence[ChatUpdate], now: datetime) -> None:
+        """Write each chat's new facts and ``next_share_at``, and drop its claim."""
+        if not rows:
+            return
+        if self.sqlite:
+            stamp = self._t(now)
+            await self.conn.exec_driver_sql(
+                "UPDATE chats SET last_shared_at = ?, share_count = ?, status = ?,"
+                " not_before = ?, consecutive_failures = ?, last_error = ?, next_share_at = ?,"
+                " claimed_by = NULL, claim_attempt_id = NULL, claim_expires_at = NULL,"
+                " updated_at = ? WHERE chat_id = ?",
+                [
+                    (
+                        self._t(r.last_shared_at),
+                        r.share_count,
+                        str(r.status),
+                        self._t(r.not_before),
+                        r.consecutive_failures,
+                        r.last_error,
+                        self._t(r.next_share_at),
+                        stamp,
+                        r.chat_id,
+                    )
+                    for r in rows
+                ],
+            )
+            return
+        await self.conn.exec_driver_sql(
+            "UPDATE chats c SET last_shared_at = v.last_shared_at, share_count = v.share_count,"
+            " status = v.status, not_before = v.not_before,"
+            " consecutive_failures = v.consecutive_failures, last_error = v.last_error,"
+            " next_share_at = v.next_share_at, claimed_by = NULL, claim_attempt_id = NULL,"
+            " claim_expires_at = NULL, updated_at = %s"
+            " FROM unnest(%s::text[], %s::timestamptz[], %s::int[], %s::text[],"
+            " %s::timestamptz[], %s::int[], %s::text[], %s::timestamptz[])"
+            " AS v(chat_id, last_shared_at, share_count, status, not_before,"
+            " consecutive_failures, last_error, next_share_at)"
+            " WHERE c.chat_id = v.chat_id",
+            (
+                now,
+                [r.chat_id for r in rows],
+                [r.last_shared_at for r in rows],
+                [r.share_count for r in rows],
+                [str(r.status) for r in rows],
+                [r.not_before for r in rows],
+                [r.consecutive_failures for r in rows],
+                [r.last_error for r in rows],
+                [r.next_share_at for r in rows],
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinish:
+    attempt_id: int
+    outcome: str
+    finished_at: datetime
+    tries: int
+    http_status: int | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    trace_id: str | None = None
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatUpdate:
+    chat_id: str
+    last_shared_at: datetime | None
+    share_count: int
+    status: str
+    not_before: datetime | None
+    consecutive_failures: int
+    last_error: str | None
+    next_share_at: datetime | None
