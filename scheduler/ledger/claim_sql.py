@@ -12,7 +12,7 @@ writes, so the two paths can read and write the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,11 +43,26 @@ _SELECT_FACTS = (
     + ", ".join(f"c.{name}" for name in _FACT_COLUMNS)
     + ", l.card_state, l.paused, l.timezone FROM chats c LEFT JOIN lines l ON l.number = c.line"
 )
-# Positions of the timestamp columns in a fact row, parsed from text on SQLite.
-_TIME_POSITIONS = tuple(
-    i
-    for i, name in enumerate(_FACT_COLUMNS)
-    if name.endswith("_at") or name in ("not_before", "claim_expires_at")
+
+
+def _parse_sqlite_time(value: str) -> datetime:
+    # "+00:00" makes the parser return an aware UTC datetime in one C call.
+    return datetime.fromisoformat(value + "+00:00")
+
+
+# How each column of a fact row arrives from SQLite: timestamps as text, booleans as 0/1.
+_SQLITE_CONVERTERS: tuple[Callable[[Any], Any] | None, ...] = (
+    *(
+        _parse_sqlite_time
+        if name.endswith("_at") or name in ("not_before", "claim_expires_at")
+        else bool
+        if name == "is_group"
+        else None
+        for name in _FACT_COLUMNS
+    ),
+    None,
+    bool,
+    None,
 )
 
 
@@ -84,12 +99,6 @@ def sqlite_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _parse_sqlite_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
 class ClaimSQL:
     """The hot statements for one connection's database."""
 
@@ -101,14 +110,14 @@ class ClaimSQL:
         return sqlite_time(value) if self.sqlite else value
 
     def _state(self, row: Sequence[Any]) -> ChatState:
-        values = list(row)
         if self.sqlite:
-            for i in _TIME_POSITIONS:
-                values[i] = _parse_sqlite_time(values[i])
-            values[3] = bool(values[3])
-            if values[-2] is not None:
-                values[-2] = bool(values[-2])
-        return ChatState(*values)
+            return ChatState(
+                *[
+                    value if convert is None or value is None else convert(value)
+                    for convert, value in zip(_SQLITE_CONVERTERS, row, strict=True)
+                ]
+            )
+        return ChatState(*row)
 
     async def _rows(self, sql: str, params: Any) -> list[ChatState]:
         result = await self.conn.exec_driver_sql(sql, params)

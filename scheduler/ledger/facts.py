@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,23 +35,25 @@ def first_recipient(recipients: str | None) -> str | None:
 
 
 def chat_facts(row: Any, **changes: Any) -> ChatFacts:
-    values = {
-        "service": row.service,
-        "is_group": bool(row.is_group),
-        "status": row.status,
-        "recipient": first_recipient(row.recipients),
-        "first_outbound_at": row.first_outbound_at,
-        "last_outbound_at": row.last_outbound_at,
-        "last_inbound_at": row.last_inbound_at,
-        "last_shared_at": row.last_shared_at,
-        "share_count": row.share_count,
-        "not_before": row.not_before,
-    }
-    values.update((k, v) for k, v in changes.items() if k in values)
-    return ChatFacts(**values)
+    """The rule's facts of a ledger row, with ``changes`` (new column values) applied."""
+    get = changes.get
+    return ChatFacts(
+        get("service", row.service),
+        bool(get("is_group", row.is_group)),
+        get("status", row.status),
+        first_recipient(get("recipients", row.recipients)),
+        get("first_outbound_at", row.first_outbound_at),
+        get("last_outbound_at", row.last_outbound_at),
+        get("last_inbound_at", row.last_inbound_at),
+        get("last_shared_at", row.last_shared_at),
+        get("share_count", row.share_count),
+        get("not_before", row.not_before),
+    )
 
 
+@lru_cache(maxsize=1024)
 def line_facts(card_state: str | None, paused: bool | None, timezone: str | None) -> LineFacts:
+    # A handful of distinct lines serve every chat of a batch: build each one's facts once.
     return LineFacts(
         card_active=card_state == CardState.active, paused=bool(paused), timezone=timezone
     )
