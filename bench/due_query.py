@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from bench.common import fill_ledger, ledger_url, median, open_policy, table
 from scheduler import clock
+from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.claims import claim_batch
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats
@@ -28,9 +29,14 @@ from scheduler.ledger.models import attempts_table
 
 
 async def measure(url: str, repeats: int, batch: int) -> list[float]:
-    ledger = Ledger(create_engine(url, pool_size=2))
+    # As in the daemon: on SQLite, commits leave checkpoints to a background task.
+    ledger = Ledger(create_engine(url, pool_size=2, background_checkpoint=True))
     policy = open_policy(clock.now())
     times = []
+    stopping = asyncio.Event()
+    checkpoints = (
+        asyncio.create_task(Checkpointer(ledger).run(stopping)) if ledger.is_sqlite else None
+    )
     try:
         for _ in range(repeats):
             now = clock.now()
@@ -58,6 +64,9 @@ async def measure(url: str, repeats: int, batch: int) -> list[float]:
                 )
                 await conn.execute(sa.delete(attempts_table))
     finally:
+        stopping.set()
+        if checkpoints is not None:
+            await checkpoints
         await ledger.dispose()
     return times
 

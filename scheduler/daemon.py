@@ -34,6 +34,7 @@ from scheduler.ingest.backfill import scheduled_backfill
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.gauges import refresh_due, refresh_ledger_gauges
+from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.recompute import recompute_chats
 from scheduler.linq.client import LinqClient
 from scheduler.logs import configure_logging, register_secrets
@@ -73,7 +74,8 @@ class Daemon:
         self.instance = schedule.instance_id or default_instance_id()
         self.policy = Policy.from_config(schedule.sharing)
         self.metrics = Metrics()
-        self.ledger = Ledger.from_config(schedule.database)
+        # SQLite: commits never stop to checkpoint; the Checkpointer task does it (run()).
+        self.ledger = Ledger.from_config(schedule.database, background_checkpoint=True)
         if secrets.api_key is None:
             raise ConfigError(str(config_path), [])
         self.client = LinqClient.from_config(schedule.linq, secrets.api_key)
@@ -296,6 +298,8 @@ class Daemon:
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         start = datetime.now(UTC)
+        if self.ledger.is_sqlite:
+            self._spawn(Checkpointer(self.ledger).run(self.stopping))
         self.scheduler.add_job(
             self.card_job,
             IntervalTrigger(seconds=cfg.cards.check_interval.total_seconds()),

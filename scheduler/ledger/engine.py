@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ def redact_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, autocheckpoint: bool = True) -> None:
     # Autocommit at the driver level; SQLAlchemy's begin event issues BEGIN itself below.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -31,6 +32,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    if not autocheckpoint:
+        # See scheduler.ledger.checkpoint: a background task copies the log back instead.
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
@@ -40,7 +44,18 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    connect_timeout: float = 5.0,
+    background_checkpoint: bool = False,
+) -> AsyncEngine:
+    """An engine for the ledger at ``url``.
+
+    ``background_checkpoint`` (SQLite): commits never checkpoint the write-ahead log; the
+    owner must run :class:`scheduler.ledger.checkpoint.Checkpointer` (the daemon does).
+    """
     url = normalize_database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -53,7 +68,11 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0
             pool_size=pool_size,
             max_overflow=0,
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(
+            engine.sync_engine,
+            "connect",
+            functools.partial(_sqlite_pragmas, autocheckpoint=not background_checkpoint),
+        )
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     engine = create_async_engine(
@@ -82,12 +101,13 @@ class Ledger:
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @classmethod
-    def from_config(cls, cfg: DatabaseConfig) -> Ledger:
+    def from_config(cls, cfg: DatabaseConfig, *, background_checkpoint: bool = False) -> Ledger:
         return cls(
             create_engine(
                 cfg.url,
                 pool_size=cfg.pool_size,
                 connect_timeout=cfg.connect_timeout.total_seconds(),
+                background_checkpoint=background_checkpoint,
             )
         )
 
