@@ -6,22 +6,35 @@
 Each repeat claims one batch (the due query, the rule re-check,
 500 intent rows and 500 leases, one transaction), then the claims are undone outside the
 timing so the next repeat sees the same ledger. The ratio 1M / 10k shows whether the cost
-grows with the ledger (1.0 = flat).
+grows with the ledger (1.0 = flat). The floor is the same statements through the bare
+synchronous driver (see ``driver_floor``): the database's own share of the cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import time
 import uuid
 from datetime import timedelta
 
+import psycopg
 import sqlalchemy as sa
 
-from bench.common import fill_ledger, ledger_url, median, open_policy, table
+from bench.common import LINE, fill_ledger, ledger_url, median, open_policy, table
 from scheduler import clock
 from scheduler.ledger.checkpoint import Checkpointer
+from scheduler.ledger.claim_sql import (
+    PG_DUE,
+    PG_START_ATTEMPTS,
+    SQLITE_DUE,
+    SQLITE_INSERT_ATTEMPTS,
+    SQLITE_LEASE_ROWS,
+    SQLITE_TOP_ATTEMPT,
+    sqlite_lease_update,
+    sqlite_time,
+)
 from scheduler.ledger.claims import claim_batch
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats
@@ -71,6 +84,82 @@ async def measure(url: str, repeats: int, batch: int) -> list[float]:
     return times
 
 
+def driver_floor(url: str, repeats: int, batch: int) -> list[float]:
+    """The claim's own statements through the bare synchronous driver, timed the same way.
+
+    No rule re-check, no asyncio, no SQLAlchemy: what the database itself costs for 500
+    intent rows and 500 leases (index upkeep, the foreign key, the commit), the floor under
+    ``claim_batch``. SQLite runs with the daemon's settings and checkpoints outside the timing.
+    """
+    times = []
+    if url.startswith("sqlite"):
+        db = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            db.execute(f"PRAGMA {pragma}")
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        try:
+            for _ in range(repeats):
+                now = clock.now()
+                end = sqlite_time(now + timedelta(minutes=5))
+                t0 = time.perf_counter()
+                db.execute("BEGIN IMMEDIATE")
+                rows = db.execute(SQLITE_DUE, (sqlite_time(now), batch)).fetchall()
+                first = (db.execute(SQLITE_TOP_ATTEMPT).fetchone()[0] or 0) + 1
+                ids = [(row[0], first + i) for i, row in enumerate(rows)]
+                db.executemany(
+                    SQLITE_INSERT_ATTEMPTS,
+                    [(aid, cid, LINE, sqlite_time(now), "bench", False) for cid, aid in ids],
+                )
+                for start in range(0, len(ids), SQLITE_LEASE_ROWS):
+                    part = ids[start : start + SQLITE_LEASE_ROWS]
+                    db.execute(
+                        sqlite_lease_update(len(part)),
+                        (*(x for pair in part for x in pair), "bench", end, end),
+                    )
+                db.execute("COMMIT")
+                times.append(time.perf_counter() - t0)
+                db.execute(
+                    "UPDATE chats SET claimed_by = NULL, claim_attempt_id = NULL,"
+                    " claim_expires_at = NULL, next_share_at = ?"
+                    " WHERE claim_attempt_id IS NOT NULL",
+                    (sqlite_time(now - timedelta(seconds=60)),),
+                )
+                db.execute("DELETE FROM share_attempts")
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+        return times
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as pg:
+        for _ in range(repeats):
+            now = clock.now()
+            end = now + timedelta(minutes=5)
+            t0 = time.perf_counter()
+            rows = pg.execute(PG_DUE, (now, batch)).fetchall()
+            pg.execute(
+                PG_START_ATTEMPTS,
+                (
+                    [r[0] for r in rows],
+                    [r[1] for r in rows],
+                    now,
+                    "bench",
+                    False,
+                    "bench",
+                    end,
+                    end,
+                ),
+            ).fetchall()
+            pg.commit()
+            times.append(time.perf_counter() - t0)
+            pg.execute(
+                "UPDATE chats SET claimed_by = NULL, claim_attempt_id = NULL,"
+                " claim_expires_at = NULL, next_share_at = %s WHERE claim_attempt_id IS NOT NULL",
+                (now - timedelta(seconds=60),),
+            )
+            pg.execute("DELETE FROM share_attempts")
+            pg.commit()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -91,6 +180,7 @@ def main() -> None:
                 fill_ledger(url, ids, due, clock.now())
                 load = time.perf_counter() - t0
                 times = asyncio.run(measure(url, args.repeats, args.batch))
+                floor = median(driver_floor(url, args.repeats, args.batch))
                 per_size[size] = median(times)
                 rows.append(
                     [
@@ -100,6 +190,8 @@ def main() -> None:
                         min(len(due), args.batch),
                         per_size[size] * 1000,
                         max(times) * 1000,
+                        floor * 1000,
+                        per_size[size] / floor,
                         load,
                     ]
                 )
@@ -109,7 +201,7 @@ def main() -> None:
         )
     table(
         f"select + claim one batch (median of {args.repeats})",
-        ["ledger", "chats", "due", "batch", "median ms", "max ms", "load s"],
+        ["ledger", "chats", "due", "batch", "median ms", "max ms", "floor ms", "x floor", "load s"],
         rows,
     )
     print(f"\nsummary: batch cost at largest/smallest ledger: {'; '.join(summary)}")

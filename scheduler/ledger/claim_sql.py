@@ -92,6 +92,46 @@ class ChatState:
     line_timezone: str | None
 
 
+# The claim's statements, named so that bench.due_query can time them through the bare drivers.
+SQLITE_DUE = f"{_SELECT_FACTS} WHERE c.next_share_at <= ? ORDER BY c.next_share_at LIMIT ?"
+# Replicas skip each other's rows instead of waiting on them.
+PG_DUE = (
+    f"{_SELECT_FACTS} WHERE c.next_share_at <= %s ORDER BY c.next_share_at LIMIT %s"
+    " FOR UPDATE OF c SKIP LOCKED"
+)
+# Intent rows and leases in one statement; ids from the sequence, returned per chat.
+PG_START_ATTEMPTS = (
+    "WITH v AS ("
+    " SELECT u.chat_id, u.line, nextval('share_attempts_id_seq') AS aid"
+    " FROM unnest(%s::text[], %s::text[]) AS u(chat_id, line)"
+    "), ins AS ("
+    " INSERT INTO share_attempts"
+    " (id, chat_id, line, started_at, outcome, instance, tries, forced)"
+    " SELECT aid, chat_id, line, %s, 'started', %s, 0, %s FROM v"
+    ") UPDATE chats SET claimed_by = %s, claim_attempt_id = v.aid,"
+    " claim_expires_at = %s, next_share_at = %s"
+    " FROM v WHERE chats.chat_id = v.chat_id RETURNING v.chat_id, v.aid"
+)
+SQLITE_TOP_ATTEMPT = "SELECT max(id) FROM share_attempts"
+SQLITE_INSERT_ATTEMPTS = (
+    "INSERT INTO share_attempts (id, chat_id, line, started_at, outcome, instance, tries, forced)"
+    " VALUES (?, ?, ?, ?, 'started', ?, 0, ?)"
+)
+# Rows per lease UPDATE on SQLite, whose statements take at most 32,766 parameters.
+SQLITE_LEASE_ROWS = 400
+
+
+def sqlite_lease_update(rows: int) -> str:
+    """Leases for ``rows`` chats: parameters (chat id, attempt id) per row, then claimed_by,
+    claim_expires_at and next_share_at."""
+    return (
+        f"WITH v(chat_id, aid) AS (VALUES {', '.join(['(?, ?)'] * rows)})"
+        " UPDATE chats SET claimed_by = ?, claim_attempt_id = v.aid,"
+        " claim_expires_at = ?, next_share_at = ?"
+        " FROM v WHERE chats.chat_id = v.chat_id"
+    )
+
+
 def sqlite_time(value: datetime | None) -> str | None:
     """A UTC datetime as SQLite stores it (the text the models' column type writes)."""
     if value is None:
@@ -126,16 +166,8 @@ class ClaimSQL:
     async def due(self, now: datetime, limit: int) -> list[ChatState]:
         """The ``limit`` chats due soonest, by the ``next_share_at`` index; locked on PostgreSQL."""
         if self.sqlite:
-            return await self._rows(
-                f"{_SELECT_FACTS} WHERE c.next_share_at <= ? ORDER BY c.next_share_at LIMIT ?",
-                (self._t(now), limit),
-            )
-        # Replicas skip each other's rows instead of waiting on them.
-        return await self._rows(
-            f"{_SELECT_FACTS} WHERE c.next_share_at <= %s ORDER BY c.next_share_at LIMIT %s"
-            " FOR UPDATE OF c SKIP LOCKED",
-            (now, limit),
-        )
+            return await self._rows(SQLITE_DUE, (self._t(now), limit))
+        return await self._rows(PG_DUE, (now, limit))
 
     async def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[ChatState]:
         """The named chats (those that exist); ``lock`` skips rows locked by others."""
@@ -191,16 +223,7 @@ class ClaimSQL:
             return {}
         if not self.sqlite:
             result = await self.conn.exec_driver_sql(
-                "WITH v AS ("
-                " SELECT u.chat_id, u.line, nextval('share_attempts_id_seq') AS aid"
-                " FROM unnest(%s::text[], %s::text[]) AS u(chat_id, line)"
-                "), ins AS ("
-                " INSERT INTO share_attempts"
-                " (id, chat_id, line, started_at, outcome, instance, tries, forced)"
-                " SELECT aid, chat_id, line, %s, 'started', %s, 0, %s FROM v"
-                ") UPDATE chats SET claimed_by = %s, claim_attempt_id = v.aid,"
-                " claim_expires_at = %s, next_share_at = %s"
-                " FROM v WHERE chats.chat_id = v.chat_id RETURNING v.chat_id, v.aid",
+                PG_START_ATTEMPTS,
                 (
                     [c.chat_id for c in chats],
                     [c.line for c in chats],
@@ -215,24 +238,19 @@ class ClaimSQL:
             returned: list[Any] = list(result.fetchall())
             return {row[0]: int(row[1]) for row in returned}
         # SQLite: this transaction holds the write lock, so max(id) cannot move under us.
-        top = (await self.conn.exec_driver_sql("SELECT max(id) FROM share_attempts")).scalar()
+        top = (await self.conn.exec_driver_sql(SQLITE_TOP_ATTEMPT)).scalar()
         first = int(top or 0) + 1
         attempt_of = {c.chat_id: first + i for i, c in enumerate(chats)}
         started = self._t(now)
         await self.conn.exec_driver_sql(
-            "INSERT INTO share_attempts"
-            " (id, chat_id, line, started_at, outcome, instance, tries, forced)"
-            " VALUES (?, ?, ?, ?, 'started', ?, 0, ?)",
+            SQLITE_INSERT_ATTEMPTS,
             [(attempt_of[c.chat_id], c.chat_id, c.line, started, instance, forced) for c in chats],
         )
         end = self._t(lease_end)
-        for start in range(0, len(chats), 400):
-            part = chats[start : start + 400]
+        for start in range(0, len(chats), SQLITE_LEASE_ROWS):
+            part = chats[start : start + SQLITE_LEASE_ROWS]
             await self.conn.exec_driver_sql(
-                f"WITH v(chat_id, aid) AS (VALUES {', '.join(['(?, ?)'] * len(part))})"
-                " UPDATE chats SET claimed_by = ?, claim_attempt_id = v.aid,"
-                " claim_expires_at = ?, next_share_at = ?"
-                " FROM v WHERE chats.chat_id = v.chat_id",
+                sqlite_lease_update(len(part)),
                 (
                     *(x for c in part for x in (c.chat_id, attempt_of[c.chat_id])),
                     instance,
