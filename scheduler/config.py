@@ -236,12 +236,23 @@ class SharePassConfig(_Model):
     retry_backoff_max: Duration = timedelta(seconds=30)
     failure_backoff: Duration = timedelta(minutes=5)
     shutdown_grace: Duration = timedelta(seconds=10)
+    # Finished share attempts older than this are deleted daily (null: kept forever).
+    attempt_retention: Duration | None = timedelta(days=180)
 
     @field_validator("interval", "lease")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be greater than zero")
+        return value
+
+    @field_validator("attempt_retention")
+    @classmethod
+    def _retention(cls, value: timedelta | None) -> timedelta | None:
+        # Attempts are history; the sharing rule reads chats only. A day keeps every attempt a
+        # claim or an operator could still be asking about today.
+        if value is not None and value < timedelta(days=1):
+            raise ValueError("must be at least 1d (or null to keep attempts forever)")
         return value
 
 

@@ -32,10 +32,11 @@ from scheduler.http.app import Runtime, create_app
 from scheduler.ingest.apply import prune_events
 from scheduler.ingest.backfill import scheduled_backfill
 from scheduler.ledger import schema
+from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.gauges import refresh_due, refresh_ledger_gauges
-from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.recompute import recompute_chats
+from scheduler.ledger.retention import prune_attempts
 from scheduler.linq.client import LinqClient
 from scheduler.logs import configure_logging, register_secrets
 from scheduler.metrics import Metrics
@@ -150,10 +151,14 @@ class Daemon:
             log.error("linq.unauthorized", error=str(exc))
 
     async def prune_job(self) -> None:
-        cutoff = clock.now() - self.schedule.webhooks.event_retention
+        now = clock.now()
         try:
-            removed = await prune_events(self.ledger, cutoff)
+            removed = await prune_events(self.ledger, now - self.schedule.webhooks.event_retention)
             log.info("prune.webhook_events", removed=removed)
+            retention = self.schedule.share_pass.attempt_retention
+            if retention is not None:
+                removed = await prune_attempts(self.ledger, now - retention)
+                log.info("prune.share_attempts", removed=removed)
         except LedgerUnavailable as exc:
             log.warning("prune.skipped", error=str(exc))
 
@@ -318,7 +323,13 @@ class Daemon:
             next_run_time=start + timedelta(milliseconds=200),
         )
         self.scheduler.add_job(
-            self.prune_job, IntervalTrigger(hours=24), id="prune", max_instances=1, coalesce=True
+            self.prune_job,
+            IntervalTrigger(hours=24),
+            id="prune",
+            max_instances=1,
+            coalesce=True,
+            # Soon after start too: a daemon restarted daily would otherwise never prune.
+            next_run_time=start + timedelta(minutes=1),
         )
         every = cfg.backfill.interval
         self.scheduler.add_job(

@@ -89,6 +89,16 @@ def test_lease_must_outlive_a_call(tmp_path: Path) -> None:
         load_schedule(path, env=ENV)
 
 
+def test_attempt_retention_at_least_a_day_or_null(tmp_path: Path) -> None:
+    path = _write(tmp_path, "share_pass: {attempt_retention: 6h}\n")
+    with pytest.raises(ConfigError, match=r"share_pass\.attempt_retention: .*at least 1d"):
+        load_schedule(path, env=ENV)
+    kept, _ = load_schedule(_write(tmp_path, "share_pass: {attempt_retention: null}\n"), env=ENV)
+    assert kept.share_pass.attempt_retention is None
+    pruned, _ = load_schedule(_write(tmp_path, "share_pass: {attempt_retention: 30d}\n"), env=ENV)
+    assert pruned.share_pass.attempt_retention == timedelta(days=30)
+
+
 def test_secrets_never_in_repr(tmp_path: Path) -> None:
     schedule, secrets = load_schedule(_write(tmp_path, "{}\n"), env=ENV)
     assert "tok-123456" not in repr(secrets)
