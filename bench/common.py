@@ -22,12 +22,20 @@ import psycopg
 from scheduler.demo.processes import SimProcess, base_env
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger, create_engine
+from scheduler.logs import configure_logging, register_secrets
 from scheduler.rule import Policy
 
 LINE = "+14155550100"
 TOKEN = "bench-token"
 PG_DSN = os.environ.get("SHARE_SCHEDULER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def daemon_logging() -> None:
+    """Log as the daemon does by default (info, JSON lines, secrets redacted), to /dev/null:
+    a pass pays for its share.* events as it would in production."""
+    configure_logging("info", "json", stream=open(os.devnull, "w"))  # noqa: SIM115
+    register_secrets([TOKEN])
 
 
 def open_policy(now: datetime) -> Policy:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
-import structlog
-
-from bench.common import fill_ledger, ledger_url, median, seed, simulator, table
+from bench.common import daemon_logging, fill_ledger, ledger_url, median, seed, simulator, table
 from bench.share_pass import daemon_pass
 from scheduler import clock
 
@@ -27,7 +24,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--database", default="sqlite")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    daemon_logging()
     ideal = args.chats * args.latency_ms / 1000 / args.concurrency
     times = []
     with simulator(latency_ms=args.latency_ms) as sim:

@@ -21,6 +21,7 @@ import httpx
 from bench.common import (
     TOKEN,
     Timer,
+    daemon_logging,
     fill_ledger,
     ledger_url,
     median,
@@ -116,11 +117,7 @@ def main() -> None:
     kinds = args.databases.split(",")
     rows = []
     summary = []
-    import logging
-
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    daemon_logging()
     with simulator() as sim:
         per_run = args.chats
         ids = seed(sim, per_run * args.runs * (2 + len(kinds)))

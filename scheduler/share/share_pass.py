@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -163,6 +164,7 @@ class SharePass:
         self.policy = policy
         self.instance = instance
         self.metrics = metrics or Metrics()
+        self._share_counters: dict[tuple[str, str], Any] = {}
         self.rng = rng or random.Random()
         self.limiter = RateLimiter(config.requests_per_second, burst=config.concurrency)
         self.stopping = asyncio.Event()
@@ -347,7 +349,14 @@ class SharePass:
         d = record.decision
         report.outcomes[d.outcome] += 1
         line = record.claim.line or "-"
-        self.metrics.shares.labels(outcome=d.outcome, line=line).inc()
+        key = (str(d.outcome), line)
+        counter = self._share_counters.get(key)
+        if counter is None:
+            # labels() validates and locks on every call; a pass asks for a handful of children.
+            counter = self._share_counters[key] = self.metrics.shares.labels(
+                outcome=d.outcome, line=line
+            )
+        counter.inc()
         fields = {
             "chat_id": record.claim.chat_id,
             "line": record.claim.line,
