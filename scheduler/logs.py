@@ -23,6 +23,8 @@ _SENSITIVE_KEYS = frozenset(
     {"token", "api_key", "authorization", "secret", "password", "webhook_secret", "signature"}
 )
 _secrets: set[str] = set()
+# The level configure_logging filters at; 0 (everything) until it is called.
+_level = 0
 
 
 def register_secrets(values: Iterable[str]) -> None:
@@ -65,7 +67,13 @@ def _final_redact(_logger: Any, _name: str, rendered: Any) -> Any:
     return redact_text(rendered) if isinstance(rendered, str) and _secrets else rendered
 
 
+def debug_enabled() -> bool:
+    """Whether debug events pass the configured filter: skips building them per request."""
+    return _level <= logging.DEBUG
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    global _level
     stream = stream or sys.stderr
     use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: Any = (
@@ -82,11 +90,10 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     if not use_console:
         processors += [_TRACEBACKS]
     processors += [renderer, _final_redact]
+    _level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(_level),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from scheduler.errors import LinqError, LinqTransportError
@@ -55,6 +57,7 @@ class Metrics:
             ["type", "result"],
             registry=r,
         )
+        self._webhook_children: dict[tuple[str, str], Any] = {}
         self.card_active = Gauge(
             "share_scheduler_card_active",
             "1 when the line's contact card is active.",
@@ -79,6 +82,16 @@ class Metrics:
         self.chats_by_status = Gauge(
             "share_scheduler_chats", "Chats in the ledger, by status.", ["status"], registry=r
         )
+
+    def webhook_event(self, type_: str, result: str) -> Any:
+        """The webhook counter of one (type, result), looked up once: it is hit per delivery."""
+        key = (type_, result)
+        child = self._webhook_children.get(key)
+        if child is None:
+            child = self._webhook_children[key] = self.webhook_events.labels(
+                type=type_, result=result
+            )
+        return child
 
     def count_api_error(self, exc: LinqError) -> None:
         """One failed Linq request: its Linq code, else its HTTP status, else ``transport``."""

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from scheduler.config import Schedule, Secrets
-from scheduler.http.webhooks import linq_webhook
+from scheduler.http.webhooks import WEBHOOK_PATH, LinqWebhook, Receive, Scope, Send
 from scheduler.ingest.writer import EventWriter
 from scheduler.ledger.engine import Ledger
 from scheduler.metrics import Metrics
@@ -60,14 +60,38 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+class _App(Starlette):
+    """Starlette, but webhook deliveries go straight to their endpoint.
+
+    ``POST /webhooks/linq`` is the one hot route: it skips the middleware stack and the
+    router. Everything else (other methods on that path included: 405) goes through Starlette.
+    """
+
+    webhook: LinqWebhook | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.webhook is not None
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == WEBHOOK_PATH
+            and not scope.get("root_path")
+        ):
+            await self.webhook(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(runtime: Runtime) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    if runtime.schedule.webhooks.enabled:
-        routes.append(Route("/webhooks/linq", linq_webhook, methods=["POST"]))
-    app = Starlette(routes=routes)
+    webhook = LinqWebhook(runtime) if runtime.schedule.webhooks.enabled else None
+    if webhook is not None:
+        routes.append(Route(WEBHOOK_PATH, webhook, methods=["POST"]))
+    app = _App(routes=routes)
+    app.webhook = webhook
     app.state.runtime = runtime
     return app

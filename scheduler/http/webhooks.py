@@ -9,16 +9,16 @@ signature and the timestamp check out, and a replayed event id changes nothing.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from scheduler import clock
 from scheduler.errors import LedgerUnavailable
-from scheduler.ingest.events import KNOWN_EVENTS, EventError, parse_event
+from scheduler.ingest.events import KNOWN_EVENTS, Event, EventError, parse_event
 from scheduler.ingest.signing import SignatureVerdict, verify
+from scheduler.logs import debug_enabled
 
 if TYPE_CHECKING:
     from scheduler.http.app import Runtime
@@ -26,12 +26,43 @@ if TYPE_CHECKING:
 log = structlog.get_logger("scheduler.webhooks")
 
 
+WEBHOOK_PATH = "/webhooks/linq"
+# The request headers the endpoint reads (ASGI gives names in lowercase).
+_WANTED = frozenset(
+    {
+        b"content-length",
+        b"content-type",
+        b"x-webhook-event",
+        b"x-webhook-timestamp",
+        b"x-webhook-signature",
+    }
+)
+_JSON_HEADERS = b"application/json"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
 class _TooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+class _Disconnected(Exception):
+    pass
+
+
+def _headers(scope: Scope) -> dict[bytes, str]:
+    """The headers the endpoint reads, first occurrence winning (as Starlette's ``get``)."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in _WANTED and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     # A digits-only check first: int() refuses "²" and numbers of more than 4300 digits.
     if declared is not None and (
         not (declared.isascii() and declared.isdigit())
@@ -39,16 +70,38 @@ async def _read_body(request: Request, limit: int) -> bytes:
         or int(declared) > limit
     ):
         raise _TooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _TooLarge
-    return bytes(body)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.disconnect":
+            raise _Disconnected
+        if kind != "http.request":
+            continue
+        chunk = message.get("body", b"")
+        if chunk:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+        if not message.get("more_body", False):
+            return bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": message}, status_code=status)
+def _json(status: int, payload: dict[str, Any]) -> tuple[int, bytes]:
+    # The bytes Starlette's JSONResponse renders.
+    return status, json.dumps(
+        payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+
+
+def _error(status: int, message: str) -> tuple[int, bytes]:
+    return _json(status, {"ok": False, "error": message})
+
+
+# The answers to accepted deliveries, rendered once.
+_ACCEPTED = {r: _json(200, {"ok": True, "result": r}) for r in ("applied", "duplicate", "ignored")}
 
 
 def type_label(event_type: str | None) -> str:
@@ -56,56 +109,111 @@ def type_label(event_type: str | None) -> str:
     return event_type if event_type in KNOWN_EVENTS else "other"
 
 
-async def linq_webhook(request: Request) -> JSONResponse:
-    runtime: Runtime = request.app.state.runtime
-    cfg = runtime.schedule.webhooks
-    metrics = runtime.metrics
-    header_type = (request.headers.get("x-webhook-event") or "unknown")[:64]
-
-    def reject(status: int, result: str, message: str, **fields: object) -> JSONResponse:
-        metrics.webhook_events.labels(type=type_label(header_type), result=result).inc()
-        log.warning(
-            "webhook.rejected", status=status, reason=result, event_type=header_type, **fields
-        )
-        return _error(status, message)
-
-    try:
-        body = await _read_body(request, cfg.max_body_bytes)
-    except _TooLarge:
-        return reject(413, "too_large", f"body larger than {cfg.max_body_bytes} bytes")
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        return reject(415, "bad_content_type", "Content-Type must be application/json")
-    verdict = verify(
-        secrets=runtime.webhook_secrets(),
-        timestamp=request.headers.get("x-webhook-timestamp"),
-        signature=request.headers.get("x-webhook-signature"),
-        body=body,
-        now_unix=clock.now().timestamp(),
-        tolerance_seconds=cfg.tolerance.total_seconds(),
+async def _respond(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-length", str(len(body)).encode("latin-1")),
+                (b"content-type", _JSON_HEADERS),
+            ],
+        }
     )
-    if verdict != SignatureVerdict.valid:
-        return reject(401, f"signature_{verdict}", "invalid webhook signature")
-    try:
-        event = parse_event(json.loads(body))
-    except ValueError:
-        # JSONDecodeError, UnicodeDecodeError, and integers beyond Python's digit limit.
-        return reject(400, "malformed", "body is not valid JSON")
-    except EventError as exc:
-        return reject(400, "invalid", f"invalid event: {exc}")
-    except RecursionError:
-        return reject(400, "malformed", "body nests too deeply")
+    await send({"type": "http.response.body", "body": body})
+
+
+class LinqWebhook:
+    """The ASGI endpoint of ``POST /webhooks/linq``.
+
+    A plain ASGI callable rather than a Starlette request handler: the app hands webhook
+    deliveries to it directly, without the middleware and routing layers, which cost as much
+    as the rest of a delivery's handling.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            answer = await self.handle(scope, receive)
+        except Exception:
+            # As Starlette's ServerErrorMiddleware: a plain 500, and the error goes on to the
+            # server, which logs it.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-length", b"21"),
+                        (b"content-type", b"text/plain; charset=utf-8"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"Internal Server Error"})
+            raise
+        if answer is not None:
+            await _respond(send, *answer)
+
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes] | None:
+        """The status and JSON body of the answer; None when the client went away."""
+        runtime = self.runtime
+        cfg = runtime.schedule.webhooks
+        metrics = runtime.metrics
+        headers = _headers(scope)
+        header_type = (headers.get(b"x-webhook-event") or "unknown")[:64]
+
+        def reject(status: int, result: str, message: str, **fields: object) -> tuple[int, bytes]:
+            metrics.webhook_event(type_label(header_type), result).inc()
+            log.warning(
+                "webhook.rejected", status=status, reason=result, event_type=header_type, **fields
+            )
+            return _error(status, message)
+
+        try:
+            body = await _read_body(receive, headers.get(b"content-length"), cfg.max_body_bytes)
+        except _TooLarge:
+            return reject(413, "too_large", f"body larger than {cfg.max_body_bytes} bytes")
+        except _Disconnected:
+            return None
+        content_type = headers.get(b"content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return reject(415, "bad_content_type", "Content-Type must be application/json")
+        verdict = verify(
+            secrets=runtime.webhook_secrets(),
+            timestamp=headers.get(b"x-webhook-timestamp"),
+            signature=headers.get(b"x-webhook-signature"),
+            body=body,
+            now_unix=clock.now().timestamp(),
+            tolerance_seconds=cfg.tolerance.total_seconds(),
+        )
+        if verdict != SignatureVerdict.valid:
+            return reject(401, f"signature_{verdict}", "invalid webhook signature")
+        try:
+            event = parse_event(json.loads(body))
+        except ValueError:
+            # JSONDecodeError, UnicodeDecodeError, and integers beyond Python's digit limit.
+            return reject(400, "malformed", "body is not valid JSON")
+        except EventError as exc:
+            return reject(400, "invalid", f"invalid event: {exc}")
+        except RecursionError:
+            return reject(400, "malformed", "body nests too deeply")
+        try:
+            result = await runtime.event_writer().submit(event)
+        except LedgerUnavailable as exc:
+            metrics.webhook_event(type_label(event.event_type), "unavailable").inc()
+            log.error("webhook.ledger_unavailable", error=str(exc), **_bound(event))
+            return _error(503, "ledger unavailable, retry later")
+        metrics.webhook_event(type_label(event.event_type), result).inc()
+        if debug_enabled():
+            log.debug("webhook.accepted", result=result, **_bound(event))
+        if event.card_number is not None and result == "ignored":
+            runtime.card_event(event.card_number)
+        return _ACCEPTED[result]
+
+
+def _bound(event: Event) -> dict[str, str]:
     bound = {"event_id": event.event_id, "event_type": event.event_type}
     if event.activity is not None:
         bound["chat_id"] = event.activity.chat_id
-    try:
-        result = await runtime.event_writer().submit(event)
-    except LedgerUnavailable as exc:
-        metrics.webhook_events.labels(type=type_label(event.event_type), result="unavailable").inc()
-        log.error("webhook.ledger_unavailable", error=str(exc), **bound)
-        return _error(503, "ledger unavailable, retry later")
-    metrics.webhook_events.labels(type=type_label(event.event_type), result=result).inc()
-    log.debug("webhook.accepted", result=result, **bound)
-    if event.card_number is not None and result == "ignored":
-        runtime.card_event(event.card_number)
-    return JSONResponse({"ok": True, "result": result})
+    return bound

@@ -15,8 +15,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scheduler.ingest.driver import Driver, codec, driver_of
 from scheduler.ingest.events import ChatActivity, Event
-from scheduler.ingest.merge import merge_activity
+from scheduler.ingest.merge import CHAT_DEFAULTS, merge_activity
 from scheduler.ledger.dialect import insert_ignore
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chat_facts, chats, line_facts, lines
@@ -54,28 +55,57 @@ async def ensure_line(conn: AsyncConnection, number: str, now: datetime) -> None
     )
 
 
-def _chunks(items: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
+def _chunks(items: list[str], size: int = _CHUNK) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
-async def _current_rows(conn: AsyncConnection, chat_ids: list[str]) -> dict[str, dict[str, Any]]:
+_CHAT_COLUMNS = [c.name for c in chats.c]
+_LINE_COLUMNS = ["number", "card_state", "paused", "timezone"]
+# Rows per multi-row INSERT: 20 columns each, far below both databases' parameter limits.
+_INSERT_ROWS = 200
+
+
+def _facts_of(line: dict[str, Any]) -> LineFacts:
+    return line_facts(line["card_state"], line["paused"], line["timezone"])
+
+
+async def _current_rows(
+    db: Driver, chat_ids: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, LineFacts]]:
+    """The chats' columns, and the facts of the lines they already name (one join)."""
+    chat, line = codec(chats, db.dialect), codec(lines, db.dialect)
+    read_chat, read_line = chat.reader(_CHAT_COLUMNS), line.reader(_LINE_COLUMNS)
+    width = len(_CHAT_COLUMNS)
+    select = (
+        f"SELECT {chat.columns(_CHAT_COLUMNS, 'c')}, {line.columns(_LINE_COLUMNS, 'l')} "
+        f"FROM {chat.name} c LEFT JOIN {line.name} l ON l.{line.q['number']} = c.{chat.q['line']} "
+        f"WHERE c.{chat.q['chat_id']} IN "
+    )
     found: dict[str, dict[str, Any]] = {}
+    facts: dict[str, LineFacts] = {}
     for part in _chunks(chat_ids):
-        for row in await conn.execute(sa.select(chats).where(chats.c.chat_id.in_(part))):
-            found[row.chat_id] = dict(row._mapping)
-    return found
+        for row in await db.fetch(f"{select}({db.marks(len(part))})", part):
+            current = read_chat(row[:width])
+            found[current["chat_id"]] = current
+            if row[width] is not None:
+                known = read_line(row[width:])
+                facts[known["number"]] = _facts_of(known)
+    return found, facts
 
 
 async def _line_facts(
-    conn: AsyncConnection, numbers: set[str], now: datetime, *, create: bool
+    conn: AsyncConnection, db: Driver, numbers: set[str], now: datetime, *, create: bool
 ) -> dict[str, LineFacts]:
+    line = codec(lines, db.dialect)
+    read_line = line.reader(_LINE_COLUMNS)
+    select = f"SELECT {line.columns(_LINE_COLUMNS)} FROM {line.name} WHERE {line.q['number']} IN "
     facts: dict[str, LineFacts] = {}
     wanted = sorted(numbers)
     for part in _chunks(wanted):
-        query = sa.select(lines.c.number, lines.c.card_state, lines.c.paused, lines.c.timezone)
-        for row in await conn.execute(query.where(lines.c.number.in_(part))):
-            facts[row.number] = line_facts(row.card_state, row.paused, row.timezone)
+        for row in await db.fetch(f"{select}({db.marks(len(part))})", part):
+            known = read_line(row)
+            facts[known["number"]] = _facts_of(known)
     if create:
         for number in wanted:
             if number not in facts:
@@ -88,6 +118,37 @@ def _schedule(merged: dict[str, Any], line: LineFacts, policy: Policy, now: date
     if merged.get("claim_attempt_id") is None:
         merged["next_share_at"] = next_share_at(
             chat_facts(SimpleNamespace(**merged)), line, policy, now
+        )
+
+
+async def _insert_chats(db: Driver, rows: list[dict[str, Any]]) -> None:
+    chat = codec(chats, db.dialect)
+    bind = chat.binder(_CHAT_COLUMNS)
+    # Every chat column is given; a key the merge did not set takes the model's default.
+    values = [bind([row.get(c, CHAT_DEFAULTS.get(c)) for c in _CHAT_COLUMNS]) for row in rows]
+    insert = f"INSERT INTO {chat.name} ({chat.columns(_CHAT_COLUMNS)}) VALUES "
+    for start in range(0, len(values), _INSERT_ROWS):
+        part = values[start : start + _INSERT_ROWS]
+        await db.execute(
+            insert + db.rows_of(len(_CHAT_COLUMNS), len(part)), [v for row in part for v in row]
+        )
+
+
+async def _update_chats(db: Driver, updates: list[tuple[str, dict[str, Any]]]) -> None:
+    """One executemany per set of changed columns (usually one set for a whole batch)."""
+    chat = codec(chats, db.dialect)
+    groups: dict[tuple[str, ...], list[tuple[str, dict[str, Any]]]] = {}
+    for chat_id, changed in updates:
+        unknown = set(changed) - chat.q.keys()
+        if unknown:
+            raise ValueError(f"not chat columns: {sorted(unknown)}")
+        groups.setdefault(tuple(sorted(changed)), []).append((chat_id, changed))
+    for names, items in groups.items():
+        bind = chat.binder([*names, "chat_id"])
+        sets = ", ".join(f"{chat.q[name]} = {db.mark}" for name in names)
+        sql = f"UPDATE {chat.name} SET {sets} WHERE {chat.q['chat_id']} = {db.mark}"
+        await db.execute_many(
+            sql, [bind([*(changed[name] for name in names), chat_id]) for chat_id, changed in items]
         )
 
 
@@ -107,10 +168,13 @@ async def upsert_chats(
     counts = UpsertCounts()
     if not merges:
         return counts
-    current = await _current_rows(conn, list(merges))
+    db = await driver_of(conn)
+    current, facts = await _current_rows(db, list(merges))
     merged_rows = {chat_id: merge(current.get(chat_id)) for chat_id, merge in merges.items()}
     numbers = {m["line"] for m in merged_rows.values() if m.get("line")}
-    facts = await _line_facts(conn, numbers, now, create=write)
+    missing = numbers - facts.keys()
+    if missing:
+        facts.update(await _line_facts(conn, db, missing, now, create=write))
     inserts: list[dict[str, Any]] = []
     updates: list[tuple[str, dict[str, Any]]] = []
     for chat_id, merged in merged_rows.items():
@@ -136,9 +200,9 @@ async def upsert_chats(
     counts.updated = len(updates)
     if write:
         if inserts:
-            await conn.execute(sa.insert(chats), inserts)
-        for chat_id, changed in updates:
-            await conn.execute(sa.update(chats).where(chats.c.chat_id == chat_id).values(**changed))
+            await _insert_chats(db, inserts)
+        if updates:
+            await _update_chats(db, updates)
     return counts
 
 

@@ -13,8 +13,8 @@ import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-import sqlalchemy as sa
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scheduler import clock
 from scheduler.errors import LedgerUnavailable
@@ -25,13 +25,40 @@ from scheduler.ingest.apply import (
     upsert_chats,
     webhook_events,
 )
+from scheduler.ingest.driver import codec, driver_of
 from scheduler.ingest.events import ChatActivity, Event
-from scheduler.ledger.dialect import insert_ignore
 from scheduler.ledger.engine import Ledger
 from scheduler.rule import Policy
 
 log = structlog.get_logger("scheduler.ingest")
 MAX_BATCH = 256
+_EVENT_COLUMNS = ["event_id", "event_type", "received_at"]
+# Event ids per INSERT: three parameters each, far below the databases' limits.
+_ID_ROWS = 500
+
+
+async def _record_ids(conn: AsyncConnection, events: Sequence[Event], now: datetime) -> set[str]:
+    """Insert the events' ids; the ids this transaction inserted (the others are known).
+
+    One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per batch: a replica recording the
+    same id at the same moment makes ours conflict, so an event is applied once.
+    """
+    db = await driver_of(conn)
+    table = codec(webhook_events, db.dialect)
+    bind = table.binder(_EVENT_COLUMNS)
+    unique = {e.event_id: e for e in reversed(events)}
+    fresh: set[str] = set()
+    ids = list(unique)
+    for start in range(0, len(ids), _ID_ROWS):
+        part = ids[start : start + _ID_ROWS]
+        sql = (
+            f"INSERT INTO {table.name} ({table.columns(_EVENT_COLUMNS)}) "
+            f"VALUES {db.rows_of(len(_EVENT_COLUMNS), len(part))} "
+            f"ON CONFLICT DO NOTHING RETURNING {table.q['event_id']}"
+        )
+        params = [v for i in part for v in bind([i, unique[i].event_type, now])]
+        fresh.update(row[0] for row in await db.fetch(sql, params))
+    return fresh
 
 
 async def apply_events(
@@ -43,31 +70,13 @@ async def apply_events(
     """
     results: list[ApplyResult] = []
     async with ledger.write() as conn:
-        ids = list(dict.fromkeys(e.event_id for e in events))
-        known = {
-            row.event_id
-            for row in await conn.execute(
-                sa.select(webhook_events.c.event_id).where(webhook_events.c.event_id.in_(ids))
-            )
-        }
-        fresh = [e for e in events if e.event_id not in known]
-        if fresh:
-            # A replica may record the same id at the same moment; merges are idempotent
-            # (min/max of times), so applying an event twice in that race is harmless.
-            await conn.execute(
-                insert_ignore(webhook_events, conn.dialect.name),
-                [
-                    {"event_id": e.event_id, "event_type": e.event_type, "received_at": now}
-                    for e in {e.event_id: e for e in reversed(fresh)}.values()
-                ],
-            )
-        seen: set[str] = set(known)
+        fresh = await _record_ids(conn, events, now)
         by_chat: dict[str, list[ChatActivity]] = {}
         for event in events:
-            if event.event_id in seen:
+            if event.event_id not in fresh:
                 results.append("duplicate")
                 continue
-            seen.add(event.event_id)
+            fresh.discard(event.event_id)
             if event.activity is None:
                 results.append("ignored")
                 continue

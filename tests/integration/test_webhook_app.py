@@ -148,3 +148,75 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
     await client.post("/webhooks/linq", **_signed(message_event("message.sent")))
     text = (await client.get("/metrics")).text
     assert 'share_scheduler_webhook_events_total{result="applied",type="message.sent"} 1.0' in text
+
+
+async def test_other_methods_on_the_webhook_path_are_405(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/webhooks/linq")).status_code == 405
+    assert (await client.put("/webhooks/linq", content=b"{}")).status_code == 405
+
+
+async def test_unexpected_error_answers_500_and_reaches_the_server(ledger: Ledger) -> None:
+    runtime = _runtime(ledger, [SECRET])
+
+    async def broken(_event: object) -> str:
+        raise RuntimeError("boom")
+
+    runtime.event_writer().submit = broken  # type: ignore[method-assign,assignment]
+    app = create_app(runtime)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://d") as c:
+        resp = await c.post("/webhooks/linq", **_signed(message_event("message.sent")))
+    assert resp.status_code == 500
+    assert resp.text == "Internal Server Error"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://d") as c:
+        with pytest.raises(RuntimeError, match="boom"):
+            await c.post("/webhooks/linq", **_signed(message_event("message.sent")))
+
+
+async def test_body_in_chunks_and_client_gone(ledger: Ledger) -> None:
+    """Raw ASGI: a body in several messages is one body; a client gone gets no answer."""
+    app = create_app(_runtime(ledger, [SECRET]))
+    signed = _signed(message_event("message.sent"))
+    body: bytes = signed["content"]
+    headers = [(k.lower().encode(), v.encode()) for k, v in signed["headers"].items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhooks/linq",
+        "raw_path": b"/webhooks/linq",
+        "query_string": b"",
+        "headers": headers,
+        "server": ("test", 80),
+        "client": ("test", 1234),
+        "root_path": "",
+    }
+    for messages in (
+        [
+            {"type": "http.request", "body": body[:10], "more_body": True},
+            {"type": "http.request", "body": body[10:], "more_body": False},
+        ],
+        [
+            {"type": "http.request", "body": body[:10], "more_body": True},
+            {"type": "http.disconnect"},
+        ],
+    ):
+        queue = list(messages)
+        sent: list[dict[str, Any]] = []
+
+        async def receive(q: list[dict[str, Any]] = queue) -> dict[str, Any]:
+            return q.pop(0)
+
+        async def send(message: dict[str, Any], out: list[dict[str, Any]] = sent) -> None:
+            out.append(message)
+
+        await app(scope, receive, send)
+        if messages[-1]["type"] == "http.disconnect":
+            assert sent == []
+        else:
+            assert sent[0]["status"] == 200
+            assert json.loads(sent[1]["body"]) == {"ok": True, "result": "applied"}
+            assert dict(sent[0]["headers"])[b"content-type"] == b"application/json"

@@ -1,0 +1,145 @@
+"""The ingest hot path's driver-level statements store and read what SQLAlchemy Core would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from scheduler.errors import LedgerUnavailable
+from scheduler.ingest.apply import merge_all, upsert_chats
+from scheduler.ingest.events import ChatActivity, parse_event
+from scheduler.ingest.merge import CHAT_DEFAULTS
+from scheduler.ingest.writer import apply_events
+from scheduler.ledger.engine import Ledger
+from scheduler.ledger.facts import chats, lines
+from scheduler.ledger.models import CardState, ChatStatus, webhook_events_table
+from tests.factories import policy
+from tests.unit.test_events import LINE, message_event
+
+NOW = datetime(2026, 5, 4, 15, 0, 0, 123456, tzinfo=UTC)
+
+
+async def _core_rows(ledger: Ledger) -> dict[str, dict[str, Any]]:
+    async with ledger.read() as conn:
+        rows = await conn.execute(sa.select(chats).order_by(chats.c.chat_id))
+        return {row.chat_id: dict(row._mapping) for row in rows}
+
+
+async def test_rows_written_by_driver_read_back_through_core(ledger: Ledger) -> None:
+    pol = policy()
+    sent = NOW - timedelta(hours=3, microseconds=7)
+    acts = {
+        "a": [ChatActivity("a", line=LINE, outbound_at=sent, service="iMessage")],
+        "b": [
+            ChatActivity("b", line=LINE, recipients=("+14155550123",), is_group=True),
+            ChatActivity("b", inbound_at=sent, opted_out=True, opted_out_at=sent),
+        ],
+    }
+    async with ledger.write() as conn:
+        counts = await upsert_chats(conn, {k: merge_all(v) for k, v in acts.items()}, pol, NOW)
+    assert (counts.created, counts.updated) == (2, 0)
+    rows = await _core_rows(ledger)
+    assert set(rows) == {"a", "b"}
+    a, b = rows["a"], rows["b"]
+    assert set(a) == set(CHAT_DEFAULTS) | {"chat_id", "created_at", "updated_at"}
+    assert a["first_outbound_at"] == a["last_outbound_at"] == sent
+    assert a["created_at"] == a["updated_at"] == NOW
+    assert a["created_at"].tzinfo is not None
+    assert a["is_group"] is False and b["is_group"] is True
+    assert a["status"] == ChatStatus.active and b["status"] == ChatStatus.opted_out
+    assert b["recipients"] == "+14155550123" and b["last_inbound_at"] == sent
+    async with ledger.read() as conn:
+        line = (await conn.execute(sa.select(lines).where(lines.c.number == LINE))).one()
+    assert line.card_state == CardState.unknown
+
+    # A second merge reads the rows back through the driver: an unchanged chat is not written.
+    later = NOW + timedelta(minutes=5)
+    async with ledger.write() as conn:
+        again = await upsert_chats(
+            conn,
+            {
+                "a": merge_all(acts["a"]),
+                "b": merge_all([ChatActivity("b", outbound_at=later)]),
+            },
+            pol,
+            later,
+        )
+    assert (again.created, again.updated, again.unchanged) == (0, 1, 1)
+    after = await _core_rows(ledger)
+    assert after["a"] == a
+    assert after["b"]["last_outbound_at"] == later and after["b"]["updated_at"] == later
+    assert after["b"]["created_at"] == NOW
+
+
+async def test_stored_values_match_core_on_sqlite(sqlite_url: str) -> None:
+    """SQLite compares stored times as text: the driver must store Core's exact format."""
+    from scheduler.ledger.engine import create_engine
+
+    ledger = Ledger(create_engine(sqlite_url, pool_size=1))
+    try:
+        sent = NOW - timedelta(days=1)
+        async with ledger.write() as conn:
+            await upsert_chats(
+                conn,
+                {"d": merge_all([ChatActivity("d", line=LINE, outbound_at=sent)])},
+                policy(),
+                NOW,
+            )
+            core = dict(CHAT_DEFAULTS)
+            core.update(
+                chat_id="c",
+                line=LINE,
+                first_outbound_at=sent,
+                last_outbound_at=sent,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+            await conn.execute(sa.insert(chats), [core])
+            raw = {
+                row[0]: tuple(row[1:])
+                for row in await conn.exec_driver_sql(
+                    "SELECT chat_id, first_outbound_at, created_at, is_group, status FROM chats"
+                )
+            }
+        assert raw["c"] == raw["d"]
+    finally:
+        await ledger.dispose()
+
+
+async def test_event_ids_are_recorded_once(ledger: Ledger) -> None:
+    events = [
+        parse_event(message_event("message.sent", event_id="e1", chat_id="x")),
+        parse_event(message_event("message.sent", event_id="e2", chat_id="x")),
+        parse_event(message_event("message.sent", event_id="e1", chat_id="x")),
+        parse_event({"event_id": "e3", "event_type": "noise"}),
+    ]
+    assert await apply_events(ledger, events, policy(), NOW) == [
+        "applied",
+        "applied",
+        "duplicate",
+        "ignored",
+    ]
+    assert await apply_events(ledger, events[1:], policy(), NOW) == ["duplicate"] * 3
+    async with ledger.read() as conn:
+        rows = (await conn.execute(sa.select(webhook_events_table))).all()
+    assert sorted((r.event_id, r.event_type, r.received_at) for r in rows) == [
+        ("e1", "message.sent", NOW),
+        ("e2", "message.sent", NOW),
+        ("e3", "noise", NOW),
+    ]
+
+
+async def test_driver_errors_are_classified_as_core_errors(ledger: Ledger) -> None:
+    """A failing driver statement reaches the ledger as a Core one would: same exception."""
+    async with ledger.write() as conn:
+        await conn.exec_driver_sql("ALTER TABLE webhook_events RENAME TO webhook_events_gone")
+    event = parse_event(message_event("message.sent", event_id="e1"))
+    with pytest.raises((LedgerUnavailable, sa.exc.DBAPIError)) as by_core:
+        async with ledger.write() as conn:
+            await conn.execute(sa.select(webhook_events_table))
+    with pytest.raises((LedgerUnavailable, sa.exc.DBAPIError)) as by_driver:
+        await apply_events(ledger, [event], policy(), NOW)
+    assert type(by_driver.value) is type(by_core.value)
