@@ -15,10 +15,10 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.ingest.driver import Driver, codec, driver_of
 from scheduler.ingest.events import ChatActivity, Event
 from scheduler.ingest.merge import CHAT_DEFAULTS, merge_activity
 from scheduler.ledger.dialect import insert_ignore
+from scheduler.ledger.driver import Driver, codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chat_facts, chats, line_facts, lines
 from scheduler.ledger.models import CardState, webhook_events_table

@@ -25,8 +25,8 @@ from scheduler.ingest.apply import (
     upsert_chats,
     webhook_events,
 )
-from scheduler.ingest.driver import codec, driver_of
 from scheduler.ingest.events import ChatActivity, Event
+from scheduler.ledger.driver import codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.rule import Policy
 

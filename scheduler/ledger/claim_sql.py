@@ -19,6 +19,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scheduler.ledger.driver import Driver, driver_of
+
 _FACT_COLUMNS = (
     "chat_id",
     "line",
@@ -142,9 +144,15 @@ def sqlite_time(value: datetime | None) -> str | None:
 class ClaimSQL:
     """The hot statements for one connection's database."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, db: Driver) -> None:
         self.conn = conn
+        self.db = db
         self.sqlite = conn.dialect.name == "sqlite"
+
+    @classmethod
+    async def open(cls, conn: AsyncConnection) -> ClaimSQL:
+        """The statements on ``conn``'s driver connection, in its transaction."""
+        return cls(conn, await driver_of(conn))
 
     def _t(self, value: datetime | None) -> Any:
         return sqlite_time(value) if self.sqlite else value
@@ -159,9 +167,8 @@ class ClaimSQL:
             )
         return ChatState(*row)
 
-    async def _rows(self, sql: str, params: Any) -> list[ChatState]:
-        result = await self.conn.exec_driver_sql(sql, params)
-        return [self._state(row) for row in result.fetchall()]
+    async def _rows(self, sql: str, params: Sequence[Any]) -> list[ChatState]:
+        return [self._state(row) for row in await self.db.fetch(sql, params)]
 
     async def due(self, now: datetime, limit: int) -> list[ChatState]:
         """The ``limit`` chats due soonest, by the ``next_share_at`` index; locked on PostgreSQL."""
@@ -204,7 +211,7 @@ class ClaimSQL:
     async def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> None:
         """Correct ``next_share_at`` of chats found not due after all."""
         mark = "?" if self.sqlite else "%s"
-        await self.conn.exec_driver_sql(
+        await self.db.execute_many(
             f"UPDATE chats SET next_share_at = {mark} WHERE chat_id = {mark}",
             [(self._t(nxt), chat_id) for chat_id, nxt in rows],
         )
@@ -222,7 +229,7 @@ class ClaimSQL:
         if not chats:
             return {}
         if not self.sqlite:
-            result = await self.conn.exec_driver_sql(
+            returned = await self.db.fetch(
                 PG_START_ATTEMPTS,
                 (
                     [c.chat_id for c in chats],
@@ -235,21 +242,20 @@ class ClaimSQL:
                     lease_end,
                 ),
             )
-            returned: list[Any] = list(result.fetchall())
             return {row[0]: int(row[1]) for row in returned}
         # SQLite: this transaction holds the write lock, so max(id) cannot move under us.
-        top = (await self.conn.exec_driver_sql(SQLITE_TOP_ATTEMPT)).scalar()
+        top = (await self.db.fetch(SQLITE_TOP_ATTEMPT, ()))[0][0]
         first = int(top or 0) + 1
         attempt_of = {c.chat_id: first + i for i, c in enumerate(chats)}
         started = self._t(now)
-        await self.conn.exec_driver_sql(
+        await self.db.execute_many(
             SQLITE_INSERT_ATTEMPTS,
             [(attempt_of[c.chat_id], c.chat_id, c.line, started, instance, forced) for c in chats],
         )
         end = self._t(lease_end)
         for start in range(0, len(chats), SQLITE_LEASE_ROWS):
             part = chats[start : start + SQLITE_LEASE_ROWS]
-            await self.conn.exec_driver_sql(
+            await self.db.execute(
                 sqlite_lease_update(len(part)),
                 (
                     *(x for c in part for x in (c.chat_id, attempt_of[c.chat_id])),
@@ -265,7 +271,7 @@ class ClaimSQL:
         if not rows:
             return
         if self.sqlite:
-            await self.conn.exec_driver_sql(
+            await self.db.execute_many(
                 "UPDATE share_attempts SET outcome = ?, finished_at = ?, http_status = ?,"
                 " error_code = ?, error_message = ?, trace_id = ?, latency_ms = ?, tries = ?"
                 " WHERE id = ? AND outcome = 'started'",
@@ -285,7 +291,7 @@ class ClaimSQL:
                 ],
             )
             return
-        await self.conn.exec_driver_sql(
+        await self.db.execute(
             "UPDATE share_attempts a SET outcome = v.outcome, finished_at = v.finished_at,"
             " http_status = v.http_status, error_code = v.error_code,"
             " error_message = v.error_message, trace_id = v.trace_id,"
@@ -314,7 +320,7 @@ class ClaimSQL:
             return
         if self.sqlite:
             stamp = self._t(now)
-            await self.conn.exec_driver_sql(
+            await self.db.execute_many(
                 "UPDATE chats SET last_shared_at = ?, share_count = ?, status = ?,"
                 " not_before = ?, consecutive_failures = ?, last_error = ?, next_share_at = ?,"
                 " claimed_by = NULL, claim_attempt_id = NULL, claim_expires_at = NULL,"
@@ -335,7 +341,7 @@ class ClaimSQL:
                 ],
             )
             return
-        await self.conn.exec_driver_sql(
+        await self.db.execute(
             "UPDATE chats c SET last_shared_at = v.last_shared_at, share_count = v.share_count,"
             " status = v.status, not_before = v.not_before,"
             " consecutive_failures = v.consecutive_failures, last_error = v.last_error,"

@@ -121,7 +121,7 @@ async def claim_batch(
 ) -> ClaimResult:
     """Claim up to ``limit`` due chats (or the named ones) for this instance."""
     async with ledger.write() as conn:
-        sql = ClaimSQL(conn)
+        sql = await ClaimSQL.open(conn)
         if chat_ids is not None:
             rows = await sql.chats(list(chat_ids), lock=True)
         else:
@@ -167,7 +167,7 @@ async def record_results(
         return []
     lost: list[CallRecord] = []
     async with ledger.write() as conn:
-        sql = ClaimSQL(conn)
+        sql = await ClaimSQL.open(conn)
         rows = {row.chat_id: row for row in await sql.chats([r.claim.chat_id for r in records])}
         line_overrides: dict[str, LineFacts] = {}
         for rec in records:
@@ -247,7 +247,7 @@ async def release_claims(
     if not claims:
         return
     async with ledger.write() as conn:
-        sql = ClaimSQL(conn)
+        sql = await ClaimSQL.open(conn)
         await sql.finish_attempts(
             [
                 AttemptFinish(
@@ -278,7 +278,7 @@ async def resolve_dangling(
     total = 0
     while True:
         async with ledger.write() as conn:
-            sql = ClaimSQL(conn)
+            sql = await ClaimSQL.open(conn)
             rows = await sql.expired(now, 500)
             total += await _resolve_ambiguous(sql, rows, policy, now)
             # Attempts left 'started' whose chat moved on (should not happen) are closed too.

@@ -1,11 +1,13 @@
-"""Driver-level statements for the ingest hot path, in the caller's SQLAlchemy transaction.
+"""Driver-level statements for the hot paths (claims, outcomes, webhook batches), in the
+caller's SQLAlchemy transaction.
 
-Each webhook batch runs a handful of statements; through SQLAlchemy's asyncio adaptor each one
-costs several hops to aiosqlite's thread (cursor, execute, fetch, close) plus the compile and
-execution-context machinery, which made up most of the writer's time. Here the statements go
-straight to the driver connection that SQLAlchemy has checked out, inside the transaction that
-``Ledger.write()`` (or ``read()``) began, with values converted by the columns' own SQLAlchemy
-types, so that what is stored and read back is exactly what Core would store and read.
+A claim or a webhook batch runs a handful of statements over hundreds of rows; through
+SQLAlchemy's asyncio adaptor each statement costs several hops to aiosqlite's thread (cursor,
+execute, fetch, close) plus the compile and execution-context machinery, which made up most of
+their time. Here the statements go straight to the driver connection that SQLAlchemy has
+checked out, inside the transaction that ``Ledger.write()`` (or ``read()``) began. ``Codec``
+converts values with the columns' own SQLAlchemy types, so that what is stored and read back is
+exactly what Core would store and read.
 
 Driver errors are wrapped in SQLAlchemy's exception classes, so ``Ledger`` tells an unavailable
 ledger (503) from a bad statement as it does for Core statements.

@@ -1,4 +1,4 @@
-"""The ingest hot path's driver-level statements store and read what SQLAlchemy Core would."""
+"""Driver-level statements (claims, webhook batches) store and read what SQLAlchemy Core would."""
 
 from __future__ import annotations
 
