@@ -1,10 +1,12 @@
 """One share pass: claim due chats in batches, call Linq with bounded concurrency, record.
 
 Claims flow through a short queue to ``concurrency`` workers: the next claims are taken while
-the last ones are in flight, so no worker idles between batches, and no more than about
-``CLAIM_LOOKAHEAD + 1`` times ``concurrency`` chats are claimed at once, which bounds what a
-crash can cost (claims without an outcome count as shared). Outcomes are written by one
-recorder in transactions of many chats.
+the last ones are in flight, so no worker idles between batches. The queue holds about
+``CLAIM_AHEAD_SECONDS`` of calls at the pass's current pace (at least ``CLAIM_LOOKAHEAD``
+times ``concurrency``, at most ``batch_size``), which bounds what a crash can cost: claims
+without an outcome count as shared. Against a slow API that is a few claims per worker; against
+a fast one, bigger and fewer claim transactions. Outcomes are written by one recorder in
+transactions of many chats.
 """
 
 from __future__ import annotations
@@ -47,11 +49,36 @@ log = structlog.get_logger("scheduler.share")
 
 _DONE = object()
 RECORD_BATCH = 200
-# Claims taken ahead of the workers, per worker: bigger batches per claim transaction
-# against more claims left open (counted as shared) if the process dies.
+# Claims taken ahead of the workers: bigger batches per claim transaction against more claims
+# left open (counted as shared) if the process dies. About this much time's worth of calls...
+CLAIM_AHEAD_SECONDS = 1.0
+# ...and never fewer than this many per worker.
 CLAIM_LOOKAHEAD = 4
 # Outcomes wait at most this long in memory: longer means fewer, larger transactions.
 RECORD_INTERVAL = 0.1
+
+
+class _Pace:
+    """Calls finished per second, over about the last half second or more."""
+
+    def __init__(self) -> None:
+        self.finished = 0
+        self._mark = (time.monotonic(), 0)
+        self._rate = 0.0
+
+    def per_second(self) -> float:
+        now = time.monotonic()
+        since, count = self._mark
+        if now - since >= 0.5:
+            self._rate = (self.finished - count) / (now - since)
+            self._mark = (now, self.finished)
+        return self._rate
+
+
+def claims_ahead(pace: float, concurrency: int, batch_size: int) -> int:
+    """How many claims the queue should hold at a pace of ``pace`` calls per second."""
+    floor = CLAIM_LOOKAHEAD * concurrency
+    return max(floor, min(int(pace * CLAIM_AHEAD_SECONDS), batch_size))
 
 
 @dataclass
@@ -165,6 +192,7 @@ class SharePass:
         self.instance = instance
         self.metrics = metrics or Metrics()
         self._share_counters: dict[tuple[str, str], Any] = {}
+        self._pace = _Pace()
         self.rng = rng or random.Random()
         self.limiter = RateLimiter(config.requests_per_second, burst=config.concurrency)
         self.stopping = asyncio.Event()
@@ -236,10 +264,9 @@ class SharePass:
 
     async def _pipeline(self, report: PassReport) -> None:
         cfg = self.config
-        queue: asyncio.Queue[Claim | object] = asyncio.Queue(
-            maxsize=CLAIM_LOOKAHEAD * cfg.concurrency
-        )
+        queue: asyncio.Queue[Claim | object] = asyncio.Queue()
         self._space = asyncio.Event()
+        self._pace = _Pace()
         recorder = _Recorder(
             self.ledger, self.policy, report, patience=cfg.lease.total_seconds() / 2
         )
@@ -289,8 +316,9 @@ class SharePass:
     ) -> None:
         cfg = self.config
         while not self.stopping.is_set() and self.auth_failure is None:
-            room = queue.maxsize - queue.qsize()
-            if room < queue.maxsize // 2:
+            ahead = claims_ahead(self._pace.per_second(), cfg.concurrency, cfg.batch_size)
+            room = ahead - queue.qsize()
+            if room < ahead // 2:
                 self._space.clear()
                 await self._space.wait()
                 continue
@@ -343,6 +371,7 @@ class SharePass:
                 continue
             record = await self._share(claim, recorder)
             recorder.add(record)
+            self._pace.finished += 1
             self._observe(record, report)
 
     def _observe(self, record: CallRecord, report: PassReport) -> None:

@@ -171,8 +171,9 @@ def test_replica_killed_mid_pass_never_double_shares(pg_stack: Stack) -> None:
     per_day = _shares_per_day(pg_stack)
     assert max(per_day.values()) == 1, "a chat was shared twice"
     assert {cid for cid, _ in per_day} <= set(ids)
-    # Only the victim's claims can be lost: in flight plus queued, 5 x concurrency at most.
-    assert len(per_day) >= 5000 - 5 * 8
+    # Only the victim's claims can be lost: in flight (concurrency 8) plus queued (about a
+    # second of calls, never more than batch_size 100).
+    assert len(per_day) >= 5000 - (100 + 8)
     assert ambiguous, "the killed replica's claims were not resolved as ambiguous"
     # Visible from the CLI.
     daemon = pg_stack.daemons[0]
