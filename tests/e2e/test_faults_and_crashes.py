@@ -40,11 +40,13 @@ def test_5xx_and_429_still_give_exactly_one_share(stack: Stack) -> None:
     daemon = stack.add_daemon({"share_pass": {"failure_backoff": "10s"}}, port=port)
     daemon.start()
     stack.create_card(LINE)
-    ids = _seed_chats(stack, 40)
-    wait_for(lambda: len(ledger_chats(daemon)) == 40, what="40 chats in the ledger")
+    # Enough calls that both faults surely occur: with 40 chats and a 10% rate, about one run
+    # in fifty saw no 429 at all.
+    ids = _seed_chats(stack, 60)
+    wait_for(lambda: len(ledger_chats(daemon)) == 60, what="60 chats in the ledger")
     assert stack.sim is not None
     stack.sim.control(
-        "POST", "faults", json={"share_fault_rate": 0.3, "share_429_rate": 0.1, "retry_after": 60}
+        "POST", "faults", json={"share_fault_rate": 0.3, "share_429_rate": 0.15, "retry_after": 60}
     )
     now = DAY1_0800_NY + timedelta(hours=1, minutes=30)
     stack.set_time(now)
