@@ -3,7 +3,8 @@
 A pass claims and records hundreds of chats per transaction. Through SQLAlchemy Core, the
 statement compilation and the per-value type processing of those rows cost several times the
 database's own work (``python -m bench.due_query``), so these few statements go to the driver
-as plain SQL with plain parameters: one round trip per statement, whatever the batch size.
+(:mod:`scheduler.ledger.driver`) as plain SQL with plain parameters: one round trip per
+statement, whatever the batch size.
 
 Timestamps: PostgreSQL columns are ``timestamptz`` and the driver returns aware datetimes;
 SQLite stores UTC as ``YYYY-MM-DD HH:MM:SS.ffffff`` text, the same format the models' type
