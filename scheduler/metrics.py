@@ -57,7 +57,9 @@ class Metrics:
             ["type", "result"],
             registry=r,
         )
-        self._webhook_children: dict[tuple[str, str], Any] = {}
+        # Children of the counters hit per call or delivery, looked up once each: labels()
+        # validates and takes a lock on every call.
+        self._children: dict[tuple[object, ...], Any] = {}
         self.card_active = Gauge(
             "share_scheduler_card_active",
             "1 when the line's contact card is active.",
@@ -83,15 +85,20 @@ class Metrics:
             "share_scheduler_chats", "Chats in the ledger, by status.", ["status"], registry=r
         )
 
-    def webhook_event(self, type_: str, result: str) -> Any:
-        """The webhook counter of one (type, result), looked up once: it is hit per delivery."""
-        key = (type_, result)
-        child = self._webhook_children.get(key)
+    def _child(self, metric: Counter, *values: str) -> Any:
+        key = (id(metric), *values)
+        child = self._children.get(key)
         if child is None:
-            child = self._webhook_children[key] = self.webhook_events.labels(
-                type=type_, result=result
-            )
+            child = self._children[key] = metric.labels(*values)
         return child
+
+    def webhook_event(self, type_: str, result: str) -> Any:
+        """The webhook counter of one (type, result)."""
+        return self._child(self.webhook_events, type_, result)
+
+    def share_outcome(self, outcome: str, line: str) -> Any:
+        """The shares counter of one (outcome, line)."""
+        return self._child(self.shares, outcome, line)
 
     def count_api_error(self, exc: LinqError) -> None:
         """One failed Linq request: its Linq code, else its HTTP status, else ``transport``."""

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from scheduler.ingest.events import ChatActivity, Event
 from scheduler.ingest.merge import CHAT_DEFAULTS, merge_activity
 from scheduler.ledger.dialect import insert_ignore
-from scheduler.ledger.driver import Driver, codec, driver_of
+from scheduler.ledger.driver import Driver, chunks, codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chat_facts, chats, line_facts, lines
 from scheduler.ledger.models import CardState, webhook_events_table
@@ -28,8 +28,6 @@ webhook_events = webhook_events_table
 ApplyResult = Literal["applied", "duplicate", "ignored"]
 Merge = Callable[[dict[str, Any] | None], dict[str, Any]]
 
-# Bound parameters per IN (...) list: far below SQLite's and PostgreSQL's limits.
-_CHUNK = 500
 # Bookkeeping columns: a change in these alone is not a change of the chat.
 _BOOKKEEPING = frozenset({"next_share_at", "updated_at", "created_at"})
 _UNKNOWN_LINE = line_facts(None, False, None)
@@ -53,11 +51,6 @@ async def ensure_line(conn: AsyncConnection, number: str, now: datetime) -> None
             number=number, card_state=CardState.unknown, created_at=now, updated_at=now
         )
     )
-
-
-def _chunks(items: list[str], size: int = _CHUNK) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 _CHAT_COLUMNS = [c.name for c in chats.c]
@@ -84,7 +77,7 @@ async def _current_rows(
     )
     found: dict[str, dict[str, Any]] = {}
     facts: dict[str, LineFacts] = {}
-    for part in _chunks(chat_ids):
+    for part in chunks(chat_ids):
         for row in await db.fetch(f"{select}({db.marks(len(part))})", part):
             current = read_chat(row[:width])
             found[current["chat_id"]] = current
@@ -102,7 +95,7 @@ async def _line_facts(
     select = f"SELECT {line.columns(_LINE_COLUMNS)} FROM {line.name} WHERE {line.q['number']} IN "
     facts: dict[str, LineFacts] = {}
     wanted = sorted(numbers)
-    for part in _chunks(wanted):
+    for part in chunks(wanted):
         for row in await db.fetch(f"{select}({db.marks(len(part))})", part):
             known = read_line(row)
             facts[known["number"]] = _facts_of(known)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.ledger.driver import Driver, driver_of
+from scheduler.ledger.driver import Driver, chunks, driver_of
 
 _FACT_COLUMNS = (
     "chat_id",
@@ -185,8 +185,7 @@ class ClaimSQL:
         if self.sqlite:
             out: list[ChatState] = []
             # SQLite caps the number of parameters of one statement.
-            for start in range(0, len(ids), 500):
-                part = ids[start : start + 500]
+            for part in chunks(ids):
                 out += await self._rows(
                     f"{_SELECT_FACTS} WHERE c.chat_id IN ({', '.join('?' * len(part))})",
                     tuple(part),

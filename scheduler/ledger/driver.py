@@ -89,6 +89,16 @@ class Codec:
         return read
 
 
+# Parameters per IN (...) list: far below SQLite's and PostgreSQL's limits.
+IN_LIST_SIZE = 500
+
+
+def chunks(items: Sequence[str], size: int = IN_LIST_SIZE) -> Iterable[Sequence[str]]:
+    """``items`` in slices of ``size``, for IN lists of bounded length."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 _codecs: weakref.WeakKeyDictionary[Dialect, dict[str, Codec]] = weakref.WeakKeyDictionary()
 
 

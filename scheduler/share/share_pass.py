@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import structlog
 
@@ -191,7 +190,6 @@ class SharePass:
         self.policy = policy
         self.instance = instance
         self.metrics = metrics or Metrics()
-        self._share_counters: dict[tuple[str, str], Any] = {}
         self._pace = _Pace()
         self.rng = rng or random.Random()
         self.limiter = RateLimiter(config.requests_per_second, burst=config.concurrency)
@@ -378,14 +376,7 @@ class SharePass:
         d = record.decision
         report.outcomes[d.outcome] += 1
         line = record.claim.line or "-"
-        key = (str(d.outcome), line)
-        counter = self._share_counters.get(key)
-        if counter is None:
-            # labels() validates and locks on every call; a pass asks for a handful of children.
-            counter = self._share_counters[key] = self.metrics.shares.labels(
-                outcome=d.outcome, line=line
-            )
-        counter.inc()
+        self.metrics.share_outcome(str(d.outcome), line).inc()
         fields = {
             "chat_id": record.claim.chat_id,
             "line": record.claim.line,
