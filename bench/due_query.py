@@ -84,14 +84,23 @@ async def measure(url: str, repeats: int, batch: int) -> list[float]:
     return times
 
 
-def driver_floor(url: str, repeats: int, batch: int) -> list[float]:
-    """The claim's own statements through the bare synchronous driver, timed the same way.
+FLOOR_PARTS = ("select", "writes", "commit")
 
-    No rule re-check, no asyncio, no SQLAlchemy: what the database itself costs for 500
-    intent rows and 500 leases (index upkeep, the foreign key, the commit), the floor under
-    ``claim_batch``. SQLite runs with the daemon's settings and checkpoints outside the timing.
+
+def driver_floor(url: str, repeats: int, batch: int) -> dict[str, list[float]]:
+    """The claim's own statements through the bare synchronous driver, timed part by part.
+
+    No rule re-check, no asyncio, no SQLAlchemy: what the database itself costs to read the
+    due rows, write 500 intent rows and 500 leases (index upkeep, the foreign key) and commit,
+    the floor under ``claim_batch``. SQLite runs with the daemon's settings and checkpoints
+    outside the timing. Returns the seconds of each part of ``FLOOR_PARTS`` per repeat.
     """
-    times = []
+    parts: dict[str, list[float]] = {name: [] for name in FLOOR_PARTS}
+
+    def keep(t0: float, t1: float, t2: float, t3: float) -> None:
+        for name, seconds in zip(FLOOR_PARTS, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            parts[name].append(seconds)
+
     if url.startswith("sqlite"):
         db = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
@@ -101,14 +110,16 @@ def driver_floor(url: str, repeats: int, batch: int) -> list[float]:
             for _ in range(repeats):
                 now = clock.now()
                 end = sqlite_time(now + timedelta(minutes=5))
+                started = sqlite_time(now)
                 t0 = time.perf_counter()
                 db.execute("BEGIN IMMEDIATE")
-                rows = db.execute(SQLITE_DUE, (sqlite_time(now), batch)).fetchall()
+                rows = db.execute(SQLITE_DUE, (started, batch)).fetchall()
+                t1 = time.perf_counter()
                 first = (db.execute(SQLITE_TOP_ATTEMPT).fetchone()[0] or 0) + 1
                 ids = [(row[0], first + i) for i, row in enumerate(rows)]
                 db.executemany(
                     SQLITE_INSERT_ATTEMPTS,
-                    [(aid, cid, LINE, sqlite_time(now), "bench", False) for cid, aid in ids],
+                    [(aid, cid, LINE, started, "bench", False) for cid, aid in ids],
                 )
                 for start in range(0, len(ids), SQLITE_LEASE_ROWS):
                     part = ids[start : start + SQLITE_LEASE_ROWS]
@@ -116,8 +127,9 @@ def driver_floor(url: str, repeats: int, batch: int) -> list[float]:
                         sqlite_lease_update(len(part)),
                         (*(x for pair in part for x in pair), "bench", end, end),
                     )
+                t2 = time.perf_counter()
                 db.execute("COMMIT")
-                times.append(time.perf_counter() - t0)
+                keep(t0, t1, t2, time.perf_counter())
                 db.execute(
                     "UPDATE chats SET claimed_by = NULL, claim_attempt_id = NULL,"
                     " claim_expires_at = NULL, next_share_at = ?"
@@ -128,13 +140,14 @@ def driver_floor(url: str, repeats: int, batch: int) -> list[float]:
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             db.close()
-        return times
+        return parts
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as pg:
         for _ in range(repeats):
             now = clock.now()
-            end = now + timedelta(minutes=5)
+            lease_end = now + timedelta(minutes=5)
             t0 = time.perf_counter()
             rows = pg.execute(PG_DUE, (now, batch)).fetchall()
+            t1 = time.perf_counter()
             pg.execute(
                 PG_START_ATTEMPTS,
                 (
@@ -144,12 +157,13 @@ def driver_floor(url: str, repeats: int, batch: int) -> list[float]:
                     "bench",
                     False,
                     "bench",
-                    end,
-                    end,
+                    lease_end,
+                    lease_end,
                 ),
             ).fetchall()
+            t2 = time.perf_counter()
             pg.commit()
-            times.append(time.perf_counter() - t0)
+            keep(t0, t1, t2, time.perf_counter())
             pg.execute(
                 "UPDATE chats SET claimed_by = NULL, claim_attempt_id = NULL,"
                 " claim_expires_at = NULL, next_share_at = %s WHERE claim_attempt_id IS NOT NULL",
@@ -157,7 +171,7 @@ def driver_floor(url: str, repeats: int, batch: int) -> list[float]:
             )
             pg.execute("DELETE FROM share_attempts")
             pg.commit()
-    return times
+    return parts
 
 
 def main() -> None:
@@ -180,7 +194,8 @@ def main() -> None:
                 fill_ledger(url, ids, due, clock.now())
                 load = time.perf_counter() - t0
                 times = asyncio.run(measure(url, args.repeats, args.batch))
-                floor = median(driver_floor(url, args.repeats, args.batch))
+                parts = driver_floor(url, args.repeats, args.batch)
+                floor = median([sum(p) for p in zip(*parts.values(), strict=True)])
                 per_size[size] = median(times)
                 rows.append(
                     [
@@ -191,6 +206,7 @@ def main() -> None:
                         per_size[size] * 1000,
                         max(times) * 1000,
                         floor * 1000,
+                        *(median(parts[name]) * 1000 for name in FLOOR_PARTS),
                         per_size[size] / floor,
                         load,
                     ]
@@ -201,7 +217,18 @@ def main() -> None:
         )
     table(
         f"select + claim one batch (median of {args.repeats})",
-        ["ledger", "chats", "due", "batch", "median ms", "max ms", "floor ms", "x floor", "load s"],
+        [
+            "ledger",
+            "chats",
+            "due",
+            "batch",
+            "median ms",
+            "max ms",
+            "floor ms",
+            *(f"{name} ms" for name in FLOOR_PARTS),
+            "x floor",
+            "load s",
+        ],
         rows,
     )
     print(f"\nsummary: batch cost at largest/smallest ledger: {'; '.join(summary)}")
