@@ -24,8 +24,9 @@ from scheduler.cli.common import (
     JsonOption,
     print_json,
     print_table,
+    run_on_ledger,
 )
-from scheduler.cli.ingest_common import load_with_api, run_on_ledger
+from scheduler.cli.ingest_common import load_with_api
 from scheduler.config import E164
 from scheduler.ingest.backfill import (
     BackfillOptions,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,6 +16,10 @@ from rich.table import Table
 
 from scheduler.config import CONFIG_ENV, Schedule, Secrets, load_schedule
 from scheduler.errors import ConfigError, ConfigProblem
+from scheduler.ledger import schema
+from scheduler.ledger.engine import Ledger
+
+T = TypeVar("T")
 
 ConfigOption = Annotated[
     Path | None,
@@ -83,3 +88,17 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     for row in rows:
         table.add_row(*[fmt_time(v) if isinstance(v, datetime) else str(v) for v in row])
     out.print(table)
+
+
+def run_on_ledger(schedule: Schedule, work: Callable[[Ledger], Awaitable[T]]) -> T:
+    """Run ``work`` on the schedule's ledger, refusing an out-of-date schema (exit 3)."""
+
+    async def _run() -> T:
+        ledger = Ledger.from_config(schedule.database)
+        try:
+            await schema.ensure_current(ledger)
+            return await work(ledger)
+        finally:
+            await ledger.dispose()
+
+    return asyncio.run(_run())

@@ -12,8 +12,14 @@ from typing import Annotated
 import typer
 
 from scheduler import clock
-from scheduler.cli.common import ConfigOption, DatabaseUrlOption, JsonOption, print_json
-from scheduler.cli.ingest_common import load_with_rule, run_on_ledger
+from scheduler.cli.common import (
+    ConfigOption,
+    DatabaseUrlOption,
+    JsonOption,
+    print_json,
+    run_on_ledger,
+)
+from scheduler.cli.ingest_common import load_with_rule
 from scheduler.cli.ledger_cmd import ledger_app
 from scheduler.ingest.importer import Format, ImportReport, import_file
 from scheduler.rule import Policy

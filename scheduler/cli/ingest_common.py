@@ -1,20 +1,13 @@
-"""What ``backfill`` and ``ledger import`` share: the schedule, logs on stderr, the ledger."""
+"""What ``backfill`` and ``ledger import`` share: the schedule, its secrets, logs on stderr."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 from scheduler.cli.common import load
 from scheduler.config import Schedule, Secret, Secrets
 from scheduler.errors import ConfigError, ConfigProblem
-from scheduler.ledger import schema
-from scheduler.ledger.engine import Ledger
 from scheduler.logs import configure_logging, register_secrets
-
-T = TypeVar("T")
 
 
 def load_with_rule(
@@ -60,17 +53,3 @@ def load_schedule_and_secrets(
         values.append(secrets.api_key.reveal())
     register_secrets(values)
     return schedule, secrets
-
-
-def run_on_ledger(schedule: Schedule, work: Callable[[Ledger], Awaitable[T]]) -> T:
-    """Run ``work`` on the schedule's ledger, refusing an out-of-date schema (exit 3)."""
-
-    async def _run() -> T:
-        ledger = Ledger.from_config(schedule.database)
-        try:
-            await schema.ensure_current(ledger)
-            return await work(ledger)
-        finally:
-            await ledger.dispose()
-
-    return asyncio.run(_run())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -16,8 +15,9 @@ from scheduler.cli.common import (
     load,
     print_json,
     print_table,
+    run_on_ledger,
 )
-from scheduler.ledger import queries, schema
+from scheduler.ledger import queries
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.models import ChatStatus
 
@@ -27,16 +27,7 @@ T = TypeVar("T")
 
 def with_ledger(config: Any, database_url: str | None, work: Callable[[Ledger], Awaitable[T]]) -> T:
     schedule, _ = load(config, database_url)
-
-    async def _run() -> T:
-        ledger = Ledger.from_config(schedule.database)
-        try:
-            await schema.ensure_current(ledger)
-            return await work(ledger)
-        finally:
-            await ledger.dispose()
-
-    return asyncio.run(_run())
+    return run_on_ledger(schedule, work)
 
 
 CHAT_COLUMNS = [

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scheduler.cli.ingest_common import load_schedule_and_secrets, run_on_ledger
+from scheduler.cli.common import run_on_ledger
+from scheduler.cli.ingest_common import load_schedule_and_secrets
 from scheduler.config import Schedule, Secrets
 
 run_with_ledger = run_on_ledger
