@@ -42,6 +42,7 @@ from scheduler.logs import configure_logging, register_secrets
 from scheduler.metrics import Metrics
 from scheduler.rule import Policy
 from scheduler.share.share_pass import SharePass
+from scheduler.wakeups import Waker
 
 log = structlog.get_logger("scheduler.daemon")
 
@@ -88,6 +89,7 @@ class Daemon:
             policy=self.policy,
             instance=self.instance,
             metrics=self.metrics,
+            on_card_unusable=self._card_unusable,
         )
         self.card_sync = CardSync.from_schedule(
             schedule,
@@ -106,6 +108,7 @@ class Daemon:
             on_card_event=self._card_event,
         )
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.card_waker = Waker(self.scheduler, "card_check")
         self.stopping = asyncio.Event()
         self.pass_task: asyncio.Task[Any] | None = None
         self.token_error: str | None = None
@@ -182,18 +185,20 @@ class Daemon:
         await refresh_ledger_gauges(self.ledger, self.metrics, clock.now())
 
     def _card_event(self, number: str) -> None:
-        job = self.scheduler.get_job("card_check")
-        if job is not None:
-            job.modify(next_run_time=datetime.now(UTC))
+        self.card_waker.request(datetime.now(UTC))
+
+    def _card_unusable(self, number: str) -> None:
+        # A share answered 2012 (its outcome is committed): read the card now. If it was
+        # deleted and the schedule declares it, the card job creates it again within its write
+        # budget. At most once per line per pass, so an API that disagrees with itself costs
+        # one read per pass.
+        log.info("card.recheck_requested", line=number, reason="share_refused")
+        self._card_event(number)
 
     def _card_event_at(self, at: datetime | None) -> None:
         """Run the card job again at ``at`` (ledger time) if that is before its next run."""
-        job = self.scheduler.get_job("card_check")
-        if at is None or job is None:
-            return
-        run_at = datetime.now(UTC) + max(at - clock.now(), timedelta(0))
-        if job.next_run_time is None or run_at < job.next_run_time:
-            job.modify(next_run_time=run_at)
+        if at is not None:
+            self.card_waker.request(datetime.now(UTC) + max(at - clock.now(), timedelta(0)))
 
     # -- readiness -------------------------------------------------------------------------
 

@@ -112,11 +112,19 @@ class _Recorder:
     would be stale (the chats are resolved as ambiguous by whoever finds them).
     """
 
-    def __init__(self, ledger: Ledger, policy: Policy, report: PassReport, patience: float) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        policy: Policy,
+        report: PassReport,
+        patience: float,
+        on_recorded: Callable[[list[CallRecord]], None] | None = None,
+    ) -> None:
         self.ledger = ledger
         self.policy = policy
         self.report = report
         self.patience = patience
+        self.on_recorded = on_recorded
         self.pending: list[CallRecord] = []
         self.wake = asyncio.Event()
         self.closed = False
@@ -128,6 +136,8 @@ class _Recorder:
 
     async def _write(self, batch: list[CallRecord]) -> None:
         lost = await record_results(self.ledger, batch, self.policy, clock.now())
+        if self.on_recorded is not None:
+            self.on_recorded(batch)
         for rec in lost:
             log.warning(
                 "share.claim_lost",
@@ -183,6 +193,7 @@ class SharePass:
         instance: str,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
+        on_card_unusable: Callable[[str], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.client = client
@@ -196,6 +207,10 @@ class SharePass:
         self.stopping = asyncio.Event()
         self.auth_failure: str | None = None
         self.blocked_lines: set[str] = set()
+        # Told of each line whose card a share found unusable (2012), once per pass, so that
+        # the card is read again now rather than at the next card check.
+        self.on_card_unusable = on_card_unusable
+        self._recheck: set[str] = set()
         self.last_report: PassReport | None = None
         self._space = asyncio.Event()
 
@@ -235,6 +250,7 @@ class SharePass:
         started = clock.now()
         report = PassReport(pass_id=uuid.uuid4().hex[:12], started_at=started)
         self.blocked_lines.clear()
+        self._recheck.clear()
         bound = structlog.contextvars.bound_contextvars(pass_id=report.pass_id)
         bound.__enter__()
         t0 = time.monotonic()
@@ -266,7 +282,11 @@ class SharePass:
         self._space = asyncio.Event()
         self._pace = _Pace()
         recorder = _Recorder(
-            self.ledger, self.policy, report, patience=cfg.lease.total_seconds() / 2
+            self.ledger,
+            self.policy,
+            report,
+            patience=cfg.lease.total_seconds() / 2,
+            on_recorded=self._recorded,
         )
         unstarted: list[Claim] = []
         recorder_task = asyncio.create_task(recorder.run(), name="share-recorder")
@@ -375,8 +395,8 @@ class SharePass:
     def _observe(self, record: CallRecord, report: PassReport) -> None:
         d = record.decision
         report.outcomes[d.outcome] += 1
-        line = record.claim.line or "-"
-        self.metrics.share_outcome(str(d.outcome), line).inc()
+        line = record.claim.line
+        self.metrics.share_outcome(str(d.outcome), line or "-").inc()
         fields = {
             "chat_id": record.claim.chat_id,
             "line": record.claim.line,
@@ -398,9 +418,23 @@ class SharePass:
         if d.stop_all and self.auth_failure is None:
             self.auth_failure = d.error or "the Linq API token was rejected"
             log.error("linq.unauthorized", error=self.auth_failure)
-        if d.line_card_state is not None and record.claim.line is not None:
-            self.blocked_lines.add(record.claim.line)
-            log.warning("line.card_unusable", line=record.claim.line, state=d.line_card_state)
+        if d.line_card_state is not None and line is not None and line not in self.blocked_lines:
+            self.blocked_lines.add(line)
+            self._recheck.add(line)
+            log.warning("line.card_unusable", line=line, state=d.line_card_state)
+
+    def _recorded(self, batch: list[CallRecord]) -> None:
+        """After outcomes commit: ask for the card reads that their 2012s call for.
+
+        Not sooner: a card read that raced ahead of the outcome's write would be overwritten
+        by the stale "not active" it records.
+        """
+        for record in batch:
+            line = record.claim.line
+            if record.decision.line_card_state is not None and line in self._recheck:
+                self._recheck.discard(line)
+                if self.on_card_unusable is not None:
+                    self.on_card_unusable(line)
 
     async def _share(self, claim: Claim, recorder: _Recorder) -> CallRecord:
         cfg = self.config

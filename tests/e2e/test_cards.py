@@ -129,6 +129,45 @@ def test_a_deleted_card_stops_its_line_and_sharing_restarts_once_it_is_back(
     assert '"card.activated"' in logs
 
 
+def test_a_share_refused_for_a_deleted_card_has_the_card_read_and_created_again_at_once(
+    stack: Stack,
+) -> None:
+    # Card checks an hour apart, and no card webhooks: only the share's 2012 can tell.
+    port = free_port()
+    sim = stack.start_sim(port, activation_delay=1.0)
+    daemon = stack.add_daemon(
+        {
+            "lines": [{"number": L1, "card": {"first_name": "Acme"}}],
+            "cards": {"check_interval": "1h", "activation_poll": "200ms"},
+        },
+        port=port,
+    )
+    daemon.start()
+    wait_for(lambda: _status(daemon)[L1]["active"], what="the daemon creates the card")
+    first = stack.create_chat(L1, ["+12125550001"])
+    stack.drain_webhooks()
+    wait_for(lambda: _chat(daemon, first) is not None, what="the chat learnt by webhook")
+    stack.set_time(DAY1_0800_NY + timedelta(hours=1, minutes=30))  # 09:30 local
+    wait_for(lambda: first in _shared_on(stack, 0), what="the first share")
+
+    sim.control("POST", "webhooks", json={"enabled": False})
+    sim.control("DELETE", f"cards/{L1}")
+    sim.control("POST", "webhooks", json={"enabled": True})
+    late = stack.create_chat(L1, ["+12125550002"])
+    stack.drain_webhooks()
+    wait_for(lambda: late in _shared_on(stack, 0), what="the card back and the new chat shared")
+
+    assert [c["code"] for c in stack.calls() if c["chat_id"] == late] == [2012, None]
+    assert Counter(s["chat_id"] for s in stack.shares()) == {first: 1, late: 1}
+    assert daemon.stop() == 0
+    logs = daemon.logs()
+    assert logs.count('"card.recheck_requested"') == 1
+    assert logs.count('"write": "create"') == 2
+    # The card job runs in its own context, not the pass's that asked for it.
+    written = [ln for ln in logs.splitlines() if '"card.written"' in ln]
+    assert len(written) == 2 and not any('"pass_id"' in ln for ln in written)
+
+
 def _card_writes_seen(stack: Stack, number: str) -> int:
     """Writes Linq accepted, as told by its contact_card.created/updated webhooks."""
     assert stack.sim is not None

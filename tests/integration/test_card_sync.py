@@ -149,6 +149,7 @@ class Rig:
             sim.api_base, Secret(sim.token, "test"), transport=self.recorder, timeout=10
         )
         self.metrics = Metrics()
+        self.unusable: list[str] = []  # lines the share pass asked to have read again
         self.sync = CardSync(
             ledger=ledger,
             client=self.client,
@@ -172,6 +173,7 @@ class Rig:
             policy=policy(),
             instance="test",
             metrics=self.metrics,
+            on_card_unusable=self.unusable.append,
         )
         await share.run()
         return share
@@ -636,6 +638,7 @@ async def test_a_deleted_card_stops_the_line_and_its_re_creation_resumes_it_with
         calls = await control.calls()
     late_codes = [c["code"] for c in calls if c["chat_id"] in late]
     assert late_codes and set(late_codes) == {2012}
+    assert rig.unusable == [LINE]  # once for the line, however many of its chats were refused
     line = await _line(rig.ledger)
     assert line.card_state == CardState.pending
     rows = await _chats(rig.ledger)
@@ -659,6 +662,7 @@ async def test_a_deleted_card_stops_the_line_and_its_re_creation_resumes_it_with
     for share in shares:
         per_chat[share["chat_id"]] = per_chat.get(share["chat_id"], 0) + 1
     assert per_chat == dict.fromkeys(first + late, 1)
+    assert rig.unusable == [LINE]
 
 
 async def test_pausing_a_line_stops_its_chats_and_resuming_brings_them_back(
