@@ -213,6 +213,13 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
             print("  " + "  ".join("-" * w for w in widths))
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far."""
+    # Fields after the command name (which may hold spaces): state first, utime and stime at 11, 12.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Timer:
     def __enter__(self) -> Timer:
         self.start = time.perf_counter()

@@ -8,6 +8,9 @@ claims (intent rows committed before each call), decides and records every outco
 is bare time / pass time (1.0 = no overhead), per ledger, median of the runs. The daemon's own
 client alone (no ledger) is shown too: it sends straight to httpx's connection pools, so it
 is cheaper than the bare loop, and pass time / client-alone time is what the ledger work costs.
+"sim busy" is the simulator's CPU time per second of each contender's run (1.0 = one core
+saturated): well under 1.0, the simulator is not what limits the figures. Its ceiling (calls
+it serves per second of CPU) is printed with the summary.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import httpx
 from bench.common import (
     TOKEN,
     Timer,
+    cpu_seconds,
     daemon_logging,
     fill_ledger,
     ledger_url,
@@ -122,38 +126,53 @@ def main() -> None:
         per_run = args.chats
         ids = seed(sim, per_run * args.runs * (2 + len(kinds)))
         chunks = [ids[i : i + per_run] for i in range(0, len(ids), per_run)]
-        bare_times: list[float] = []
-        client_times: list[float] = []
-        pass_times: dict[str, list[float]] = {k: [] for k in kinds}
+        times: dict[str, list[float]] = {name: [] for name in ("bare", "client", *kinds)}
+        busy: dict[str, list[float]] = {name: [] for name in times}
+
+        def timed(name: str, seconds: float, cpu_before: float) -> None:
+            times[name].append(seconds)
+            busy[name].append((cpu_seconds(sim.proc.pid) - cpu_before) / seconds)
+
         for run in range(args.runs):
             # Interleave the contenders so that machine noise hits all of them alike.
-            bare_times.append(asyncio.run(bare_loop(sim.api_base, chunks.pop(), args.concurrency)))
-            client_times.append(
-                asyncio.run(client_loop(sim.api_base, chunks.pop(), args.concurrency))
-            )
+            cpu = cpu_seconds(sim.proc.pid)
+            seconds = asyncio.run(bare_loop(sim.api_base, chunks.pop(), args.concurrency))
+            timed("bare", seconds, cpu)
+            cpu = cpu_seconds(sim.proc.pid)
+            seconds = asyncio.run(client_loop(sim.api_base, chunks.pop(), args.concurrency))
+            timed("client", seconds, cpu)
             for kind in kinds:
                 with ledger_url(kind) as url:
                     chunk = chunks.pop()
                     fill_ledger(url, chunk, set(chunk), clock.now())
+                    cpu = cpu_seconds(sim.proc.pid)
                     seconds, shared = asyncio.run(daemon_pass(url, sim.api_base, args.concurrency))
                     if shared != per_run:
                         raise SystemExit(f"run {run} on {kind}: shared {shared} of {per_run}")
-                    pass_times[kind].append(seconds)
-        bare = median(bare_times)
-        rows.append(["bare httpx loop", "-", bare, per_run / bare, 1.0])
-        alone = median(client_times)
-        rows.append(["linq client alone", "-", alone, per_run / alone, bare / alone])
+                    timed(kind, seconds, cpu)
+        bare = median(times["bare"])
+        rows.append(["bare httpx loop", "-", bare, per_run / bare, 1.0, median(busy["bare"])])
+        alone = median(times["client"])
+        rows.append(
+            ["linq client alone", "-", alone, per_run / alone, bare / alone, median(busy["client"])]
+        )
         for kind in kinds:
-            t = median(pass_times[kind])
-            rows.append(["share pass", kind, t, per_run / t, bare / t])
+            t = median(times[kind])
+            rows.append(["share pass", kind, t, per_run / t, bare / t, median(busy[kind])])
             summary.append(f"{kind} {bare / t:.2f} (of the client alone: {alone / t:.2f})")
+        busiest = max(max(values) for values in busy.values())
+        # Calls the simulator serves per second of its CPU: its ceiling on one core.
+        ceiling = per_run / alone / median(busy["client"])
     table(
         f"share pass vs bare loop: {args.chats} calls, concurrency {args.concurrency}, "
         f"zero latency, median of {args.runs}",
-        ["contender", "ledger", "seconds", "calls/s", "efficiency"],
+        ["contender", "ledger", "seconds", "calls/s", "efficiency", "sim busy"],
         rows,
     )
-    print(f"\nsummary: share pass efficiency (bare loop = 1.0): {', '.join(summary)}")
+    print(
+        f"\nsummary: share pass efficiency (bare loop = 1.0): {', '.join(summary)};"
+        f" simulator at most {busiest:.2f} of a core busy, ceiling about {ceiling:.0f} calls/s"
+    )
 
 
 if __name__ == "__main__":
