@@ -84,6 +84,10 @@ def main() -> None:
         ["chats", "database", "format", "peak RSS MiB", "output MiB", "seconds"],
         results,
     )
+    print(
+        f"\nsummary: ledger export peak RSS {results[-1][3]:.0f} MiB at {sizes[-1]} chats"
+        f" ({results[0][3]:.0f} MiB at {sizes[0]})"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""Every benchmark command runs to its summary line, at toy sizes (no figures are judged)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+COMMANDS = {
+    "share_pass": ["--chats", "60", "--runs", "1"],
+    "latency_pass": ["--chats", "64", "--latency-ms", "20"],
+    "due_query": ["--sizes", "600,1200", "--repeats", "2"],
+    "webhook_ingest": ["--events", "100", "--connections", "4"],
+    "memory": ["--chats", "2000"],
+    "naive": ["--sizes", "600", "--timed-adds", "50"],
+    "export_rss": ["--chats", "2000"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_benchmark_runs_to_its_summary(name: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *COMMANDS[name]],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("summary: "), proc.stdout[-2000:]
