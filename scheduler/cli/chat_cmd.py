@@ -13,8 +13,9 @@ from scheduler.cli.common import (
     JsonOption,
     print_json,
     print_table,
+    run_on_ledger,
 )
-from scheduler.cli.ops_common import load_for_rule, run_with_ledger
+from scheduler.cli.ops_common import load_for_rule
 from scheduler.ledger.chat_ops import StatusChange, set_chat_paused
 from scheduler.rule import Policy
 
@@ -29,7 +30,7 @@ def _change(
     verb = "pause" if paused else "resume"
     schedule, _ = load_for_rule(config, database_url, what=f"chat {verb}")
     policy = Policy.from_config(schedule.sharing)
-    return run_with_ledger(
+    return run_on_ledger(
         schedule,
         lambda led: set_chat_paused(led, chat_id, paused=paused, policy=policy, now=clock.now()),
     )

@@ -19,9 +19,9 @@ from scheduler.cli.common import (
     load,
     print_json,
     print_table,
+    run_on_ledger,
 )
 from scheduler.cli.ledger_cmd import ledger_app
-from scheduler.cli.ops_common import run_with_ledger
 from scheduler.ledger import queries
 from scheduler.ledger.export import export_chats
 from scheduler.ledger.models import ChatStatus
@@ -76,7 +76,7 @@ def stats(
     24 h's attempts by outcome (ambiguous, failed...)."""
     schedule, _ = load(config, database_url)
     zone = report_zone(schedule.sharing)
-    result = run_with_ledger(schedule, lambda led: ledger_stats(led, now=clock.now(), zone=zone))
+    result = run_on_ledger(schedule, lambda led: ledger_stats(led, now=clock.now(), zone=zone))
     if json:
         print_json(result.as_dict())
         return
@@ -115,7 +115,7 @@ def export(
     chat_filter = queries.ChatFilter(line=line, status=status, limit=None)
 
     def write(out: TextIO) -> int:
-        return run_with_ledger(
+        return run_on_ledger(
             schedule,
             lambda led: export_chats(led, out, fmt=fmt.value, chat_filter=chat_filter),
         )

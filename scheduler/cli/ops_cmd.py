@@ -16,8 +16,9 @@ from scheduler.cli.common import (
     out,
     print_json,
     print_table,
+    run_on_ledger,
 )
-from scheduler.cli.ops_common import load_for_rule, run_with_ledger
+from scheduler.cli.ops_common import load_for_rule
 from scheduler.doctor import run_doctor
 from scheduler.ledger.stats import report_zone
 from scheduler.logs import configure_logging
@@ -46,7 +47,7 @@ def plan(
     happens when due; hours are UTC, with the schedule's local hour alongside."""
     schedule, _ = load_for_rule(config, database_url, what="plan")
     policy = Policy.from_config(schedule.sharing)
-    result = run_with_ledger(
+    result = run_on_ledger(
         schedule,
         lambda led: forecast(
             led, policy, now=clock.now(), hours=hours, line=line, chat_limit=chats

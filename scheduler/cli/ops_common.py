@@ -1,4 +1,4 @@
-"""Loading for the operator commands: the schedule (its sharing rule) and the ledger.
+"""Loading for the operator commands: the schedule and its sharing rule.
 
 The same loading as the ingestion commands', under the names the operator commands use.
 """
@@ -7,11 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scheduler.cli.common import run_on_ledger
 from scheduler.cli.ingest_common import load_schedule_and_secrets
 from scheduler.config import Schedule, Secrets
-
-run_with_ledger = run_on_ledger
 
 
 def load_for_rule(

@@ -12,8 +12,9 @@ from scheduler.cli.common import (
     JsonOption,
     print_json,
     print_table,
+    run_on_ledger,
 )
-from scheduler.cli.ops_common import load_for_rule, run_with_ledger
+from scheduler.cli.ops_common import load_for_rule
 from scheduler.errors import ConfigError, ConfigProblem
 from scheduler.ledger.engine import Ledger
 from scheduler.linq.client import LinqClient
@@ -52,7 +53,7 @@ def now(
         async with LinqClient.from_config(schedule.linq, api_key) as client:
             return await share_now(ledger, client, schedule, policy, chat_id, force=force)
 
-    result = run_with_ledger(schedule, work)
+    result = run_on_ledger(schedule, work)
     if json:
         print_json(result.as_dict())
     else:

@@ -210,7 +210,7 @@ class SharePass:
         # Told of each line whose card a share found unusable (2012), once per pass, so that
         # the card is read again now rather than at the next card check.
         self.on_card_unusable = on_card_unusable
-        self._recheck: set[str] = set()
+        self._rechecked: set[str] = set()  # lines whose card this pass asked to re-read
         self.last_report: PassReport | None = None
         self._space = asyncio.Event()
 
@@ -250,7 +250,7 @@ class SharePass:
         started = clock.now()
         report = PassReport(pass_id=uuid.uuid4().hex[:12], started_at=started)
         self.blocked_lines.clear()
-        self._recheck.clear()
+        self._rechecked.clear()
         bound = structlog.contextvars.bound_contextvars(pass_id=report.pass_id)
         bound.__enter__()
         t0 = time.monotonic()
@@ -420,7 +420,6 @@ class SharePass:
             log.error("linq.unauthorized", error=self.auth_failure)
         if d.line_card_state is not None and line is not None and line not in self.blocked_lines:
             self.blocked_lines.add(line)
-            self._recheck.add(line)
             log.warning("line.card_unusable", line=line, state=d.line_card_state)
 
     def _recorded(self, batch: list[CallRecord]) -> None:
@@ -431,8 +430,12 @@ class SharePass:
         """
         for record in batch:
             line = record.claim.line
-            if record.decision.line_card_state is not None and line in self._recheck:
-                self._recheck.discard(line)
+            if (
+                record.decision.line_card_state is not None
+                and line is not None
+                and line not in self._rechecked
+            ):
+                self._rechecked.add(line)
                 if self.on_card_unusable is not None:
                     self.on_card_unusable(line)
 
