@@ -37,6 +37,7 @@ from scheduler.ledger.engine import Ledger
 from scheduler.ledger.gauges import refresh_due, refresh_ledger_gauges
 from scheduler.ledger.recompute import recompute_chats
 from scheduler.ledger.retention import prune_attempts
+from scheduler.ledger.stats import report_zone
 from scheduler.linq.client import LinqClient
 from scheduler.logs import configure_logging, register_secrets
 from scheduler.metrics import Metrics
@@ -113,6 +114,10 @@ class Daemon:
         self.pass_task: asyncio.Task[Any] | None = None
         self.token_error: str | None = None
         self.ledger_error: str | None = None
+        # Read on each scrape: the token is rejected as long as either job says so.
+        self.metrics.token_rejected.set_function(
+            lambda: 1.0 if (self.token_error or self.share_pass.auth_failure) else 0.0
+        )
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- jobs ------------------------------------------------------------------------------
@@ -182,7 +187,9 @@ class Daemon:
                 self._background.discard(task)
 
     async def _refresh_gauges(self) -> None:
-        await refresh_ledger_gauges(self.ledger, self.metrics, clock.now())
+        await refresh_ledger_gauges(
+            self.ledger, self.metrics, clock.now(), report_zone(self.schedule.sharing)
+        )
 
     def _card_event(self, number: str) -> None:
         self.card_waker.request(datetime.now(UTC))

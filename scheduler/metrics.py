@@ -1,18 +1,61 @@
-"""Prometheus metrics of one daemon. Each daemon owns a registry, so tests can run several."""
+"""Prometheus metrics of one daemon. Each daemon owns a registry, so tests can run several.
+
+Label values are bounded: ``line`` comes from the schedule and the ledger's lines, every other
+label from a fixed set (outcomes, statuses, event types, Linq codes). The names here are the
+contract of ``deploy/prometheus/alerts.yaml`` and ``deploy/grafana/``: rename one and both
+follow (their tests fail otherwise).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
+from scheduler import __version__
 from scheduler.errors import LinqError, LinqTransportError
+
+# A `_created` series per counter doubles the series count and answers no question here.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+PASS_FAILURE_REASONS = ("ledger", "token_rejected")
+
+# The per-line gauges, by metric name: one state of a line per gauge, so that a new state
+# (e.g. ``ineligible``) is one more gauge beside ``paused``, not a relabelling.
+LINE_GAUGES = {
+    "card_active": ("share_scheduler_card_active", "1 when the line's contact card is active."),
+    "paused": ("share_scheduler_line_paused", "1 when an operator paused sharing on the line."),
+    "ineligible": (
+        "share_scheduler_line_ineligible",
+        "1 when Linq reports the line cannot share contact cards.",
+    ),
+    "due_now": (
+        "share_scheduler_line_due_chats",
+        "Chats of the line due now and not claimed (at the last gauge refresh).",
+    ),
+    "shared_today": (
+        "share_scheduler_line_shared_today",
+        "Chats of the line shared today (calendar day in the report zone; ambiguous included).",
+    ),
+    "chats": ("share_scheduler_line_chats", "Chats of the line in the ledger."),
+}
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        self.build = Info("share_scheduler_build", "The running version.", registry=r)
+        self.build.info({"version": __version__})
         self.shares = Counter(
             "share_scheduler_shares",
             "Share claims finished, by outcome and line.",
@@ -41,6 +84,30 @@ class Metrics:
             "End of the last share pass.",
             registry=r,
         )
+        self.pass_succeeded = Gauge(
+            "share_scheduler_pass_last_success_timestamp_seconds",
+            "End of the last share pass that completed against the ledger (claims taken and "
+            "outcomes recorded); it stays put while the ledger is unavailable.",
+            registry=r,
+        )
+        self.pass_failures = Counter(
+            "share_scheduler_pass_failures",
+            "Share passes that did not complete, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in PASS_FAILURE_REASONS:
+            self.pass_failures.labels(reason=reason)
+        self.token_rejected = Gauge(
+            "share_scheduler_token_rejected",
+            "1 while Linq rejects the API token (401/403): nothing is shared.",
+            registry=r,
+        )
+        self.webhook_clock_skew = Gauge(
+            "share_scheduler_webhook_clock_skew_seconds",
+            "This host's clock minus the timestamp of the last signed webhook delivery.",
+            registry=r,
+        )
         self.pass_duration = Gauge(
             "share_scheduler_pass_last_duration_seconds",
             "Duration of the last share pass.",
@@ -60,12 +127,10 @@ class Metrics:
         # Children of the counters hit per call or delivery, looked up once each: labels()
         # validates and takes a lock on every call.
         self._children: dict[tuple[object, ...], Any] = {}
-        self.card_active = Gauge(
-            "share_scheduler_card_active",
-            "1 when the line's contact card is active.",
-            ["line"],
-            registry=r,
-        )
+        self.line: dict[str, Gauge] = {
+            key: Gauge(name, doc, ["line"], registry=r) for key, (name, doc) in LINE_GAUGES.items()
+        }
+        self.card_active = self.line["card_active"]
         self.card_writes = Counter(
             "share_scheduler_card_writes",
             "Contact card writes (POST and PATCH), by line and result.",
@@ -84,6 +149,11 @@ class Metrics:
         self.chats_by_status = Gauge(
             "share_scheduler_chats", "Chats in the ledger, by status.", ["status"], registry=r
         )
+
+    def set_line(self, line: str, **values: float) -> None:
+        """Set the per-line gauges named in ``values`` (keys of ``LINE_GAUGES``) for ``line``."""
+        for key, value in values.items():
+            self.line[key].labels(line=line).set(value)
 
     def _child(self, metric: Counter, *values: str) -> Any:
         key = (id(metric), *values)

@@ -258,12 +258,24 @@ class SharePass:
         try:
             if self.auth_failure is not None or self.stopping.is_set():
                 report.stopped = True
+                if self.auth_failure is not None:
+                    self.metrics.pass_failures.labels(reason="token_rejected").inc()
                 return report
             report.ambiguous_resolved = await resolve_dangling(
                 self.ledger, now=started, lease=self.config.lease, policy=self.policy
             )
             await self._pipeline(report)
+            if not report.interrupted and self.auth_failure is None:
+                # Only a pass that claimed and recorded against the ledger counts as done:
+                # an alert on this timestamp fires while the ledger (or the token) is down.
+                self.metrics.pass_succeeded.set(time.time())
+            else:
+                reason = "token_rejected" if self.auth_failure is not None else "ledger"
+                self.metrics.pass_failures.labels(reason=reason).inc()
             return report
+        except LedgerUnavailable:
+            self.metrics.pass_failures.labels(reason="ledger").inc()
+            raise
         finally:
             report.finished_at = clock.now()
             elapsed = time.monotonic() - t0
