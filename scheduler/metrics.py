@@ -118,6 +118,12 @@ class Metrics:
             "Claims found without outcome, counted as shared.",
             registry=r,
         )
+        self.ambiguous_attempts = Counter(
+            "share_scheduler_ambiguous_attempts",
+            "Attempts ended ambiguous (a call cut short, or a claim found without outcome): "
+            "counted as shared, the recipient may or may not have the card.",
+            registry=r,
+        )
         self.webhook_events = Counter(
             "share_scheduler_webhook_events",
             "Webhook deliveries, by event type and result.",

@@ -283,6 +283,7 @@ class SharePass:
             self.metrics.pass_duration.set(elapsed)
             if report.ambiguous_resolved:
                 self.metrics.ambiguous_resolved.inc(report.ambiguous_resolved)
+                self.metrics.ambiguous_attempts.inc(report.ambiguous_resolved)
                 log.warning("share.ambiguous_resolved", count=report.ambiguous_resolved)
             log.info("pass.finished", seconds=round(elapsed, 3), **report.as_dict())
             self.last_report = report
@@ -409,6 +410,8 @@ class SharePass:
         report.outcomes[d.outcome] += 1
         line = record.claim.line
         self.metrics.share_outcome(str(d.outcome), line or "-").inc()
+        if d.outcome == Outcome.ambiguous:
+            self.metrics.ambiguous_attempts.inc()
         fields = {
             "chat_id": record.claim.chat_id,
             "line": record.claim.line,

@@ -1,0 +1,100 @@
+"""The alerting rules as code: promtool's unit tests pass, and every alert is tested, linked
+to its runbook section and reads only metrics the daemon defines."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scheduler.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
+ALERTS_TEST = ROOT / "deploy" / "prometheus" / "alerts_test.yaml"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+METRIC = re.compile(r"\b(share_scheduler_[a-z_]+|process_[a-z_]+)\b")
+SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        message = "promtool not found (Debian: apt-get install prometheus; .ci/run installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def rules() -> list[dict[str, object]]:
+    data = yaml.safe_load(ALERTS.read_text())
+    return [rule for group in data["groups"] for rule in group["rules"]]
+
+
+def exported_names() -> set[str]:
+    """Every sample name the daemon's registry can export."""
+    names: set[str] = set()
+    for family in Metrics().registry.collect():
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+        if family.type == "counter":
+            names.add(family.name + "_total")
+    return names
+
+
+def referenced_metrics(expr: str) -> set[str]:
+    return set(METRIC.findall(expr))
+
+
+def test_promtool_checks_and_unit_tests_pass() -> None:
+    tool = promtool()
+    check = subprocess.run(
+        [tool, "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=120
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    result = subprocess.run(
+        [tool, "test", "rules", str(ALERTS_TEST)], capture_output=True, text=True, timeout=120
+    )
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_alert_has_a_unit_test() -> None:
+    tested = {
+        case["alertname"]
+        for test in yaml.safe_load(ALERTS_TEST.read_text())["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    assert {rule["alert"] for rule in rules()} <= tested
+
+
+def test_every_alert_links_an_existing_runbook_section() -> None:
+    # GitHub's heading anchors: lower case, spaces to dashes, punctuation dropped.
+    anchors = {
+        re.sub(r"[^a-z0-9-]", "", title.strip().lower().replace(" ", "-"))
+        for title in re.findall(r"^## (.+)$", RUNBOOK.read_text(), flags=re.M)
+    }
+    for rule in rules():
+        annotations = rule["annotations"]
+        assert isinstance(annotations, dict)
+        url = str(annotations["runbook_url"])
+        page, _, anchor = url.partition("#")
+        assert (ROOT / page).resolve() == RUNBOOK, url
+        assert anchor in anchors, f"{rule['alert']}: no section #{anchor} in {RUNBOOK.name}"
+        assert anchor == str(rule["alert"]).lower(), url
+
+
+def test_alerts_read_only_metrics_the_daemon_exports() -> None:
+    exported = exported_names()
+    for rule in rules():
+        for name in referenced_metrics(str(rule["expr"])):
+            assert name in exported, f"{rule['alert']} reads {name}, which no metric exports"
