@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/share-scheduler demo --exit-when-done
 
 lint: $(STAMP)
-	$(BIN)/ruff check scheduler tests migrations bench
-	$(BIN)/ruff format --check scheduler tests migrations bench
+	$(BIN)/ruff check scheduler tests migrations bench deploy
+	$(BIN)/ruff format --check scheduler tests migrations bench deploy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -7,20 +7,21 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-from scheduler.metrics import Metrics
+from tests.observability import (
+    ALERTS,
+    ALERTS_TEST,
+    ROOT,
+    RUNBOOK,
+    alert_rules,
+    exported_names,
+    referenced_metrics,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
-ALERTS_TEST = ROOT / "deploy" / "prometheus" / "alerts_test.yaml"
-RUNBOOK = ROOT / "docs" / "runbook.md"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-METRIC = re.compile(r"\b(share_scheduler_[a-z_]+|process_[a-z_]+)\b")
-SUFFIXES = ("_total", "_bucket", "_count", "_sum")
 
 
 def promtool() -> str:
@@ -31,26 +32,6 @@ def promtool() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
-
-
-def rules() -> list[dict[str, object]]:
-    data = yaml.safe_load(ALERTS.read_text())
-    return [rule for group in data["groups"] for rule in group["rules"]]
-
-
-def exported_names() -> set[str]:
-    """Every sample name the daemon's registry can export."""
-    names: set[str] = set()
-    for family in Metrics().registry.collect():
-        names.add(family.name)
-        names.update(sample.name for sample in family.samples)
-        if family.type == "counter":
-            names.add(family.name + "_total")
-    return names
-
-
-def referenced_metrics(expr: str) -> set[str]:
-    return set(METRIC.findall(expr))
 
 
 def test_promtool_checks_and_unit_tests_pass() -> None:
@@ -74,7 +55,7 @@ def test_every_alert_has_a_unit_test() -> None:
         for case in test.get("alert_rule_test", [])
         if case.get("exp_alerts")
     }
-    assert {rule["alert"] for rule in rules()} <= tested
+    assert {rule["alert"] for rule in alert_rules()} <= tested
 
 
 def test_every_alert_links_an_existing_runbook_section() -> None:
@@ -83,7 +64,7 @@ def test_every_alert_links_an_existing_runbook_section() -> None:
         re.sub(r"[^a-z0-9-]", "", title.strip().lower().replace(" ", "-"))
         for title in re.findall(r"^## (.+)$", RUNBOOK.read_text(), flags=re.M)
     }
-    for rule in rules():
+    for rule in alert_rules():
         annotations = rule["annotations"]
         assert isinstance(annotations, dict)
         url = str(annotations["runbook_url"])
@@ -95,6 +76,6 @@ def test_every_alert_links_an_existing_runbook_section() -> None:
 
 def test_alerts_read_only_metrics_the_daemon_exports() -> None:
     exported = exported_names()
-    for rule in rules():
+    for rule in alert_rules():
         for name in referenced_metrics(str(rule["expr"])):
             assert name in exported, f"{rule['alert']} reads {name}, which no metric exports"
