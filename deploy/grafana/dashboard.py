@@ -162,8 +162,9 @@ def build() -> db.Dashboard:
                 "percentunit",
                 "Failed and rejected shares over all calls (alert above 20%).",
                 (
-                    "sum(rate(share_scheduler_shares_total"
-                    f'{{{SEL}, outcome=~"failed|rejected"}}{rate}))'
+                    # "or vector(0)": no failure yet reads 0 %, not "no data".
+                    "(sum(rate(share_scheduler_shares_total"
+                    f'{{{SEL}, outcome=~"failed|rejected"}}{rate})) or vector(0))'
                     " / sum(rate(share_scheduler_shares_total"
                     f'{{{SEL}, outcome!="skipped"}}{rate}))',
                     "error ratio",

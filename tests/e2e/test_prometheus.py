@@ -136,8 +136,8 @@ def start_prometheus(workdir: Path, target: str) -> Prometheus:
     return prom
 
 
-def _shared_stack(stack: Stack, overrides: dict[str, Any] | None = None) -> DaemonProcess:
-    """Simulator and daemon, one line with a card and three chats, shared in the window."""
+def _start(stack: Stack, overrides: dict[str, Any] | None = None) -> DaemonProcess:
+    """Simulator and daemon with one line; the card is created and activates quickly."""
     port = free_port()
     stack.start_sim(port, activation_delay=0.2)
     daemon = stack.add_daemon(
@@ -146,6 +146,11 @@ def _shared_stack(stack: Stack, overrides: dict[str, Any] | None = None) -> Daem
     )
     daemon.start(timeout=60)
     stack.create_card(L1)
+    return daemon
+
+
+def _share_three(stack: Stack) -> None:
+    """Three chats learnt by webhook, then shared once the window opens."""
     chats = {stack.create_chat(L1, [f"+1212555{i:04d}"]) for i in range(3)}
     stack.drain_webhooks()
     stack.set_time(DAY1_0930)
@@ -154,13 +159,19 @@ def _shared_stack(stack: Stack, overrides: dict[str, Any] | None = None) -> Daem
         timeout=90,
         what="the three chats shared",
     )
-    return daemon
 
 
 def test_dashboard_queries_and_alerts_evaluate_on_real_prometheus(stack: Stack) -> None:
-    daemon = _shared_stack(stack)
+    daemon = _start(stack)
     prom = start_prometheus(stack.workdir, f"127.0.0.1:{daemon.port}")
     try:
+        wait_for(
+            lambda: bool(prom.query("up == 1")["result"]),
+            timeout=60,
+            what="Prometheus to scrape the daemon",
+        )
+        # Shares while Prometheus watches: the rates and latency quantiles have data.
+        _share_three(stack)
         queries = dashboard_queries()
         shares = next(q for q in queries if q.panel == "Shares by outcome")
         wait_for(
@@ -200,10 +211,9 @@ def test_dashboard_queries_and_alerts_evaluate_on_real_prometheus(stack: Stack) 
         groups = httpx.get(f"{prom.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
         loaded = {r["name"]: r["health"] for g in groups for r in g["rules"]}
         print(f"--- rules loaded by Prometheus: {loaded}")
-        assert loaded == {rule["alert"]: "ok" for rule in alert_rules()} or all(
-            h in ("ok", "unknown") for h in loaded.values()
-        )
         assert set(loaded) == {rule["alert"] for rule in alert_rules()}
+        # "unknown" until a rule's first evaluation; "err" would mean a broken expression.
+        assert set(loaded.values()) <= {"ok", "unknown"}
     finally:
         prom.stop()
         print("--- prometheus.log (tail) ---")
@@ -249,7 +259,8 @@ def test_last_successful_pass_stays_while_the_ledger_is_down(
     pg_stack: tuple[Stack, str],
 ) -> None:
     stack, dbname = pg_stack
-    daemon = _shared_stack(stack, {"database": {"connect_timeout": "1s"}})
+    daemon = _start(stack, {"database": {"connect_timeout": "1s"}})
+    _share_three(stack)
     success = "share_scheduler_pass_last_success_timestamp_seconds"
     end = "share_scheduler_pass_last_end_timestamp_seconds"
     failures = "share_scheduler_pass_failures_total"
