@@ -50,6 +50,10 @@ class NotFound(ShareSchedulerError):
     """A chat or line named on the command line does not exist in the ledger."""
 
 
+class AmbiguousPrefix(ShareSchedulerError):
+    """A chat id prefix given on the command line matches more than one chat."""
+
+
 class LinqError(ShareSchedulerError):
     """A call to the Linq API failed."""
 

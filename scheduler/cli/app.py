@@ -11,7 +11,6 @@ import typer
 
 from scheduler import __version__
 from scheduler.errors import ConfigError, ShareSchedulerError
-from scheduler.logs import redact_text
 
 app = typer.Typer(
     name="share-scheduler",
@@ -74,7 +73,18 @@ def _register() -> None:
         module.register(app)
 
 
+def redact_text(text: str) -> str:
+    # structlog and the rest of the logging setup load only when an error is shown.
+    from scheduler.logs import redact_text as redact
+
+    return redact(text)
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--version"]:
+        # Answered before the sub-commands (and SQLAlchemy, httpx...) are imported.
+        typer.echo(f"share-scheduler {__version__}")
+        return
     _register()
     try:
         # Outside standalone mode click returns a command's typer.Exit code instead of

@@ -14,6 +14,7 @@ from scheduler import clock
 from scheduler.cards.observe import sync_configured_lines
 from scheduler.cards.status import card_status, set_line_paused
 from scheduler.cards.sync import CardSync, SyncReport
+from scheduler.cli.audit import ActorOption, actor_name, record
 from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
@@ -22,11 +23,13 @@ from scheduler.cli.common import (
     out,
     print_json,
     print_table,
+    run_on_ledger,
 )
 from scheduler.config import E164
 from scheduler.errors import ConfigError, ConfigProblem
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger
+from scheduler.ledger.operator_log import ActionKind
 from scheduler.linq.client import LinqClient
 from scheduler.logs import configure_logging, register_secrets
 from scheduler.rule import Policy
@@ -225,18 +228,25 @@ def _print_sync(reports: list[SyncReport]) -> None:
     )
 
 
-def _pause(number: str, config: Any, database_url: str | None, paused: bool) -> int:
+def _pause(
+    number: str, config: Any, database_url: str | None, paused: bool, actor: str | None
+) -> int:
+    who = actor_name(actor)
     schedule, _ = load(config, database_url)
 
-    async def work() -> int:
-        ledger = Ledger.from_config(schedule.database)
-        try:
-            await schema.ensure_current(ledger)
-            return await set_line_paused(ledger, number, paused, clock.now())
-        finally:
-            await ledger.dispose()
+    async def work(ledger: Ledger) -> int:
+        touched = await set_line_paused(ledger, number, paused, clock.now())
+        await record(
+            ledger,
+            schedule,
+            actor=who,
+            action=ActionKind.line_pause if paused else ActionKind.line_resume,
+            target=number,
+            result=f"{'paused' if paused else 'resumed'}, {touched} chats",
+        )
+        return touched
 
-    return asyncio.run(work())
+    return run_on_ledger(schedule, work)
 
 
 @line_app.command("pause")
@@ -245,9 +255,10 @@ def pause(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
     json: JsonOption = False,
+    actor: ActorOption = None,
 ) -> None:
     """Stop sharing into this line's chats (no chat's day is spent) until resumed."""
-    touched = _pause(number, config, database_url, True)
+    touched = _pause(number, config, database_url, True, actor)
     if json:
         print_json({"line": number, "paused": True, "chats": touched})
     else:
@@ -260,9 +271,10 @@ def resume(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
     json: JsonOption = False,
+    actor: ActorOption = None,
 ) -> None:
     """Share into this line's chats again; the daemon's next pass re-checks each of them."""
-    touched = _pause(number, config, database_url, False)
+    touched = _pause(number, config, database_url, False, actor)
     if json:
         print_json({"line": number, "paused": False, "chats": touched})
     else:

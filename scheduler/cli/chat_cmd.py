@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from scheduler import clock
+from scheduler.cli.audit import ActorOption, actor_name, record
 from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
@@ -17,23 +18,43 @@ from scheduler.cli.common import (
 )
 from scheduler.cli.ops_common import load_for_rule
 from scheduler.ledger.chat_ops import StatusChange, set_chat_paused
+from scheduler.ledger.engine import Ledger
+from scheduler.ledger.operator_log import ActionKind
+from scheduler.ledger.queries import resolve_chat_id
 from scheduler.rule import Policy
 
 chat_app = typer.Typer(help="Pause or resume one chat's sharing.", no_args_is_help=True)
 
-ChatId = Annotated[str, typer.Argument(help="The chat id (Linq's).", show_default=False)]
+ChatId = Annotated[
+    str,
+    typer.Argument(help="The chat id (Linq's), or a prefix naming one chat.", show_default=False),
+]
 
 
 def _change(
-    chat_id: str, paused: bool, config: ConfigOption, database_url: str | None
+    chat_id: str, paused: bool, config: ConfigOption, database_url: str | None, actor: str | None
 ) -> StatusChange:
     verb = "pause" if paused else "resume"
+    who = actor_name(actor)
     schedule, _ = load_for_rule(config, database_url, what=f"chat {verb}")
     policy = Policy.from_config(schedule.sharing)
-    return run_on_ledger(
-        schedule,
-        lambda led: set_chat_paused(led, chat_id, paused=paused, policy=policy, now=clock.now()),
-    )
+
+    async def work(ledger: Ledger) -> StatusChange:
+        found = await resolve_chat_id(ledger, chat_id)
+        change = await set_chat_paused(ledger, found, paused=paused, policy=policy, now=clock.now())
+        await record(
+            ledger,
+            schedule,
+            actor=who,
+            action=ActionKind.chat_pause if paused else ActionKind.chat_resume,
+            target=found,
+            result=f"{change.before} -> {change.after}"
+            if change.changed
+            else f"already {change.after}",
+        )
+        return change
+
+    return run_on_ledger(schedule, work)
 
 
 def _show(change: StatusChange, json: bool) -> None:
@@ -54,9 +75,10 @@ def pause(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
     json: JsonOption = False,
+    actor: ActorOption = None,
 ) -> None:
     """Stop sharing into this chat until it is resumed (an active chat only)."""
-    _show(_change(chat_id, True, config, database_url), json)
+    _show(_change(chat_id, True, config, database_url, actor), json)
 
 
 @chat_app.command("resume")
@@ -65,9 +87,10 @@ def resume(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
     json: JsonOption = False,
+    actor: ActorOption = None,
 ) -> None:
     """Share into this paused chat again; its next share is recomputed by the rule."""
-    _show(_change(chat_id, False, config, database_url), json)
+    _show(_change(chat_id, False, config, database_url, actor), json)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,11 +7,13 @@ import json
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from scheduler.config import CONFIG_ENV, Schedule, Secrets, load_schedule
@@ -81,13 +83,120 @@ def fmt_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
 
 
+class OutputFormat(StrEnum):
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
+
+OutputOption = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="table (fits the terminal), wide (every column), json or yaml.",
+        show_default=False,
+    ),
+]
+
+
+def output_format(output: OutputFormat | None, json: bool) -> OutputFormat:
+    """The format asked for: ``--json`` is kept as the alias of ``-o json``."""
+    if json:
+        if output not in (None, OutputFormat.json):
+            raise typer.BadParameter(f"--json contradicts -o {output}", param_hint="--json")
+        return OutputFormat.json
+    return output or OutputFormat.table
+
+
+def print_data(value: Any, fmt: OutputFormat) -> bool:
+    """Print ``value`` as JSON or YAML when that is the format; False for table formats."""
+    if fmt == OutputFormat.json:
+        print_json(value)
+        return True
+    if fmt == OutputFormat.yaml:
+        import yaml
+
+        typer.echo(yaml.safe_dump(jsonable(value), sort_keys=False, allow_unicode=True), nl=False)
+        return True
+    return False
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return fmt_time(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+# Columns whose values are copied into other commands: never folded, never cut.
+IDENTIFIERS = frozenset({"chat_id", "line", "target", "number"})
+
+
+def fmt_age(value: datetime | None, now: datetime) -> str:
+    """How long ago (``5m``, ``3h``, ``2d``) or, for the future, ``in 3h``; ``now`` if due."""
+    if value is None:
+        return "-"
+    seconds = (value - now).total_seconds()
+    if 0 >= seconds > -1:
+        return "now"
+    span = abs(seconds)
+    if span < 60:
+        text = f"{span:.0f}s"
+    elif span < 3600:
+        text = f"{span // 60:.0f}m"
+    elif span < 48 * 3600:
+        text = f"{span // 3600:.0f}h"
+    else:
+        text = f"{span // 86400:.0f}d"
+    return f"in {text}" if seconds > 0 else text
+
+
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*[fmt_time(v) if isinstance(v, datetime) else str(v) for v in row])
+    """A table for people, whole whatever the width.
+
+    On a terminal: a borderless rich table whose cells fold onto more lines when the terminal
+    is narrow: no character of an id is ever cut. Piped or redirected: plain columns aligned
+    with spaces, one row a line, no title and no truncation, for grep, awk and cut.
+    """
+    cells = [[_cell(v) for v in row] for row in rows]
+    headers = [c.upper() for c in columns]
+    if not out.is_terminal:
+        widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+        for line in [headers, *cells]:
+            typer.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+        return
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=None,
+        header_style="bold",
+        pad_edge=False,
+        padding=(0, 2, 0, 0),
+    )
+    for name, header in zip(columns, headers, strict=True):
+        if name.lower() in IDENTIFIERS:
+            # Never narrower than its longest value: an id is copied whole or is useless.
+            width = max([len(header), *(len(r[len(table.columns)]) for r in cells)])
+            table.add_column(header, no_wrap=True, min_width=width)
+        else:
+            table.add_column(header, overflow="fold")
+    for row in cells:
+        table.add_row(*(escape(v) for v in row))
     out.print(table)
+
+
+def print_fields(title: str, fields: Sequence[tuple[str, Any]]) -> None:
+    """One record as ``field: value`` lines (``kubectl describe``), whole at any width."""
+    if out.is_terminal:
+        out.print(f"[bold]{escape(title)}[/]", highlight=False)
+    width = max((len(name) for name, _ in fields), default=0) + 1
+    for name, value in fields:
+        out.print(f"{name + ':':<{width}} {escape(_cell(value))}", highlight=False, markup=True)
 
 
 def run_on_ledger(schedule: Schedule, work: Callable[[Ledger], Awaitable[T]]) -> T:

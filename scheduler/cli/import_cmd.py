@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from scheduler import clock
+from scheduler.cli.audit import ActorOption, actor_name, record
 from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
@@ -22,6 +23,8 @@ from scheduler.cli.common import (
 from scheduler.cli.ingest_common import load_with_rule
 from scheduler.cli.ledger_cmd import ledger_app
 from scheduler.ingest.importer import Format, ImportReport, import_file
+from scheduler.ledger.engine import Ledger
+from scheduler.ledger.operator_log import ActionKind
 from scheduler.rule import Policy
 
 EXIT_ROWS_REJECTED = 1
@@ -42,6 +45,7 @@ def import_(
         bool, typer.Option("--dry-run", help="Validate and count, write nothing.")
     ] = False,
     json: JsonOption = False,
+    actor: ActorOption = None,
 ) -> None:
     """Import chats (chat_id, line, recipient, service, times...) from CSV or JSONL.
 
@@ -49,12 +53,24 @@ def import_(
 
     Exit 1 when any row was rejected, 2 when the file cannot be used at all.
     """
+    who = actor_name(actor)
     schedule = load_with_rule(config, database_url, what="ledger import")
     policy = Policy.from_config(schedule.sharing)
-    report = run_on_ledger(
-        schedule,
-        lambda ledger: import_file(ledger, file, policy, clock.now(), fmt=fmt, dry_run=dry_run),
-    )
+
+    async def work(ledger: Ledger) -> ImportReport:
+        report = await import_file(ledger, file, policy, clock.now(), fmt=fmt, dry_run=dry_run)
+        if not report.dry_run:
+            await record(
+                ledger,
+                schedule,
+                actor=who,
+                action=ActionKind.ledger_import,
+                target=file.name,
+                result=f"{report.accepted} imported, {len(report.rejected)} rejected",
+            )
+        return report
+
+    report = run_on_ledger(schedule, work)
     for problem in report.rejected:
         typer.echo(f"{file}: {problem}", err=True)
     if json:

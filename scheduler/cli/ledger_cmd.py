@@ -1,4 +1,4 @@
-"""``share-scheduler ledger list|show``: what the ledger knows, for people and scripts."""
+"""``share-scheduler ledger list|show|actions``: what the ledger knows, for people and scripts."""
 
 from __future__ import annotations
 
@@ -12,14 +12,21 @@ from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
     JsonOption,
+    OutputFormat,
+    OutputOption,
+    fmt_age,
     load,
-    print_json,
+    out,
+    output_format,
+    print_data,
+    print_fields,
     print_table,
     run_on_ledger,
 )
 from scheduler.ledger import queries
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.models import ChatStatus
+from scheduler.ledger.operator_log import ActionKind, OperatorAction, list_operator_actions
 
 ledger_app = typer.Typer(help="Inspect the share ledger.", no_args_is_help=True)
 T = TypeVar("T")
@@ -30,6 +37,7 @@ def with_ledger(config: Any, database_url: str | None, work: Callable[[Ledger], 
     return run_on_ledger(schedule, work)
 
 
+# The JSON keys of `ledger list`, as scripts know them; wide output and JSON add WIDE_COLUMNS.
 CHAT_COLUMNS = [
     "chat_id",
     "line",
@@ -40,6 +48,17 @@ CHAT_COLUMNS = [
     "share_count",
     "next_share_at",
 ]
+WIDE_COLUMNS = [
+    "is_group",
+    "recipients",
+    "last_outbound_at",
+    "last_inbound_at",
+    "not_before",
+    "claimed_by",
+    "last_error",
+]
+# What fits 80 columns beside a 36-character chat id: times as ages ("3h", "in 21h").
+TABLE_COLUMNS = ["chat_id", "line", "status", "shared", "next"]
 
 
 @ledger_app.command("list")
@@ -63,9 +82,11 @@ def list_(
         ),
     ] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 100,
+    output: OutputOption = None,
     json: JsonOption = False,
 ) -> None:
     """List chats with their sharing state."""
+    fmt = output_format(output, json)
     if status is not None and status not in set(ChatStatus):
         raise typer.BadParameter(
             f"{status!r} is not a chat status ({', '.join(ChatStatus)})", param_hint="--status"
@@ -85,48 +106,98 @@ def list_(
         limit=limit,
     )
     rows = with_ledger(config, database_url, lambda led: queries.list_chats(led, f))
-    if json:
-        print_json([{k: r[k] for k in CHAT_COLUMNS} for r in rows])
+    if print_data([{k: r[k] for k in CHAT_COLUMNS + WIDE_COLUMNS} for r in rows], fmt):
         return
+    if fmt == OutputFormat.wide:
+        columns = CHAT_COLUMNS + WIDE_COLUMNS
+        print_table(f"{len(rows)} chats", columns, [[r[c] for c in columns] for r in rows])
+        return
+    now = clock.now()
     print_table(
-        f"{len(rows)} chats",
-        CHAT_COLUMNS,
-        [[r[k] if r[k] is not None else "-" for k in CHAT_COLUMNS] for r in rows],
+        f"{len(rows)} chats (shared: since the last share; next: until the next)",
+        TABLE_COLUMNS,
+        [
+            [
+                r["chat_id"],
+                r["line"],
+                r["status"],
+                fmt_age(r["last_shared_at"], now),
+                fmt_age(r["next_share_at"], now) if r["next_share_at"] else "never",
+            ]
+            for r in rows
+        ],
     )
+
+
+ATTEMPT_COLUMNS = ["id", "started_at", "outcome", "http_status", "error_code", "tries", "forced"]
+ATTEMPT_WIDE = ["finished_at", "latency_ms", "instance", "trace_id", "error_message"]
 
 
 @ledger_app.command("show")
 def show(
-    chat_id: Annotated[str, typer.Argument(help="The chat id.")],
+    chat_id: Annotated[
+        str, typer.Argument(help="The chat id, or a prefix of it that names one chat.")
+    ],
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
+    output: OutputOption = None,
     json: JsonOption = False,
 ) -> None:
-    """One chat and its share attempts."""
-    chat, history = with_ledger(config, database_url, lambda led: queries.get_chat(led, chat_id))
-    if json:
-        print_json({"chat": chat, "attempts": history})
+    """One chat, its share attempts and the operator actions on it."""
+    fmt = output_format(output, json)
+
+    async def work(
+        led: Ledger,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[OperatorAction]]:
+        found = await queries.resolve_chat_id(led, chat_id)
+        chat, history = await queries.get_chat(led, found)
+        return chat, history, await list_operator_actions(led, target=found, limit=1000)
+
+    chat, history, actions = with_ledger(config, database_url, work)
+    if print_data(
+        {"chat": chat, "attempts": history, "actions": [a.as_dict() for a in actions]}, fmt
+    ):
+        return
+    print_fields(f"chat {chat['chat_id']}", list(chat.items()))
+    cols = ATTEMPT_COLUMNS + (ATTEMPT_WIDE if fmt == OutputFormat.wide else [])
+    out.print()
+    print_table(f"{len(history)} attempts", cols, [[a[c] for c in cols] for a in history])
+    out.print()
+    print_table(
+        f"{len(actions)} operator actions",
+        ["at", "actor", "action", "result"],
+        [[a.at, a.actor, a.action, a.result] for a in reversed(actions)],
+    )
+
+
+@ledger_app.command("actions")
+def actions(
+    config: ConfigOption = None,
+    database_url: DatabaseUrlOption = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="Only actions on this chat id, line or file."),
+    ] = None,
+    action: Annotated[
+        ActionKind | None, typer.Option("--action", help="Only this kind of action.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 100,
+    output: OutputOption = None,
+    json: JsonOption = False,
+) -> None:
+    """The operator's audit trail, latest first: who paused, resumed, shared now, imported."""
+    fmt = output_format(output, json)
+    found = with_ledger(
+        config,
+        database_url,
+        lambda led: list_operator_actions(led, target=target, action=action, limit=limit),
+    )
+    if print_data([a.as_dict() for a in found], fmt):
         return
     print_table(
-        f"chat {chat_id}",
-        ["field", "value"],
-        [[k, "-" if v is None else v] for k, v in chat.items()],
-    )
-    cols = [
-        "id",
-        "started_at",
-        "finished_at",
-        "outcome",
-        "http_status",
-        "error_code",
-        "tries",
-        "instance",
-        "trace_id",
-    ]
-    print_table(
-        f"{len(history)} attempts",
-        cols,
-        [["-" if a[c] is None else a[c] for c in cols] for a in history],
+        f"{len(found)} operator actions",
+        ["id", "at", "actor", "action", "target", "result"],
+        [[a.id, a.at, a.actor, a.action, a.target, a.result] for a in found],
     )
 
 

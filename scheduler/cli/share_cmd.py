@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from scheduler.cli.audit import ActorOption, actor_name, record
 from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
@@ -17,6 +18,8 @@ from scheduler.cli.common import (
 from scheduler.cli.ops_common import load_for_rule
 from scheduler.errors import ConfigError, ConfigProblem
 from scheduler.ledger.engine import Ledger
+from scheduler.ledger.operator_log import ActionKind
+from scheduler.ledger.queries import resolve_chat_id
 from scheduler.linq.client import LinqClient
 from scheduler.rule import Policy
 from scheduler.share.manual import ManualShare, share_now
@@ -26,7 +29,12 @@ share_app = typer.Typer(help="Share a contact card on request.", no_args_is_help
 
 @share_app.command("now")
 def now(
-    chat_id: Annotated[str, typer.Argument(help="The chat id (Linq's).", show_default=False)],
+    chat_id: Annotated[
+        str,
+        typer.Argument(
+            help="The chat id (Linq's), or a prefix naming one chat.", show_default=False
+        ),
+    ],
     force: Annotated[
         bool,
         typer.Option(
@@ -38,6 +46,7 @@ def now(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
     json: JsonOption = False,
+    actor: ActorOption = None,
 ) -> None:
     """Share CHAT_ID's card now through the share pass's path; exit 1 unless it was shared."""
     schedule, secrets = load_for_rule(config, database_url, what="share now")
@@ -49,9 +58,22 @@ def now(
     api_key = secrets.api_key
     policy = Policy.from_config(schedule.sharing)
 
+    who = actor_name(actor)
+
     async def work(ledger: Ledger) -> ManualShare:
+        found = await resolve_chat_id(ledger, chat_id)
         async with LinqClient.from_config(schedule.linq, api_key) as client:
-            return await share_now(ledger, client, schedule, policy, chat_id, force=force)
+            result = await share_now(ledger, client, schedule, policy, found, force=force)
+        verdict = f"refused: {result.refused}" if result.refused else str(result.outcome)
+        await record(
+            ledger,
+            schedule,
+            actor=who,
+            action=ActionKind.share_now,
+            target=found,
+            result=verdict + (" (forced)" if force else ""),
+        )
+        return result
 
     result = run_on_ledger(schedule, work)
     if json:
@@ -59,7 +81,7 @@ def now(
     else:
         verdict = f"refused: {result.refused}" if result.refused else result.outcome
         print_table(
-            f"share now {chat_id}",
+            f"share now {result.chat_id}",
             ["field", "value"],
             [
                 ["result", verdict],

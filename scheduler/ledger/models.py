@@ -202,9 +202,29 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = mapped_column(index=True)
 
 
+class OperatorAction(Base):
+    """One operator intervention (pause, resume, share now, import...): who, when, what."""
+
+    __tablename__ = "operator_actions"
+    __table_args__ = (Index("ix_operator_actions_target_at", "target", "at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    # A fixed set: chat.pause, chat.resume, share.now, line.pause, line.resume, ledger.import.
+    action: Mapped[str] = mapped_column(String(32))
+    # What was acted on: a chat id, a line's number, an import file's name.
+    target: Mapped[str] = mapped_column(String(255))
+    # What came of it, in a few words ("active -> paused", "shared (forced)", "12 rows").
+    result: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
 # Core tables, for the set-based statements of the claim protocol and ingestion.
 chats_table = cast(Table, Chat.__table__)
 lines_table = cast(Table, Line.__table__)
 attempts_table = cast(Table, ShareAttempt.__table__)
 webhook_events_table = cast(Table, WebhookEvent.__table__)
 backfill_state_table = cast(Table, BackfillState.__table__)
+operator_actions_table = cast(Table, OperatorAction.__table__)

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from scheduler.errors import NotFound
+from scheduler.errors import AmbiguousPrefix, NotFound
 from scheduler.ledger.claims import attempts
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
@@ -71,6 +71,41 @@ async def stream_chats(
         if len(rows) < batch:
             return
         after = rows[-1]["chat_id"]
+
+
+PREFIX_CANDIDATES = 10
+
+
+async def resolve_chat_id(ledger: Ledger, given: str) -> str:
+    """The chat id ``given`` names: itself if it exists, else the one chat it is a prefix of.
+
+    No chat: NotFound. Several: AmbiguousPrefix, listing the first candidates (ordered, so
+    the message is the same each time).
+    """
+    if not given:
+        raise NotFound("an empty chat id names no chat")
+    async with ledger.read() as conn:
+        exact = await conn.execute(sa.select(chats.c.chat_id).where(chats.c.chat_id == given))
+        if exact.first() is not None:
+            return given
+        found = list(
+            (
+                await conn.execute(
+                    sa.select(chats.c.chat_id)
+                    # substr rather than LIKE: case-sensitive on both databases, no wildcards.
+                    .where(sa.func.substr(chats.c.chat_id, 1, len(given)) == given)
+                    .order_by(chats.c.chat_id)
+                    .limit(PREFIX_CANDIDATES + 1)
+                )
+            ).scalars()
+        )
+    if not found:
+        raise NotFound(f"no chat {given!r} in the ledger (nor one whose id starts so)")
+    if len(found) > 1:
+        shown = ", ".join(found[:PREFIX_CANDIDATES])
+        more = " and more" if len(found) > PREFIX_CANDIDATES else ""
+        raise AmbiguousPrefix(f"{given!r} is the start of several chat ids: {shown}{more}")
+    return str(found[0])
 
 
 async def get_chat(ledger: Ledger, chat_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
