@@ -2,9 +2,11 @@
 
 Checks, in order: the schedule file is valid; the ledger database answers; its schema is
 current; the API token is set and accepted (``GET /v3/contact_card``); each line's card is
-active; a webhook signing secret is set; this host's clock agrees with Linq's (the ``Date``
-of its answer): a skewed clock rejects good webhooks and shifts share days. A check that
-cannot run because an earlier one failed is reported as ``skip``. Details never carry a secret.
+active (a card declared but not created yet is a warning: the daemon creates it); no line is
+paused (a warning); a webhook signing secret is set; this host's clock agrees with Linq's
+(the ``Date`` of its answer): a skewed clock rejects good webhooks and shifts share days. A
+check that cannot run because an earlier one failed is reported as ``skip``. ``warn`` is worth
+a look but does not stop sharing; ``fail`` and ``skip`` do. Details never carry a secret.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ async def run_doctor(
     secrets, problems = resolve_secrets(schedule, env)
     known_lines = await _check_ledger(report, schedule)
     cards, client = await _check_token(report, schedule, secrets, problems)
-    _check_cards(report, schedule, known_lines, cards)
+    _check_cards(report, schedule, {n: line.chats for n, line in known_lines.items()}, cards)
+    _check_lines(report, known_lines)
     _check_webhook_secret(report, schedule, secrets, problems)
     _check_clock(report, client)
     return report.checks
@@ -104,8 +107,23 @@ def _check_config(
     return schedule
 
 
-async def _check_ledger(report: _Report, schedule: Schedule) -> dict[str, int]:
-    """Database and schema checks; return the ledger's lines with their chat counts."""
+@dataclass(frozen=True)
+class LineInfo:
+    """What the ledger says of one line: its chats, and the states that keep it from sharing."""
+
+    chats: int = 0
+    paused: bool = False
+
+    def states(self) -> list[str]:
+        """Why the line shares nothing now, one phrase per state (none: it may share)."""
+        found = []
+        if self.paused:
+            found.append("paused by an operator (`share-scheduler line resume` ends it)")
+        return found
+
+
+async def _check_ledger(report: _Report, schedule: Schedule) -> dict[str, LineInfo]:
+    """Database and schema checks; return the ledger's lines with their chats and states."""
     ledger = Ledger.from_config(schedule.database)
     try:
         try:
@@ -128,18 +146,7 @@ async def _check_ledger(report: _Report, schedule: Schedule) -> dict[str, int]:
             )
             return {}
         report.add("schema", "ok", f"at {head} (current)")
-        async with ledger.read() as conn:
-            counts: dict[str, int] = {
-                str(number): 0
-                for number in (await conn.execute(sa.select(lines.c.number))).scalars()
-            }
-            for number, n in await conn.execute(
-                sa.select(chats.c.line, sa.func.count())
-                .where(chats.c.line.is_not(None))
-                .group_by(chats.c.line)
-            ):
-                counts[str(number)] = int(n)
-        return counts
+        return await _line_infos(ledger)
     except LedgerError as exc:
         report.add("schema", "fail", str(exc))
         return {}
@@ -179,6 +186,33 @@ async def _check_token(
     return cards, client
 
 
+async def _line_infos(ledger: Ledger) -> dict[str, LineInfo]:
+    async with ledger.read() as conn:
+        paused = {
+            str(row.number): bool(row.paused)
+            for row in await conn.execute(sa.select(lines.c.number, lines.c.paused))
+        }
+        counts: dict[str, int] = {}
+        for number, n in await conn.execute(
+            sa.select(chats.c.line, sa.func.count())
+            .where(chats.c.line.is_not(None))
+            .group_by(chats.c.line)
+        ):
+            counts[str(number)] = int(n)
+    return {
+        number: LineInfo(chats=counts.get(number, 0), paused=paused.get(number, False))
+        for number in sorted(set(paused) | set(counts))
+    }
+
+
+def _check_lines(report: _Report, known_lines: dict[str, LineInfo]) -> None:
+    """A warning per line that shares nothing because of its state (paused...)."""
+    for number, info in known_lines.items():
+        states = info.states()
+        if states:
+            report.add(f"line {number}", "warn", f"{'; '.join(states)}; {info.chats} chats")
+
+
 def _check_cards(
     report: _Report,
     schedule: Schedule,
@@ -198,12 +232,20 @@ def _check_cards(
         chats_note = f"; {known_lines[number]} chats" if known_lines.get(number) else ""
         if card is None:
             declared = schedule.line(number)
-            why = (
-                "declared in the schedule, not created yet"
-                if declared is not None and declared.card is not None
-                else "no card on Linq: nothing on this line is shared"
-            )
-            report.add(f"card {number}", "fail", why + chats_note)
+            if declared is not None and declared.card is not None:
+                # A fresh install: the daemon writes declared cards at its first card check.
+                report.add(
+                    f"card {number}",
+                    "warn",
+                    "declared in the schedule, not created yet: the daemon creates it at its "
+                    "first card check (or run `share-scheduler cards sync`)" + chats_note,
+                )
+            else:
+                report.add(
+                    f"card {number}",
+                    "fail",
+                    "no card on Linq: nothing on this line is shared" + chats_note,
+                )
         elif card.is_active:
             name = " ".join(p for p in (card.first_name, card.last_name) if p)
             report.add(f"card {number}", "ok", f"active ({name}){chats_note}")

@@ -32,6 +32,8 @@ __all__ = [
     "ChatFacts",
     "LineFacts",
     "Policy",
+    "Verdict",
+    "explain",
     "ineligible_reason",
     "is_due",
     "next_share_at",
@@ -363,3 +365,63 @@ def next_share_at(
 def is_due(chat: ChatFacts, line: LineFacts, policy: Policy, now: datetime) -> bool:
     """Whether the chat may be shared at ``now``."""
     return next_share_at(chat, line, policy, now) == now
+
+
+# Why a chat that can share is not due now: the constraint that holds its next share back.
+WAIT_REASONS = (
+    "first_share_delay",
+    "min_interval",
+    "retry_backoff",
+    "shared_today",
+    "day_not_allowed",
+    "outside_window",
+    "inactive_before_window",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether a chat is due at ``now`` and why, with the next instant it will be.
+
+    ``reason`` is ``"due"``; a reason of ``ineligible_reason`` (``line_paused``,
+    ``card_inactive``, ``opted_out``...), when it never is; or one of ``WAIT_REASONS``.
+    """
+
+    due: bool
+    reason: str
+    next_at: datetime | None
+
+
+def explain(chat: ChatFacts, line: LineFacts, policy: Policy, now: datetime) -> Verdict:
+    """The rule's answer for ``chat`` at ``now``, with its reason (agrees with ``is_due``)."""
+    never = ineligible_reason(chat, line, policy, now)
+    if never is not None:
+        return Verdict(False, never, None)
+    at = next_share_at(chat, line, policy, now)
+    if at is None:
+        # Eligible now, but it goes quiet before any window it could share in opens.
+        return Verdict(False, "inactive_before_window", None)
+    if at == now:
+        return Verdict(True, "due", at)
+    zone = zone_for(chat, line, policy)
+    last = chat.last_shared_at
+    if last is not None and share_day(last, zone, policy) == share_day(now, zone, policy):
+        return Verdict(False, "shared_today", at)
+    lower, reason = now, ""
+    first = chat.first_outbound_at
+    for bound, name in (
+        (None if first is None else first + policy.first_share_delay, "first_share_delay"),
+        (None if last is None else last + policy.min_interval, "min_interval"),
+        (chat.not_before, "retry_backoff"),
+    ):
+        if bound is not None and bound > lower:
+            lower, reason = bound, name
+    if reason and at == lower:
+        return Verdict(False, reason, at)
+    # Held back by the calendar: the day of ``lower`` is not a sharing day, or its window
+    # is not open then.
+    day = share_day(lower, zone, policy)
+    opens, closes = window_bounds(day, zone, policy)
+    if opens <= lower < closes and day.weekday() not in policy.days:
+        return Verdict(False, "day_not_allowed", at)
+    return Verdict(False, "outside_window", at)

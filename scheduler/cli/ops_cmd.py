@@ -13,7 +13,10 @@ from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
     JsonOption,
+    OutputOption,
     out,
+    output_format,
+    print_data,
     print_json,
     print_table,
     run_on_ledger,
@@ -79,19 +82,27 @@ def plan(
 def doctor(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
+    output: OutputOption = None,
     json: JsonOption = False,
 ) -> None:
     """Check that this installation can share; one line per check, exit 1 if any fails.
 
     Checks the schedule file, the database and its schema, the API token, each line's card,
-    the webhook secret and the clock (against Linq's)."""
+    paused lines, the webhook secret and the clock (against Linq's). Warnings (a card not
+    created yet, a paused line) are shown apart and do not fail."""
+    fmt = output_format(output, json)
     # Library warnings go to stderr; stdout carries only the verdicts.
     configure_logging("warning", "auto")
     checks = asyncio.run(run_doctor(config, database_url=database_url))
-    failed = [c for c in checks if c.failed]
-    if json:
-        print_json({"ok": not failed, "checks": [c.as_dict() for c in checks]})
-    else:
+    failures = [c for c in checks if c.failed]
+    warnings = [c for c in checks if c.status == "warn"]
+    summary = {
+        "ok": not failures,
+        "failures": [c.name for c in failures],
+        "warnings": [c.name for c in warnings],
+        "checks": [c.as_dict() for c in checks],
+    }
+    if not print_data(summary, fmt):
         width = max(len(c.name) for c in checks)
         for c in checks:
             out.print(
@@ -100,7 +111,13 @@ def doctor(
                 highlight=False,
                 markup=True,
             )
-    if failed:
+        verdict = "cannot share" if failures else "ready to share"
+        out.print(
+            f"{verdict}: {len(failures)} failure(s), {len(warnings)} warning(s), "
+            f"{len(checks) - len(failures) - len(warnings)} ok",
+            highlight=False,
+        )
+    if failures:
         raise typer.Exit(1)
 
 

@@ -309,7 +309,7 @@ def test_doctor(flow: Flow) -> None:
         "clock": "ok",
     }
     text = flow.cli("doctor")
-    assert len(text.strip().splitlines()) == 8, "one line per check"
+    assert len(text.strip().splitlines()) == 9, "one line per check, then the verdict"
 
     bad = flow.json("doctor", rc=1, env={**flow.daemon.env, "LINQ_API_KEY": "not-the-token"})
     assert {c["check"]: c["status"] for c in bad["checks"]}["token"] == "fail"
