@@ -12,16 +12,32 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.facts import chats, compute_next, select_chats_with_line
-from scheduler.rule import Policy
+from scheduler.ledger.facts import (
+    chat_facts,
+    chats,
+    compute_next,
+    line_facts_of,
+    select_chats_with_line,
+)
+from scheduler.ledger.queries import get_chat_with_line
+from scheduler.rule import Policy, Verdict, explain
 
-__all__ = ["Forecast", "PlannedShare", "forecast"]
+__all__ = [
+    "ChatVerdict",
+    "Forecast",
+    "PlannedShare",
+    "RateFit",
+    "explain_chat",
+    "forecast",
+    "rate_fit",
+]
 
 PAGE = 2000
 
@@ -31,6 +47,66 @@ class PlannedShare:
     chat_id: str
     line: str | None
     at: datetime
+    # The rule's reason at the forecast's ``now``: "due", or what holds the share until ``at``.
+    reason: str = "due"
+
+
+@dataclass(frozen=True, slots=True)
+class RateFit:
+    """Whether the busiest forecast day's shares fit ``requests_per_second`` over the window.
+
+    An upper bound on a day's calls: every share is one call when nothing fails, and a pass
+    sends at most ``requests_per_second``. Windows are the schedule's wall-clock window; lines
+    in other zones shift it but do not lengthen it.
+    """
+
+    requests_per_second: float
+    window_seconds: float
+    busiest_day: date | None
+    busiest_shares: int
+
+    @property
+    def capacity(self) -> int:
+        return int(self.requests_per_second * self.window_seconds)
+
+    @property
+    def fits(self) -> bool:
+        return self.busiest_shares <= self.capacity
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests_per_second": self.requests_per_second,
+            "window_seconds": self.window_seconds,
+            "capacity_per_day": self.capacity,
+            "busiest_day": self.busiest_day.isoformat() if self.busiest_day else None,
+            "busiest_day_shares": self.busiest_shares,
+            "fits": self.fits,
+        }
+
+
+def window_seconds(policy: Policy) -> float:
+    """Length of one share window (a window crossing midnight runs into the next day)."""
+    start = policy.window_start.hour * 3600 + policy.window_start.minute * 60
+    end = policy.window_end.hour * 3600 + policy.window_end.minute * 60
+    start += policy.window_start.second
+    end += policy.window_end.second
+    return float((end - start) % 86400)
+
+
+def rate_fit(
+    forecast: Forecast, policy: Policy, requests_per_second: float, zone: ZoneInfo
+) -> RateFit:
+    """The busiest local day of ``forecast`` against what the rate limit lets through."""
+    per_day: Counter[date] = Counter()
+    for (_line, hour), n in forecast.buckets.items():
+        per_day[hour.astimezone(zone).date()] += n
+    busiest = max(per_day.items(), key=lambda kv: (kv[1], kv[0]), default=None)
+    return RateFit(
+        requests_per_second=requests_per_second,
+        window_seconds=window_seconds(policy),
+        busiest_day=busiest[0] if busiest else None,
+        busiest_shares=busiest[1] if busiest else 0,
+    )
 
 
 @dataclass
@@ -74,7 +150,10 @@ class Forecast:
             ],
         }
         if with_chats:
-            data["chats"] = [{"chat_id": p.chat_id, "line": p.line, "at": p.at} for p in self.chats]
+            data["chats"] = [
+                {"chat_id": p.chat_id, "line": p.line, "at": p.at, "reason": p.reason}
+                for p in self.chats
+            ]
             data["chats_truncated"] = self.chats_truncated
         return data
 
@@ -141,6 +220,7 @@ def _replay(
         return
     t = compute_next(row, policy, now)
     last, count = row.last_shared_at, row.share_count
+    first = True
     for _ in range(max_per_chat):
         if t is None or t >= until:
             return
@@ -148,8 +228,43 @@ def _replay(
             result.due_now += 1
         result.buckets[(row.line, _hour(t))] += 1
         if len(result.chats) < chat_limit:
-            result.chats.append(PlannedShare(row.chat_id, row.line, t))
+            reason = "due" if t <= now else "later"
+            if first:
+                reason = explain(chat_facts(row), line_facts_of(row), policy, now).reason
+            result.chats.append(PlannedShare(row.chat_id, row.line, t, reason))
         elif chat_limit:
             result.chats_truncated = True
-        last, count = t, count + 1
+        last, count, first = t, count + 1, False
         t = compute_next(row, policy, t, last_shared_at=last, share_count=count, not_before=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatVerdict:
+    chat_id: str
+    line: str | None
+    verdict: Verdict
+    line_paused: bool
+    card_state: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chat_id": self.chat_id,
+            "line": self.line,
+            "due": self.verdict.due,
+            "reason": self.verdict.reason,
+            "next_at": self.verdict.next_at,
+            "line_paused": self.line_paused,
+            "card_state": self.card_state,
+        }
+
+
+async def explain_chat(ledger: Ledger, policy: Policy, chat_id: str, now: datetime) -> ChatVerdict:
+    """Why one chat is or is not due at ``now``, by the rule, from its ledger facts."""
+    row = await get_chat_with_line(ledger, chat_id)
+    return ChatVerdict(
+        chat_id=row.chat_id,
+        line=row.line,
+        verdict=explain(chat_facts(row), line_facts_of(row), policy, now),
+        line_paused=bool(row.line_paused),
+        card_state=row.line_card_state,
+    )

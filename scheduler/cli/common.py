@@ -137,6 +137,10 @@ def _cell(value: Any) -> str:
 IDENTIFIERS = frozenset({"chat_id", "line", "target", "number"})
 
 
+def _is_identifier(column: str) -> bool:
+    return column.lower() in IDENTIFIERS or column.startswith("+")
+
+
 def fmt_age(value: datetime | None, now: datetime) -> str:
     """How long ago (``5m``, ``3h``, ``2d``) or, for the future, ``in 3h``; ``now`` if due."""
     if value is None:
@@ -165,7 +169,12 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     """
     cells = [[_cell(v) for v in row] for row in rows]
     headers = [c.upper() for c in columns]
-    if not out.is_terminal:
+    ids = [i for i, name in enumerate(columns) if _is_identifier(name)]
+    id_widths = [max([len(headers[i]), *(len(r[i]) for r in cells)]) for i in ids]
+    # Each other column needs a few characters; past the terminal's width rich would crop
+    # an id, so a table that cannot fit is printed plain and the terminal wraps its lines.
+    needed = sum(id_widths) + 4 * (len(columns) - len(ids)) + 2 * len(columns)
+    if not out.is_terminal or needed > out.width:
         widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
         for line in [headers, *cells]:
             typer.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
@@ -178,11 +187,11 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
         pad_edge=False,
         padding=(0, 2, 0, 0),
     )
-    for name, header in zip(columns, headers, strict=True):
-        if name.lower() in IDENTIFIERS:
+    id_width = dict(zip(ids, id_widths, strict=True))
+    for index, header in enumerate(headers):
+        if index in id_width:
             # Never narrower than its longest value: an id is copied whole or is useless.
-            width = max([len(header), *(len(r[len(table.columns)]) for r in cells)])
-            table.add_column(header, no_wrap=True, min_width=width)
+            table.add_column(header, no_wrap=True, min_width=id_width[index])
         else:
             table.add_column(header, overflow="fold")
     for row in cells:

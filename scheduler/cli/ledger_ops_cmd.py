@@ -14,10 +14,12 @@ from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
     JsonOption,
+    OutputOption,
     err,
     fmt_time,
     load,
-    print_json,
+    output_format,
+    print_data,
     print_table,
     run_on_ledger,
 )
@@ -37,6 +39,7 @@ def _column(s: LineStats) -> list[object]:
     statuses = [s.by_status.get(status.value, 0) for status in ChatStatus]
     return [
         s.card_state or "-",
+        ", ".join(s.states()) or ("-" if s.line is None else "sharing"),
         s.chats,
         *statuses,
         ", ".join(f"{k} {v}" for k, v in sorted(s.by_service.items())) or "-",
@@ -52,6 +55,7 @@ def _column(s: LineStats) -> list[object]:
 
 _ROWS = [
     "card",
+    "state",
     "chats",
     *(f"  {status.value}" for status in ChatStatus),
     "services",
@@ -68,17 +72,19 @@ _ROWS = [
 def stats(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
+    output: OutputOption = None,
     json: JsonOption = False,
 ) -> None:
     """The ledger at a glance, per line and in total.
 
-    Chats by status and service, shares today and yesterday, due now, next due, and the last
-    24 h's attempts by outcome (ambiguous, failed...)."""
+    Each line's card and state (sharing, paused), chats by status and service, shares today
+    and yesterday, due now, next due, and the last 24 h's attempts by outcome (ambiguous,
+    failed...)."""
+    fmt = output_format(output, json)
     schedule, _ = load(config, database_url)
     zone = report_zone(schedule.sharing)
     result = run_on_ledger(schedule, lambda led: ledger_stats(led, now=clock.now(), zone=zone))
-    if json:
-        print_json(result.as_dict())
+    if print_data(result.as_dict(), fmt):
         return
     # One column per line: the figures read down, and many lines still fit a terminal.
     columns = [_column(s) for s in result.lines] + [_column(result.total)]

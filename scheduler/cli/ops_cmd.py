@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,19 +14,23 @@ from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
     JsonOption,
+    OutputFormat,
     OutputOption,
     out,
     output_format,
     print_data,
-    print_json,
+    print_fields,
     print_table,
     run_on_ledger,
 )
 from scheduler.cli.ops_common import load_for_rule
+from scheduler.config import Schedule
 from scheduler.doctor import run_doctor
+from scheduler.ledger import queries
+from scheduler.ledger.engine import Ledger
 from scheduler.ledger.stats import report_zone
 from scheduler.logs import configure_logging
-from scheduler.plan import forecast
+from scheduler.plan import ChatVerdict, Forecast, explain_chat, forecast, rate_fit
 from scheduler.rule import Policy
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
@@ -40,43 +45,106 @@ def plan(
         int,
         typer.Option("--chats", min=0, help="Also list up to this many predicted shares."),
     ] = 0,
+    chat: Annotated[
+        str | None,
+        typer.Option(
+            "--chat",
+            help="Explain one chat (id or unique prefix): due or not, why, and when next.",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
+    output: OutputOption = None,
     json: JsonOption = False,
 ) -> None:
     """What will be shared when, per line and hour, from the ledger and the sharing rule.
 
-    Assumes the facts stay as they are (no new chats, cards unchanged) and that each share
-    happens when due; hours are UTC, with the schedule's local hour alongside."""
+    Says whether the busiest day fits the rate limit (share_pass.requests_per_second over the
+    share window), which lines are paused, and with --chats or --chat why each chat is or is
+    not due now. Assumes the facts stay as they are (no new chats, cards unchanged) and that
+    each share happens when due; hours are UTC, with the schedule's local hour alongside."""
+    fmt = output_format(output, json)
     schedule, _ = load_for_rule(config, database_url, what="plan")
     policy = Policy.from_config(schedule.sharing)
-    result = run_on_ledger(
-        schedule,
-        lambda led: forecast(
-            led, policy, now=clock.now(), hours=hours, line=line, chat_limit=chats
-        ),
-    )
-    if json:
-        print_json(result.as_dict(with_chats=chats > 0))
-        return
     zone = report_zone(schedule.sharing)
+    now = clock.now()
+    if chat is not None:
+        _explain(schedule, policy, chat, now, fmt)
+        return
+
+    async def work(led: Ledger) -> tuple[Forecast, list[dict[str, Any]]]:
+        result = await forecast(led, policy, now=now, hours=hours, line=line, chat_limit=chats)
+        return result, await queries.list_lines(led)
+
+    result, known_lines = run_on_ledger(schedule, work)
+    fit = rate_fit(result, policy, schedule.share_pass.requests_per_second, zone)
+    paused = [ln["number"] for ln in known_lines if ln["paused"]]
+    if print_data(
+        {**result.as_dict(with_chats=chats > 0), "rate": fit.as_dict(), "paused_lines": paused},
+        fmt,
+    ):
+        return
+    out.print(
+        f"{result.total} shares forecast in the next {hours} h "
+        f"({result.due_now} due now, {result.in_flight} in flight)",
+        highlight=False,
+    )
+    window_h = fit.window_seconds / 3600
+    verdict = "fits" if fit.fits else "does NOT fit: some chats wait for the next day"
+    busiest = f"{fit.busiest_shares} on {fit.busiest_day}" if fit.busiest_day else "none"
+    out.print(
+        f"rate limit: {fit.requests_per_second:g}/s x {window_h:g} h window = {fit.capacity} "
+        f"shares a day; busiest day: {busiest}: {verdict}",
+        highlight=False,
+    )
+    for number in paused:
+        out.print(
+            f"line {number} is paused: nothing of it is forecast "
+            f"(`share-scheduler line resume {number}`)",
+            highlight=False,
+        )
     rows: list[list[object]] = []
     for number, by_hour in result.per_line().items():
         for hour, n in by_hour:
             local = hour.astimezone(zone)
             rows.append([number or "(no line)", hour, f"{local:%Y-%m-%d %H:%M}", n])
-    print_table(
-        f"{result.total} shares forecast in the next {hours} h "
-        f"({result.due_now} due now, {result.in_flight} in flight)",
-        ["line", "hour (UTC)", f"hour ({zone.key})", "shares"],
-        rows,
-    )
+    out.print(f"hours in UTC and in {zone.key} (local_hour)", highlight=False)
+    print_table(None, ["line", "hour_utc", "local_hour", "shares"], rows)
     if chats:
+        out.print()
         print_table(
             None,
-            ["chat_id", "line", "at"],
-            [[p.chat_id, p.line or "-", p.at] for p in result.chats],
+            ["chat_id", "line", "at", "why_not_now"],
+            [
+                [p.chat_id, p.line, p.at, "-" if p.reason == "due" else p.reason]
+                for p in result.chats
+            ],
         )
+
+
+def _explain(
+    schedule: Schedule, policy: Policy, chat: str, now: datetime, fmt: OutputFormat
+) -> None:
+    async def work(led: Ledger) -> ChatVerdict:
+        return await explain_chat(led, policy, await queries.resolve_chat_id(led, chat), now)
+
+    found = run_on_ledger(schedule, work)
+    if print_data(found.as_dict(), fmt):
+        return
+    v = found.verdict
+    print_fields(
+        f"chat {found.chat_id}",
+        [
+            ("chat_id", found.chat_id),
+            ("line", found.line),
+            ("due now", v.due),
+            ("reason", v.reason),
+            ("next share", v.next_at),
+            ("line paused", found.line_paused),
+            ("card", found.card_state),
+        ],
+    )
 
 
 def doctor(

@@ -52,11 +52,19 @@ class LineStats:
     next_due_at: datetime | None = None
     attempts_24h: dict[str, int] = field(default_factory=dict)
 
+    def states(self) -> list[str]:
+        """What keeps the line from sharing (empty: nothing), one word per state."""
+        found = []
+        if self.paused:
+            found.append("paused")
+        return found
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "line": self.line,
             "card_state": self.card_state,
             "paused": self.paused,
+            "states": self.states(),
             "chats": self.chats,
             "by_status": dict(sorted(self.by_status.items())),
             "by_service": dict(sorted(self.by_service.items())),
@@ -80,7 +88,7 @@ class LedgerStats:
 
     def as_dict(self) -> dict[str, Any]:
         totals = self.total.as_dict()
-        for key in ("line", "card_state", "paused"):
+        for key in ("line", "card_state", "paused", "states"):
             totals.pop(key)
         return {
             "now": self.now,

@@ -174,3 +174,31 @@ async def test_piped_listing_keeps_ids_whole(ledger: Ledger, config: Path) -> No
     assert data[0]["chat_id"] == long_id
     _cli(config, "ledger", "list", "-o", "xml", rc=2)
     _cli(config, "ledger", "list", "--json", "-o", "yaml", rc=2)
+
+
+async def test_plan_and_stats_show_paused_lines_and_reasons(ledger: Ledger, config: Path) -> None:
+    await _seed(ledger)
+    _cli(config, "line", "pause", OTHER, "--actor", "ops")
+    stats = json.loads(_cli(config, "ledger", "stats", "-o", "json").stdout)
+    states = {s["line"]: s["states"] for s in stats["lines"]}
+    assert states == {LINE: [], OTHER: ["paused"]}
+    table = _cli(config, "ledger", "stats").stdout.splitlines()
+    assert table[2].split() == ["state", "sharing", "paused", "-"]
+
+    plan = json.loads(_cli(config, "plan", "--chats", "10", "-o", "json").stdout)
+    assert plan["paused_lines"] == [OTHER]
+    assert plan["rate"]["capacity_per_day"] > 0 and plan["rate"]["fits"] is True
+    assert {c["line"] for c in plan["chats"]} == {LINE}
+    assert all(c["reason"] for c in plan["chats"])
+    text = _cli(config, "plan").stdout
+    assert f"line {OTHER} is paused" in text
+    assert "rate limit:" in text
+
+    paused = json.loads(_cli(config, "plan", "--chat", "tw-", "-o", "json").stdout)
+    assert (paused["chat_id"], paused["due"], paused["reason"]) == (
+        "tw-000000",
+        False,
+        "line_paused",
+    )
+    assert paused["line_paused"] is True
+    _cli(config, "plan", "--chat", "tw", rc=1)  # ambiguous
