@@ -128,12 +128,26 @@ class Secret:
 
 
 class LinqConfig(_Model):
-    base_url: str = "https://api.linqapp.com/api/partner"
-    api_key_env: EnvName = "LINQ_API_KEY"
-    api_key_file: Path | None = None
-    timeout: Duration = timedelta(seconds=10)
-    connect_timeout: Duration = timedelta(seconds=5)
-    max_connections: int = Field(default=64, ge=1, le=1000)
+    base_url: str = Field(
+        default="https://api.linqapp.com/api/partner",
+        description="The Linq Partner API's base URL; /v3/... is appended.",
+    )
+    api_key_env: EnvName = Field(
+        default="LINQ_API_KEY", description="Environment variable holding the Partner API token."
+    )
+    api_key_file: Path | None = Field(
+        default=None,
+        description="Read the API token from this file instead (e.g. a mounted secret).",
+    )
+    timeout: Duration = Field(
+        default=timedelta(seconds=10), description="Timeout of one API request."
+    )
+    connect_timeout: Duration = Field(
+        default=timedelta(seconds=5), description="Timeout of opening a connection to the API."
+    )
+    max_connections: int = Field(
+        default=64, ge=1, le=1000, description="Connections to the API kept open at most."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -144,9 +158,19 @@ class LinqConfig(_Model):
 
 
 class DatabaseConfig(_Model):
-    url: str = "sqlite+aiosqlite:///share-scheduler.db"
-    pool_size: int = Field(default=10, ge=1, le=200)
-    connect_timeout: Duration = timedelta(seconds=5)
+    url: str = Field(
+        default="sqlite+aiosqlite:///share-scheduler.db",
+        description=(
+            "The ledger: sqlite:///path for one host, postgresql://user@host/db for several "
+            "replicas."
+        ),
+    )
+    pool_size: int = Field(
+        default=10, ge=1, le=200, description="Database connections per process."
+    )
+    connect_timeout: Duration = Field(
+        default=timedelta(seconds=5), description="Timeout of opening a database connection."
+    )
 
     @field_validator("url")
     @classmethod
@@ -168,9 +192,17 @@ def normalize_database_url(url: str) -> str:
 
 
 class WindowConfig(_Model):
-    start: time = time(9, 0)
-    end: time = time(20, 0)
-    days: list[Weekday] = Field(default_factory=lambda: list(ALL_DAYS))
+    start: time = Field(
+        default=time(9, 0), description="Local wall time (HH:MM) the daily share window opens."
+    )
+    end: time = Field(
+        default=time(20, 0),
+        description="Local wall time (HH:MM) it closes; before start, the window crosses midnight.",
+    )
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(ALL_DAYS),
+        description="Weekdays (mon..sun) whose window is open, by the day the window opens.",
+    )
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -201,14 +233,42 @@ class WindowConfig(_Model):
 
 
 class SharingConfig(_Model):
-    timezone: str = "UTC"
-    fallback_timezone: ZoneName = "UTC"
-    window: WindowConfig = Field(default_factory=WindowConfig)
-    min_interval: Duration = timedelta(hours=12)
-    first_share_delay: Duration = timedelta(0)
-    stop_after_inactive_days: int | None = Field(default=30, ge=1)
-    max_shares: int | None = Field(default=None, ge=1)
-    include_groups: bool = False
+    timezone: str = Field(
+        default="UTC",
+        description=(
+            "Zone of the window: an IANA name, 'line' (each line's zone) or 'recipient' (from the"
+            " recipient's number)."
+        ),
+    )
+    fallback_timezone: ZoneName = Field(
+        default="UTC",
+        description=(
+            "Zone for lines without one and recipients whose zone cannot be told; also the zone "
+            "of 'today' in reports."
+        ),
+    )
+    window: WindowConfig = Field(
+        default_factory=WindowConfig, description="The daily share window."
+    )
+    min_interval: Duration = Field(
+        default=timedelta(hours=12),
+        description="Least time between two shares into one chat (at most 7d).",
+    )
+    first_share_delay: Duration = Field(
+        default=timedelta(0),
+        description="Wait after a chat's first outbound message before its first share.",
+    )
+    stop_after_inactive_days: int | None = Field(
+        default=30,
+        ge=1,
+        description=(
+            "Stop sharing into chats without a message for this many days (null: never stop)."
+        ),
+    )
+    max_shares: int | None = Field(
+        default=None, ge=1, description="Stop after this many shares into one chat (null: no cap)."
+    )
+    include_groups: bool = Field(default=False, description="Share into group chats too.")
 
     @field_validator("timezone")
     @classmethod
@@ -226,18 +286,48 @@ class SharingConfig(_Model):
 
 
 class SharePassConfig(_Model):
-    interval: Duration = timedelta(seconds=30)
-    batch_size: int = Field(default=500, ge=1, le=10_000)
-    concurrency: int = Field(default=16, ge=1, le=1000)
-    requests_per_second: float = Field(default=20.0, gt=0)
-    lease: Duration = timedelta(minutes=5)
-    max_tries: int = Field(default=4, ge=1, le=20)
-    retry_backoff: Duration = timedelta(milliseconds=500)
-    retry_backoff_max: Duration = timedelta(seconds=30)
-    failure_backoff: Duration = timedelta(minutes=5)
-    shutdown_grace: Duration = timedelta(seconds=10)
+    interval: Duration = Field(
+        default=timedelta(seconds=30), description="How often the share pass looks for due chats."
+    )
+    batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Chats claimed per claim transaction, at most."
+    )
+    concurrency: int = Field(
+        default=16, ge=1, le=1000, description="Share calls in flight at once."
+    )
+    requests_per_second: float = Field(
+        default=20.0, gt=0, description="Cap on share calls per second, across the pass."
+    )
+    lease: Duration = Field(
+        default=timedelta(minutes=5),
+        description="Lifetime of a claim; must outlive one share call with all its retries.",
+    )
+    max_tries: int = Field(
+        default=4, ge=1, le=20, description="Tries per claim for 5xx answers, timeouts and resets."
+    )
+    retry_backoff: Duration = Field(
+        default=timedelta(milliseconds=500),
+        description="First delay between tries (exponential, with jitter).",
+    )
+    retry_backoff_max: Duration = Field(
+        default=timedelta(seconds=30), description="Longest delay between tries."
+    )
+    failure_backoff: Duration = Field(
+        default=timedelta(minutes=5),
+        description="Wait after all of a claim's tries failed (doubles each time).",
+    )
+    shutdown_grace: Duration = Field(
+        default=timedelta(seconds=10),
+        description="On SIGTERM, how long in-flight calls may finish.",
+    )
     # Finished share attempts older than this are deleted daily (null: kept forever).
-    attempt_retention: Duration | None = timedelta(days=180)
+    attempt_retention: Duration | None = Field(
+        default=timedelta(days=180),
+        description=(
+            "Finished share attempts older than this are deleted daily (null: kept forever; at "
+            "least 1d)."
+        ),
+    )
 
     @field_validator("interval", "lease")
     @classmethod
@@ -257,12 +347,27 @@ class SharePassConfig(_Model):
 
 
 class CardsConfig(_Model):
-    check_interval: Duration = timedelta(minutes=1)
+    check_interval: Duration = Field(
+        default=timedelta(minutes=1),
+        description="How often the cards are read (GET /v3/contact_card) and synced.",
+    )
     # After a card write: first activation poll, doubling up to check_interval, until this.
-    activation_poll: Duration = timedelta(seconds=2)
-    activation_timeout: Duration = timedelta(minutes=15)
+    activation_poll: Duration = Field(
+        default=timedelta(seconds=2),
+        description="After a card write, first look for activation (doubles up to check_interval).",
+    )
+    activation_timeout: Duration = Field(
+        default=timedelta(minutes=15),
+        description="Give up waiting for a written card to turn active after this long.",
+    )
     # First wait after a 2022, 5xx or network failure of a card write (doubles, up to 1h).
-    retry_wait: Duration = timedelta(minutes=1)
+    retry_wait: Duration = Field(
+        default=timedelta(minutes=1),
+        description=(
+            "First wait after a card write failed with 2022, 5xx or a network error (doubles, up "
+            "to 1h)."
+        ),
+    )
 
     @field_validator("check_interval", "activation_poll", "activation_timeout", "retry_wait")
     @classmethod
@@ -273,9 +378,13 @@ class CardsConfig(_Model):
 
 
 class CardConfig(_Model):
-    first_name: str = Field(min_length=1, max_length=100)
-    last_name: str | None = Field(default=None, max_length=100)
-    image_url: str | None = None
+    first_name: str = Field(
+        min_length=1, max_length=100, description="First name on the contact card."
+    )
+    last_name: str | None = Field(
+        default=None, max_length=100, description="Last name on the contact card."
+    )
+    image_url: str | None = Field(default=None, description="http(s) URL of the card's image.")
 
     @field_validator("image_url")
     @classmethod
@@ -286,19 +395,50 @@ class CardConfig(_Model):
 
 
 class LineConfig(_Model):
-    number: PhoneNumber
-    timezone: ZoneName | None = None
-    card: CardConfig | None = None
+    number: PhoneNumber = Field(
+        description="The line's phone number, E.164 and quoted ('+14155550100')."
+    )
+    timezone: ZoneName | None = Field(
+        default=None, description="The line's IANA zone, used when sharing.timezone is 'line'."
+    )
+    card: CardConfig | None = Field(
+        default=None,
+        description=(
+            "The contact card the daemon creates or patches for this line (absent: observed only)."
+        ),
+    )
 
 
 class WebhooksConfig(_Model):
-    enabled: bool = True
-    listen: str = "127.0.0.1:8080"
-    secret_envs: list[EnvName] = Field(default_factory=lambda: ["LINQ_WEBHOOK_SECRET"])
-    secret_files: list[Path] = Field(default_factory=list)
-    tolerance: Duration = timedelta(minutes=5)
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    event_retention: Duration = timedelta(days=7)
+    enabled: bool = Field(
+        default=True,
+        description="Serve the HTTP side: POST /webhooks/linq, /healthz, /readyz, /metrics.",
+    )
+    listen: str = Field(default="127.0.0.1:8080", description="HOST:PORT the HTTP side listens on.")
+    secret_envs: list[EnvName] = Field(
+        default_factory=lambda: ["LINQ_WEBHOOK_SECRET"],
+        description=(
+            "Environment variables holding webhook signing secrets (several during a rotation)."
+        ),
+    )
+    secret_files: list[Path] = Field(
+        default_factory=list, description="Files holding webhook signing secrets."
+    )
+    tolerance: Duration = Field(
+        default=timedelta(minutes=5),
+        description=(
+            "Reject deliveries whose signed timestamp is further than this from this host's clock."
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest webhook body accepted (413 beyond)."
+    )
+    event_retention: Duration = Field(
+        default=timedelta(days=7),
+        description=(
+            "How long seen event ids are kept to drop duplicates (longer than tolerance and 1h)."
+        ),
+    )
 
     @field_validator("listen")
     @classmethod
@@ -331,15 +471,35 @@ class WebhooksConfig(_Model):
 class BackfillConfig(_Model):
     """The scheduled reconcile against GET /v3/chats (also ``share-scheduler backfill``)."""
 
-    enabled: bool = True
-    interval: Duration = timedelta(hours=6)
-    at_start: bool = False
-    page_size: int = Field(default=100, ge=1, le=100)
-    message_concurrency: int = Field(default=4, ge=1, le=64)
-    max_tries: int = Field(default=5, ge=1, le=20)
-    retry_backoff: Duration = timedelta(seconds=1)
-    retry_backoff_max: Duration = timedelta(seconds=60)
-    max_retry_after: Duration = timedelta(minutes=10)
+    enabled: bool = Field(default=True, description="Run the scheduled backfill in the daemon.")
+    interval: Duration = Field(
+        default=timedelta(hours=6), description="How often the daemon runs it (at least 1m)."
+    )
+    at_start: bool = Field(
+        default=False, description="Also run it a few seconds after the daemon starts."
+    )
+    page_size: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Chats (and messages) asked per request (at most 100).",
+    )
+    message_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Message pages read at once."
+    )
+    max_tries: int = Field(
+        default=5, ge=1, le=20, description="Tries per request for 5xx answers, timeouts and 429s."
+    )
+    retry_backoff: Duration = Field(
+        default=timedelta(seconds=1), description="First delay between tries."
+    )
+    retry_backoff_max: Duration = Field(
+        default=timedelta(seconds=60), description="Longest delay between tries."
+    )
+    max_retry_after: Duration = Field(
+        default=timedelta(minutes=10),
+        description="Longest Retry-After obeyed; a longer one ends the run.",
+    )
 
     @field_validator("interval")
     @classmethod
@@ -350,21 +510,46 @@ class BackfillConfig(_Model):
 
 
 class LoggingConfig(_Model):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Least level logged: debug, info, warning or error."
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description=(
+            "json (one object a line), console (for people), or auto (console on a terminal)."
+        ),
+    )
 
 
 class Schedule(_Model):
-    instance_id: str | None = None
-    linq: LinqConfig = Field(default_factory=LinqConfig)
-    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    sharing: SharingConfig = Field(default_factory=SharingConfig)
-    share_pass: SharePassConfig = Field(default_factory=SharePassConfig)
-    cards: CardsConfig = Field(default_factory=CardsConfig)
-    lines: list[LineConfig] = Field(default_factory=list)
-    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
-    backfill: BackfillConfig = Field(default_factory=BackfillConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    instance_id: str | None = Field(
+        default=None,
+        description=(
+            "Names this replica in share attempts and logs (default: $SHARE_SCHEDULER_INSTANCE, "
+            "else hostname-pid)."
+        ),
+    )
+    linq: LinqConfig = Field(default_factory=LinqConfig, description="The Linq API.")
+    database: DatabaseConfig = Field(
+        default_factory=DatabaseConfig, description="The ledger database."
+    )
+    sharing: SharingConfig = Field(default_factory=SharingConfig, description="The sharing rule.")
+    share_pass: SharePassConfig = Field(
+        default_factory=SharePassConfig, description="The share pass: claims, concurrency, retries."
+    )
+    cards: CardsConfig = Field(
+        default_factory=CardsConfig, description="Contact card checks and writes."
+    )
+    lines: list[LineConfig] = Field(
+        default_factory=list, description="Our numbers, with their zones and declared cards."
+    )
+    webhooks: WebhooksConfig = Field(
+        default_factory=WebhooksConfig, description="Linq webhooks and the HTTP side."
+    )
+    backfill: BackfillConfig = Field(
+        default_factory=BackfillConfig, description="The scheduled reconcile against GET /v3/chats."
+    )
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs (to stderr).")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Schedule:

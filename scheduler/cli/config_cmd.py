@@ -1,4 +1,4 @@
-"""``share-scheduler config check``."""
+"""``share-scheduler config check|reference``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from scheduler.cli.common import ConfigOption
 from scheduler.config import load_schedule
 from scheduler.errors import ConfigError, ConfigProblem
 
-config_app = typer.Typer(help="Validate the schedule file.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Validate the schedule file; print its reference.", no_args_is_help=True
+)
 
 
 @config_app.command("check")
@@ -33,3 +35,25 @@ def check(
         raise ConfigError("(no schedule file)", [ConfigProblem("", "give FILE or --config FILE")])
     load_schedule(path, require_secrets=not skip_secrets)
     typer.echo("ok")
+
+
+@config_app.command("reference")
+def reference(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write to this file instead of stdout.", dir_okay=False
+        ),
+    ] = None,
+) -> None:
+    """Every key of the schedule file with its type, default and description (Markdown).
+
+    The source of docs/configuration.md: share-scheduler config reference -o docs/configuration.md
+    """
+    from scheduler.config_reference import render_reference
+
+    text = render_reference()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
