@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
 import yaml
 
 from scheduler.metrics import Metrics
@@ -20,6 +23,7 @@ ALERTS_TEST = ROOT / "deploy" / "prometheus" / "alerts_test.yaml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 DASHBOARD_SCRIPT = ROOT / "deploy" / "grafana" / "dashboard.py"
 DASHBOARD_JSON = ROOT / "deploy" / "grafana" / "share-scheduler.json"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _METRIC = re.compile(r"\b((?:share_scheduler|process)_[a-z_]+)\b")
 
 
@@ -28,6 +32,17 @@ class PanelQuery:
     panel: str
     ref: str
     expr: str
+
+
+def prometheus_binary(name: str) -> str:
+    """The path of ``promtool`` or ``prometheus``: missing fails in CI, skips elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found (Debian: apt-get install prometheus; .ci/run installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 def alert_rules() -> list[dict[str, Any]]:

@@ -60,6 +60,32 @@ def _series(
     return panel
 
 
+# The columns of the Lines table: one per-line gauge each (scheduler.metrics.LINE_GAUGES).
+LINE_COLUMNS = (
+    ("share_scheduler_card_active", "card active"),
+    ("share_scheduler_line_paused", "paused"),
+    ("share_scheduler_line_ineligible", "ineligible"),
+    ("share_scheduler_line_chats", "chats"),
+    ("share_scheduler_line_due_chats", "due"),
+    ("share_scheduler_line_shared_today", "shared today"),
+)
+
+
+def _lines_table() -> table.Panel:
+    panel = (
+        table.Panel()
+        .title("Lines")
+        .description("Per line: card active, paused, ineligible, chats, due now, shared today.")
+        .datasource(DATASOURCE)
+        .height(8)
+        .span(24)
+    )
+    for index, (metric, legend) in enumerate(LINE_COLUMNS):
+        query = _query(f"max by (line) ({metric}{{{SEL}}})", legend, chr(ord("A") + index))
+        panel = panel.with_target(query.instant().format(TABLE))
+    return panel
+
+
 def _variable(name: str, label: str, query: str) -> db.QueryVariable:
     return (
         db.QueryVariable(name)
@@ -234,50 +260,7 @@ def build() -> db.Dashboard:
             )
         )
         .with_row(db.Row("Lines"))
-        .with_panel(
-            table.Panel()
-            .title("Lines")
-            .description("Per line: card active, paused, ineligible, chats, due now, shared today.")
-            .datasource(DATASOURCE)
-            .height(8)
-            .span(24)
-            .with_target(
-                _query(f"max by (line) (share_scheduler_card_active{{{SEL}}})", "card active", "A")
-                .instant()
-                .format(TABLE)
-            )
-            .with_target(
-                _query(f"max by (line) (share_scheduler_line_paused{{{SEL}}})", "paused", "B")
-                .instant()
-                .format(TABLE)
-            )
-            .with_target(
-                _query(
-                    f"max by (line) (share_scheduler_line_ineligible{{{SEL}}})", "ineligible", "C"
-                )
-                .instant()
-                .format(TABLE)
-            )
-            .with_target(
-                _query(f"max by (line) (share_scheduler_line_chats{{{SEL}}})", "chats", "D")
-                .instant()
-                .format(TABLE)
-            )
-            .with_target(
-                _query(f"max by (line) (share_scheduler_line_due_chats{{{SEL}}})", "due", "E")
-                .instant()
-                .format(TABLE)
-            )
-            .with_target(
-                _query(
-                    f"max by (line) (share_scheduler_line_shared_today{{{SEL}}})",
-                    "shared today",
-                    "F",
-                )
-                .instant()
-                .format(TABLE)
-            )
-        )
+        .with_panel(_lines_table())
         .with_panel(
             _series(
                 "Shared today per line",

@@ -21,7 +21,6 @@ import structlog
 
 from scheduler import clock
 from scheduler.config import Schedule
-from scheduler.errors import NotFound
 from scheduler.ledger.claims import claim_batch
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import (
@@ -29,8 +28,8 @@ from scheduler.ledger.facts import (
     chats,
     compute_next,
     line_facts_of,
-    select_chats_with_line,
 )
+from scheduler.ledger.queries import get_chat_with_line
 from scheduler.linq.client import LinqClient
 from scheduler.metrics import Metrics
 from scheduler.rule import Policy, ineligible_reason, share_day, zone_for
@@ -124,12 +123,7 @@ async def share_now(
 ) -> ManualShare:
     instance = instance or cli_instance_id()
     now = clock.now()
-    async with ledger.read() as conn:
-        row = (
-            await conn.execute(select_chats_with_line().where(chats.c.chat_id == chat_id))
-        ).first()
-    if row is None:
-        raise NotFound(f"no chat {chat_id!r} in the ledger")
+    row = await get_chat_with_line(ledger, chat_id)
     result = ManualShare(chat_id=chat_id, line=row.line, forced=force)
     bound = {"chat_id": chat_id, "line": row.line, "forced": force}
     refusal = _refusal(row, policy, now, force)

@@ -12,8 +12,6 @@ fail, then moves it again once the ledger is back.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -32,10 +30,9 @@ from scheduler.demo.processes import DaemonProcess, free_port
 from tests.conftest import PG_DSN
 from tests.e2e.conftest import DAY1_0800_NY
 from tests.e2e.harness import Stack, wait_for
-from tests.observability import ALERTS, alert_rules, dashboard_queries
+from tests.observability import ALERTS, alert_rules, dashboard_queries, prometheus_binary
 
 pytestmark = pytest.mark.e2e
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 L1 = "+14155550100"
 DAY1_0930 = DAY1_0800_NY + timedelta(hours=1, minutes=30)
 
@@ -92,12 +89,7 @@ class Prometheus:
 
 
 def start_prometheus(workdir: Path, target: str) -> Prometheus:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        message = "prometheus not found (Debian: apt-get install prometheus; .ci/run installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    binary = prometheus_binary("prometheus")
     config = workdir / "prometheus.yml"
     config.write_text(
         yaml.safe_dump(

@@ -3,12 +3,9 @@ to its runbook section and reads only metrics the daemon defines."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 
-import pytest
 import yaml
 
 from tests.observability import (
@@ -18,24 +15,13 @@ from tests.observability import (
     RUNBOOK,
     alert_rules,
     exported_names,
+    prometheus_binary,
     referenced_metrics,
 )
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool not found (Debian: apt-get install prometheus; .ci/run installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
 
 def test_promtool_checks_and_unit_tests_pass() -> None:
-    tool = promtool()
+    tool = prometheus_binary("promtool")
     check = subprocess.run(
         [tool, "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=120
     )
