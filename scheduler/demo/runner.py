@@ -173,7 +173,10 @@ class Demo:
         rows = self.ledger_rows()
         table = Table(title="ledger", header_style="bold")
         for col in ("chat", "line", "service", "status", "shares", "last shared", "next share"):
-            table.add_column(col)
+            # The short chat id is a prefix `ledger show` accepts; neither it nor the number
+            # may be cut at 80 columns.
+            ident = col in ("chat", "line")
+            table.add_column(col, no_wrap=ident, min_width=12 if col == "line" else None)
 
         def when(value: str | None, empty: str) -> str:
             return value[5:16].replace("T", " ") if value else empty
