@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from scheduler import clock
 from scheduler.cli.common import (
@@ -25,7 +26,7 @@ from scheduler.cli.common import (
 )
 from scheduler.cli.ops_common import load_for_rule
 from scheduler.config import Schedule
-from scheduler.doctor import run_doctor
+from scheduler.doctor import Check, run_doctor
 from scheduler.ledger import queries
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.stats import report_zone
@@ -97,19 +98,21 @@ def plan(
         f"rate limit: {fit.requests_per_second:g}/s x {window_h:g} h window = {fit.capacity} "
         f"shares a day; busiest day: {busiest}: {verdict}",
         highlight=False,
+        soft_wrap=False,
     )
     for number in paused:
         out.print(
-            f"line {number} is paused: nothing of it is forecast "
+            f"line {number} is paused: none of its chats is forecast "
             f"(`share-scheduler line resume {number}`)",
             highlight=False,
+            soft_wrap=False,
         )
     rows: list[list[object]] = []
     for number, by_hour in result.per_line().items():
         for hour, n in by_hour:
             local = hour.astimezone(zone)
             rows.append([number or "(no line)", hour, f"{local:%Y-%m-%d %H:%M}", n])
-    out.print(f"hours in UTC and in {zone.key} (local_hour)", highlight=False)
+    out.print(f"local_hour is in {zone.key}", highlight=False)
     print_table(None, ["line", "hour_utc", "local_hour", "shares"], rows)
     if chats:
         out.print()
@@ -171,14 +174,7 @@ def doctor(
         "checks": [c.as_dict() for c in checks],
     }
     if not print_data(summary, fmt):
-        width = max(len(c.name) for c in checks)
-        for c in checks:
-            out.print(
-                f"[{_STYLE[c.status]}]{c.status:<4}[/] {escape(c.name):<{width}}  "
-                f"{escape(c.detail)}",
-                highlight=False,
-                markup=True,
-            )
+        _print_checks(checks)
         verdict = "cannot share" if failures else "ready to share"
         out.print(
             f"{verdict}: {len(failures)} failure(s), {len(warnings)} warning(s), "
@@ -187,6 +183,22 @@ def doctor(
         )
     if failures:
         raise typer.Exit(1)
+
+
+def _print_checks(checks: list[Check]) -> None:
+    """One check a line; on a terminal the details fold within its width."""
+    if not out.is_terminal:
+        width = max(len(c.name) for c in checks)
+        for c in checks:
+            out.print(f"{c.status:<4} {c.name:<{width}}  {c.detail}", highlight=False, markup=False)
+        return
+    table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0))
+    table.add_column("status", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for c in checks:
+        table.add_row(f"[{_STYLE[c.status]}]{c.status}[/]", escape(c.name), escape(c.detail))
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:
