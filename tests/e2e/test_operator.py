@@ -292,6 +292,15 @@ def test_chat_pause_resume_and_share_now(flow: Flow) -> None:
     assert attempts[-1]["instance"].startswith("cli-")
     assert flow.json("share", "now", flow.opted_out, "--force", rc=1)["refused"] == "opted_out"
     assert flow.json("share", "now", flow.sms, rc=1)["refused"] == "not_imessage"
+    # Each intervention is in the chat's trail, latest first, with what came of it.
+    trail = [(a["action"], a["result"]) for a in flow.show(chat)["actions"]]
+    assert trail == [
+        ("share.now", "shared (forced)"),
+        ("share.now", "refused: already_shared_today"),
+        ("chat.resume", "paused -> active"),
+        ("chat.pause", "already paused"),
+        ("chat.pause", "active -> paused"),
+    ]
 
 
 def test_doctor(flow: Flow) -> None:
