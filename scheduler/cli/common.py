@@ -134,7 +134,7 @@ def _cell(value: Any) -> str:
 
 
 # Columns whose values are copied into other commands: never folded, never cut.
-IDENTIFIERS = frozenset({"chat_id", "line", "target", "number"})
+IDENTIFIERS = frozenset({"chat_id", "line", "target", "number", "action"})
 
 
 def _is_identifier(column: str) -> bool:

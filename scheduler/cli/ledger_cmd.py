@@ -194,10 +194,18 @@ def actions(
     )
     if print_data([a.as_dict() for a in found], fmt):
         return
+    if fmt == OutputFormat.wide:
+        print_table(
+            f"{len(found)} operator actions",
+            ["id", "at", "actor", "action", "target", "result"],
+            [[a.id, a.at, a.actor, a.action, a.target, a.result] for a in found],
+        )
+        return
+    now = clock.now()
     print_table(
-        f"{len(found)} operator actions",
-        ["id", "at", "actor", "action", "target", "result"],
-        [[a.id, a.at, a.actor, a.action, a.target, a.result] for a in found],
+        f"{len(found)} operator actions (age: how long ago)",
+        ["age", "actor", "action", "target", "result"],
+        [[fmt_age(a.at, now), a.actor, a.action, a.target, a.result] for a in found],
     )
 
 
