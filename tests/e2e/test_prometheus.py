@@ -295,3 +295,15 @@ def test_last_successful_pass_stays_while_the_ledger_is_down(
         what="a successful pass once the ledger is back",
     )
     assert daemon.stop() == 0
+
+
+def test_token_rejected_is_a_gauge(stack: Stack) -> None:
+    # The daemon holds a token Linq (the simulator) does not know.
+    stack.env["LINQ_API_KEY"] = "not-the-partner-token"
+    daemon = _start(stack)
+    rejected = "share_scheduler_token_rejected"
+    wait_for(lambda: _metric(daemon, rejected) == 1, timeout=30, what="the token rejected")
+    ready = httpx.get(f"{daemon.base_url}/readyz", timeout=10).json()
+    assert ready["checks"]["token"].startswith("rejected")
+    assert "not-the-partner-token" not in httpx.get(f"{daemon.base_url}/metrics", timeout=10).text
+    assert daemon.stop() == 0
