@@ -15,7 +15,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -72,21 +71,24 @@ def _value(value: Any) -> str:
     return str(value)
 
 
+_BOUNDS = (
+    ("ge", ">= {}"),
+    ("gt", "> {}"),
+    ("le", "<= {}"),
+    ("lt", "< {}"),
+    ("min_length", "at least {} characters"),
+    ("max_length", "at most {} characters"),
+)
+
+
 def _bounds(metadata: list[Any]) -> str:
+    # pydantic keeps Field(ge=..., max_length=...) as one small constraint object each.
     parts = []
     for item in metadata:
-        if isinstance(item, Ge):
-            parts.append(f">= {item.ge}")
-        elif isinstance(item, Gt):
-            parts.append(f"> {item.gt}")
-        elif isinstance(item, Le):
-            parts.append(f"<= {item.le}")
-        elif isinstance(item, Lt):
-            parts.append(f"< {item.lt}")
-        elif isinstance(item, MinLen):
-            parts.append(f"at least {item.min_length} characters")
-        elif isinstance(item, MaxLen):
-            parts.append(f"at most {item.max_length} characters")
+        for name, text in _BOUNDS:
+            value = getattr(item, name, None)
+            if value is not None:
+                parts.append(text.format(value))
     return ", ".join(parts)
 
 
