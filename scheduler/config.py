@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from scheduler.errors import ConfigError, ConfigProblem
+from scheduler.ingest.signing import STANDARD_PREFIX, standard_webhook
 
 CONFIG_ENV = "SHARE_SCHEDULER_CONFIG"
 E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -443,6 +444,12 @@ def resolve_secrets(
                 problems.append(
                     ConfigProblem(f"webhooks.secret_files.{i}", f"cannot read: {exc.strerror}")
                 )
+    for secret in hooks:
+        if secret.reveal().startswith(STANDARD_PREFIX):
+            try:
+                standard_webhook(secret.reveal())
+            except ValueError as exc:
+                problems.append(ConfigProblem(secret.source, f"not a signing secret: {exc}"))
     return Secrets(api_key, hooks), problems
 
 

@@ -168,7 +168,10 @@ def control_routes(sim: Simulator) -> list[Route]:
             raise ControlError(400, "url must be an http(s) URL")
         if secret is not None and not isinstance(secret, str):
             raise ControlError(400, "secret must be a string")
-        hooks.configure(enabled=bool(body.get("enabled", True)), url=url, secret=secret)
+        try:
+            hooks.configure(enabled=bool(body.get("enabled", True)), url=url, secret=secret)
+        except ValueError as exc:
+            raise ControlError(400, f"secret: {exc}") from exc
         return _ok(hooks.stats())
 
     async def webhook_stats(request: Request) -> Response:
