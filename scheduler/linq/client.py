@@ -318,7 +318,7 @@ class LinqClient:
         if service is not None:
             body["service"] = service
         data = await self._json("POST", "/v3/chats", json=body)
-        return self._model(Chat, _unwrap(data, "chat"), "POST", "/v3/chats")
+        return self._model(Chat, _created_chat(_unwrap(data, "chat")), "POST", "/v3/chats")
 
     async def send_message(self, chat_id: str, text: str) -> Message:
         path = f"/v3/chats/{_segment(chat_id)}/messages"
@@ -463,6 +463,17 @@ def _unwrap(data: Any, key: str) -> Any:
     if isinstance(data, dict) and isinstance(data.get(key), dict):
         return data[key]
     return data
+
+
+def _created_chat(chat: Any) -> Any:
+    """A created chat (``ChatCreateResponse.chat``) carries no ``created_at``: its first
+    message's time stands in for it."""
+    if isinstance(chat, dict) and chat.get("created_at") is None:
+        message = chat.get("message")
+        at = message.get("created_at") if isinstance(message, dict) else None
+        if at is not None:
+            return {**chat, "created_at": at}
+    return chat
 
 
 def _with_chat_id(item: Any, chat_id: str) -> Any:

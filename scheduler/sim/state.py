@@ -32,6 +32,7 @@ import base64
 import binascii
 import random
 import re
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ OPT_OUT_WORDS = frozenset(
 _UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))
 _UUID4_SET = (0x4 << 76) | (0x2 << 62)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+HEALTH_DOC_URL = "https://docs.linqapp.com/channel/imessage/guides/chats/chat-health#"
 
 ShareFault = Literal["timeout", "reset"]
 EventSink = Callable[[Event], None]
@@ -214,7 +216,7 @@ class SimState:
         self._card_write_fault(card)
         card.active_at = at + timedelta(seconds=self.settings.activation_delay)
         self.cards[number] = card
-        self._emit("contact_card.created", number, card.to_json(at), trace_id)
+        self._emit("contact_card.created", number, card_event_data(card, at, "created"), trace_id)
         return card
 
     def update_card(self, number: Any, body: dict[str, Any], trace_id: str = "") -> Card:
@@ -235,12 +237,16 @@ class SimState:
         if card is None:
             raise SimError(404, 2012, f"no contact card for {number}")
         self._card_write_fault(card)
-        changed = [name for name, value in changes.items() if getattr(card, name) != value]
+        change = {
+            name: {"from": getattr(card, name), "to": value}
+            for name, value in changes.items()
+            if getattr(card, name) != value
+        }
         for name, value in changes.items():
             setattr(card, name, value)
         # Any write re-applies the card to the line: inactive until the delay has passed.
         card.active_at = at + timedelta(seconds=self.settings.activation_delay)
-        data = {**card.to_json(at), "changed_fields": changed}
+        data = card_event_data(card, at, "updated", change)
         self._emit("contact_card.updated", number, data, trace_id)
         return card
 
@@ -258,7 +264,8 @@ class SimState:
         card = self.cards.pop(number, None)
         if card is None:
             return False
-        self._emit("contact_card.deleted", number, card.to_json(clock.now()), trace_id)
+        data = card_event_data(card, clock.now(), "deleted")
+        self._emit("contact_card.deleted", number, data, trace_id)
         return True
 
     # -- chats and messages ----------------------------------------------------------------
@@ -273,7 +280,11 @@ class SimState:
             changed = self._health_changed.get(pair)
             if changed is not None and changed > updated:
                 updated = changed
-        return {"status": status, "updated_at": iso(updated)}
+        return {
+            "status": status,
+            "updated_at": iso(updated),
+            "doc_url": HEALTH_DOC_URL + status.lower().replace("_", "-"),
+        }
 
     def is_opted_out(self, chat: Chat) -> bool:
         return any((chat.from_number, r.handle) in self.opted_out for r in chat.recipients)
@@ -513,6 +524,34 @@ class SimState:
             "share_calls": len(self.calls),
             "opted_out": len(self.opted_out),
         }
+
+
+def card_event_data(
+    card: Card, at: datetime, verb: str, change: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``data`` of a ``contact_card.*`` account event, as Linq sends it.
+
+    Fields that do not apply are absent (``null`` only inside ``change``); the card's id is
+    derived from its number, as one line has one card.
+    """
+    shown: dict[str, Any] = {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"linq-sim:contact-card:{card.phone_number}")),
+        "first_name": card.first_name,
+    }
+    for name in ("last_name", "image_url"):
+        if getattr(card, name) is not None:
+            shown[name] = getattr(card, name)
+    data: dict[str, Any] = {
+        "actor": {"type": "api"},
+        "origin": "api",
+        "occurred_at": iso(at),
+        "summary": f"Contact card {verb}",
+        "phone_number": card.phone_number,
+        "contact_card": shown,
+    }
+    if change:
+        data["change"] = change
+    return data
 
 
 def _optional_str(body: dict[str, Any], name: str) -> str | None:
