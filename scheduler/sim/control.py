@@ -11,7 +11,7 @@
 - ``POST /_sim/webhooks``                    -> ``{"enabled", "url"?, "secret"?}``
 - ``GET  /_sim/webhooks``                    -> delivery stats and the latest deliveries
 - ``POST /_sim/webhooks/drain``              -> ``{"timeout"?}``: wait for pending deliveries
-- ``POST /_sim/reset``                       -> forget all cards, chats, shares and limits
+- ``POST /_sim/reset``                       -> forget cards, chats, shares, limits, subscriptions
 """
 
 from __future__ import annotations
@@ -187,6 +187,7 @@ def control_routes(sim: Simulator) -> list[Route]:
 
     async def reset(request: Request) -> Response:
         state.reset()
+        sim.subscriptions.reset()
         return _ok({"reset": True})
 
     return [
