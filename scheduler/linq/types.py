@@ -11,7 +11,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
 
 OPTED_OUT = "OPTED_OUT"
 
@@ -141,3 +149,27 @@ class ShareResult(_Model):
     http_status: int
     trace_id: str | None = None
     latency_ms: float
+
+
+class WebhookSubscription(_Model):
+    """Where Linq sends events: one subscription per target URL."""
+
+    id: str
+    target_url: str
+    subscribed_events: Annotated[list[str], BeforeValidator(_null_empty_list)] = Field(
+        default_factory=list
+    )
+    # Empty: events of every line of the account.
+    phone_numbers: Annotated[list[str], BeforeValidator(_null_empty_list)] = Field(
+        default_factory=list
+    )
+    is_active: Flag = False
+    created_at: UTCDateTime | None = None
+    updated_at: UTCDateTime | None = None
+
+
+class CreatedWebhookSubscription(WebhookSubscription):
+    """A subscription just created: Linq shows its signing secret this once."""
+
+    # SecretStr: the secret stays out of reprs, tracebacks and logs.
+    signing_secret: SecretStr
