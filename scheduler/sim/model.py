@@ -90,6 +90,8 @@ class Message:
     service: str
     parts: list[dict[str, Any]]
     created_at: datetime
+    # "delivered" (the simulator delivers at once), or "failed" once a test fails it.
+    status: str = "delivered"
 
     @property
     def is_from_me(self) -> bool:
@@ -106,9 +108,9 @@ class Message:
             "created_at": at,
             "updated_at": at,
             # The simulator delivers instantly; the webhooks still go sent -> delivered.
-            "delivery_status": "delivered",
-            "is_delivered": True,
-            "delivered_at": at,
+            "delivery_status": self.status,
+            "is_delivered": self.status == "delivered",
+            "delivered_at": at if self.status == "delivered" else None,
             "is_read": False,
             "service": self.service,
             "from": self.sender.handle,

@@ -414,6 +414,31 @@ class SimState:
         else:
             self._emit("message.received", chat.id, data(True), trace_id)
 
+    def fail_message(self, message_id: str, code: int = 4001, trace_id: str = "") -> Message:
+        """An outbound message turns out undeliverable: message.failed, and it stops counting
+        as the chat's outbound activity."""
+        for chat in self.chat_order:
+            for message in chat.messages:
+                if message.id == message_id:
+                    break
+            else:
+                continue
+            if not message.is_from_me:
+                raise SimError(400, 1001, f"message {message_id} is not an outbound message")
+            message.status = "failed"
+            chat.has_outbound = any(m.is_from_me and m.status != "failed" for m in chat.messages)
+            data = {
+                "code": code,
+                "failed_at": iso(clock.now()),
+                "chat_id": chat.id,
+                "message_id": message.id,
+                "service": message.service,
+                "reason": "the message could not be delivered",
+            }
+            self._emit("message.failed", chat.id, data, trace_id)
+            return message
+        raise SimError(404, 1001, f"message {message_id} not found")
+
     def list_chats(self, number: str | None, limit: int, cursor: str | None) -> Page:
         if number is None:
             chats: list[Chat] = self.chat_order

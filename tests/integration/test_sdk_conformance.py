@@ -25,6 +25,7 @@ from linq.types import (
     ContactCardRetrieveResponse,
     ContactCardUpdatedWebhookEvent,
     MessageDeliveredWebhookEvent,
+    MessageFailedWebhookEvent,
     MessageReceivedWebhookEvent,
     MessageSentWebhookEvent,
     SetContactCard,
@@ -53,6 +54,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "message.sent": MessageSentWebhookEvent,
     "message.delivered": MessageDeliveredWebhookEvent,
     "message.received": MessageReceivedWebhookEvent,
+    "message.failed": MessageFailedWebhookEvent,
     "contact_card.created": ContactCardCreatedWebhookEvent,
     "contact_card.updated": ContactCardUpdatedWebhookEvent,
     "contact_card.deleted": ContactCardDeletedWebhookEvent,
@@ -101,7 +103,7 @@ def test_contact_cards_parse_as_the_sdk_types(sdk: Linq, clock_file: Path) -> No
     assert [c.phone_number for c in every.contact_cards] == [LINE]
 
 
-def test_chats_and_messages_parse_as_the_sdk_types(sdk: Linq) -> None:
+def test_chats_and_messages_parse_as_the_sdk_types(sdk: Linq, control: SimControl) -> None:
     created = sdk.chats.create(from_=LINE, to=[ALICE, BOB], message=TEXT)  # type: ignore[arg-type]
     assert isinstance(created, ChatCreateResponse)
     chat = created.chat
@@ -123,10 +125,14 @@ def test_chats_and_messages_parse_as_the_sdk_types(sdk: Linq) -> None:
     assert [c.id for c in listed] == [chat.id]
     assert all(isinstance(c, SDKChat) for c in listed)
 
+    control.fail_message(sent.message.id)
     messages = list(sdk.chats.messages.list(chat.id, limit=1))
     assert [m.id for m in messages] == [chat.message.id, sent.message.id]
     assert all(isinstance(m, SDKMessage) and m.is_from_me for m in messages)
-    assert all(m.delivery_status == "delivered" and m.is_delivered for m in messages)
+    assert [(m.delivery_status, m.is_delivered) for m in messages] == [
+        ("delivered", True),
+        ("failed", False),
+    ]
 
 
 def test_webhook_subscriptions_parse_as_the_sdk_types(sdk: Linq) -> None:
@@ -165,6 +171,7 @@ def test_every_simulator_webhook_verifies_and_parses_with_the_sdk(
         sdk.contact_card.update(phone_number=LINE, last_name="Inc")
         chat = sdk.chats.create(from_=LINE, to=[ALICE], message=TEXT).chat  # type: ignore[arg-type]
         control.inbound(chat.id, "thanks!")
+        control.fail_message(chat.message.id)
         control.delete_card(LINE)
         assert control.drain(10)
         deliveries = list(receiver.deliveries)
@@ -194,6 +201,8 @@ def test_every_simulator_webhook_verifies_and_parses_with_the_sdk(
     assert sent.direction == "outbound" and sent.chat.id == chat.id
     assert sent.chat.health_status.doc_url
     assert seen["chat.created"].data.health_status.doc_url
+    failed = seen["message.failed"].data
+    assert (failed.chat_id, failed.message_id, failed.code) == (chat.id, chat.message.id, 4001)
 
 
 def test_a_wrong_key_fails_the_sdk_verification(sdk: Linq, control: SimControl) -> None:
