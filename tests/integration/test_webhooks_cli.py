@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import yaml
 from scheduler.ingest.subscriptions import DAEMON_EVENTS
 from scheduler.sim.settings import SimSettings
 from scheduler.sim.testing import SimHandle, running_simulator
+from tests.integration import test_card_cli as card_cli
 
 LINE = "+14155550100"
 OTHER = "+14155550111"
@@ -54,18 +53,7 @@ def config(tmp_path: Path, sim: SimHandle, api: httpx.Client) -> Path:
 
 
 def _cli(*args: str, sim: SimHandle, token: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "LINQ_"))}
-    env.pop("SHARE_SCHEDULER_CLOCK_FILE", None)
-    env["COLUMNS"] = "200"
-    if token:
-        env["LINQ_API_KEY"] = sim.token
-    return subprocess.run(
-        [sys.executable, "-m", "scheduler", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return card_cli._cli(*args, sim=sim, token=token)
 
 
 def _subscriptions(api: httpx.Client) -> list[dict[str, Any]]:

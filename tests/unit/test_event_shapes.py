@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from scheduler.ingest.events import EventError, parse_event
-from scheduler.ingest.merge import merge_activity
 from scheduler.ledger.facts import chat_facts, line_facts
 from scheduler.ledger.models import CardState
 from scheduler.rule import Policy, next_share_at
+from tests.unit.test_events import _apply_all
 
 T0 = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
 LINE = "+14155550100"
@@ -89,13 +89,7 @@ def message(
 
 
 def merged(*payloads: dict[str, Any]) -> dict[str, Any]:
-    chat: dict[str, Any] | None = None
-    for payload in payloads:
-        act = parse_event(payload).activity
-        assert act is not None
-        chat = merge_activity(chat, act)
-    assert chat is not None
-    return chat
+    return _apply_all(list(payloads))
 
 
 def test_a_message_downgraded_to_sms_leaves_an_imessage_chat_imessage() -> None:
