@@ -208,11 +208,12 @@ class LinqWebhook:
             )
         try:
             event = parse_event(json.loads(body))
+        except EventError as exc:
+            # Before ValueError, of which EventError is a kind.
+            return reject(400, "invalid", f"invalid event: {exc}")
         except ValueError:
             # JSONDecodeError, UnicodeDecodeError, and integers beyond Python's digit limit.
             return reject(400, "malformed", "body is not valid JSON")
-        except EventError as exc:
-            return reject(400, "invalid", f"invalid event: {exc}")
         except RecursionError:
             return reject(400, "malformed", "body nests too deeply")
         if signed.has_standard and signed.webhook_id != event.event_id:
