@@ -75,7 +75,10 @@ class SimSettings:
                 if not isinstance(number, str) or not E164.match(number):
                     raise ValueError(f"{number!r} is not an E.164 phone number")
         if self.webhook_secret is not None and self.webhook_secret.startswith(STANDARD_PREFIX):
-            standard_webhook(self.webhook_secret)
+            try:
+                standard_webhook(self.webhook_secret)
+            except ValueError as exc:
+                raise ValueError(f"webhook_secret: {exc}") from exc
         if self.webhook_max_attempts < 1:
             raise ValueError("webhook_max_attempts must be at least 1")
         if self.webhook_workers < 1:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from scheduler.ingest.events import KNOWN_EVENTS
 from scheduler.ingest.subscriptions import DAEMON_EVENTS, plan_subscription
-from scheduler.linq.types import WebhookSubscription
+from scheduler.linq.types import CreatedWebhookSubscription, WebhookSubscription
+from scheduler.sim.settings import SimSettings
 
 URL = "https://scheduler.example.com/webhooks/linq"
 LINES = ["+14155550111", "+14155550100"]
@@ -56,3 +59,16 @@ def test_the_daemon_subscribes_to_what_it_reads_and_not_to_what_it_ignores() -> 
     assert "contact_card.received" not in DAEMON_EVENTS
     assert "chat.updated" not in DAEMON_EVENTS
     assert set(DAEMON_EVENTS) - {"phone_number.status_updated"} <= KNOWN_EVENTS
+
+
+def test_a_created_subscriptions_secret_stays_out_of_its_repr() -> None:
+    created = CreatedWebhookSubscription.model_validate(
+        {"id": "s", "target_url": URL, "signing_secret": "whsec_c2VjcmV0LXZhbHVl"}
+    )
+    assert "c2VjcmV0LXZhbHVl" not in repr(created) + str(created)
+    assert created.signing_secret.get_secret_value() == "whsec_c2VjcmV0LXZhbHVl"
+
+
+def test_the_simulator_refuses_a_malformed_whsec_secret_by_name() -> None:
+    with pytest.raises(ValueError, match="webhook_secret: the part after whsec_ is not base64"):
+        SimSettings(webhook_secret="whsec_!!")
