@@ -127,9 +127,14 @@ class Message(_Model):
     @model_validator(mode="before")
     @classmethod
     def _direction_fallback(cls, data: Any) -> Any:
-        # Newer payloads say direction=outbound|inbound instead of is_from_me.
-        if isinstance(data, dict) and data.get("is_from_me") is None and "direction" in data:
-            return {**data, "is_from_me": data["direction"] == "outbound"}
+        # Newer payloads say direction=outbound|inbound instead of is_from_me; a sent message
+        # (SentMessage) says it with its from_handle.
+        if isinstance(data, dict) and data.get("is_from_me") is None:
+            if "direction" in data:
+                return {**data, "is_from_me": data["direction"] == "outbound"}
+            sender = data.get("from_handle")
+            if isinstance(sender, dict) and isinstance(sender.get("is_me"), bool):
+                return {**data, "is_from_me": sender["is_me"]}
         return data
 
 

@@ -24,6 +24,7 @@ from scheduler.sim.control import control_routes
 from scheduler.sim.model import SimError
 from scheduler.sim.routes_cards import card_routes
 from scheduler.sim.routes_chats import chat_routes
+from scheduler.sim.routes_numbers import phone_number_routes
 from scheduler.sim.routes_webhooks import webhook_subscription_routes
 from scheduler.sim.settings import SimSettings
 from scheduler.sim.state import SimState
@@ -87,6 +88,7 @@ def create_app(settings: SimSettings) -> Starlette:
         *card_routes(sim),
         *chat_routes(sim),
         *webhook_subscription_routes(sim),
+        *phone_number_routes(sim),
         Route("/v3/{rest:path}", v3(sim, unknown), methods=["GET", "POST", "PATCH", "DELETE"]),
     ]
 

@@ -28,6 +28,7 @@ from linq.types import (
     MessageFailedWebhookEvent,
     MessageReceivedWebhookEvent,
     MessageSentWebhookEvent,
+    PhoneNumberListResponse,
     SetContactCard,
     WebhookSubscription,
     WebhookSubscriptionCreateResponse,
@@ -38,6 +39,8 @@ from linq.types.chats import MessageSendResponse
 from linq.types.message import Message as SDKMessage
 from pydantic import BaseModel
 
+from scheduler.config import Secret
+from scheduler.linq.client import LinqClient
 from scheduler.sim.settings import SimSettings
 from scheduler.sim.testing import SimControl, SimHandle, running_simulator
 from tests.integration.test_sim_conformance import Receiver, advance
@@ -46,6 +49,7 @@ LINE = "+14155550100"
 ALICE = "+14155550199"
 BOB = "+14155550198"
 SECRET = "whsec_" + base64.b64encode(b"sdk-conformance-signing-key-0").decode()
+URL = "https://hooks.example.com/linq"
 TEXT = {"parts": [{"type": "text", "value": "Your order shipped"}]}
 
 # Every event type the simulator emits, with the SDK model it must validate as.
@@ -133,6 +137,21 @@ def test_chats_and_messages_parse_as_the_sdk_types(sdk: Linq, control: SimContro
         ("delivered", True),
         ("failed", False),
     ]
+
+
+def test_phone_numbers_parse_as_the_sdk_type(sdk: Linq, control: SimControl) -> None:
+    sdk.contact_card.create(phone_number=LINE, first_name="Acme")
+    numbers = sdk.phone_numbers.list()
+    assert isinstance(numbers, PhoneNumberListResponse)
+    assert [(n.phone_number, n.reputation.status) for n in numbers.phone_numbers] == [
+        (LINE, "HEALTHY")
+    ]
+    assert numbers.phone_numbers[0].reputation.doc_url
+    control.faults(lines=[LINE, BOB])
+    try:
+        assert [n.phone_number for n in sdk.phone_numbers.list().phone_numbers] == [LINE, BOB]
+    finally:
+        control.faults(lines=None)
 
 
 def test_webhook_subscriptions_parse_as_the_sdk_types(sdk: Linq) -> None:
@@ -233,3 +252,28 @@ def test_the_daemon_never_imports_the_sdk() -> None:
             if any(n == "linq" or n.startswith("linq.") for n in names):
                 offenders.append(f"{path.relative_to(package.parent)}:{node.lineno}")
     assert offenders == []
+
+
+async def test_the_daemons_client_reads_the_same_answers(
+    sim_server: SimHandle, control: SimControl
+) -> None:
+    async with LinqClient(sim_server.api_base, Secret(sim_server.token, "test")) as client:
+        # ChatCreateResponse has no created_at: the first message's time stands in for it.
+        chat = await client.create_chat(LINE, [ALICE], "Your order shipped")
+        assert chat.created_at is not None and chat.service == "iMessage"
+        assert chat.our_handle == LINE
+        assert chat.health_status is not None and chat.health_status.status == "HEALTHY"
+        message = await client.send_message(chat.id, "Still there?")
+        assert (message.chat_id, message.is_from_me) == (chat.id, True)
+        page = await client.list_messages(chat.id)
+        assert [m.is_from_me for m in page.messages] == [True, True]
+        created = await client.create_webhook_subscription(URL, ["message.sent"], [LINE])
+        assert created.signing_secret.get_secret_value().startswith("whsec_")
+        updated = await client.update_webhook_subscription(created.id, phone_numbers=[])
+        assert updated.phone_numbers == []
+        [listed] = await client.list_webhook_subscriptions()
+        assert (listed.id, listed.target_url, listed.subscribed_events) == (
+            created.id,
+            URL,
+            ["message.sent"],
+        )
