@@ -168,6 +168,10 @@ class SimState:
         if lines is not None and number not in lines:
             raise SimError(403, 2005, f"{number} is not a line of this account")
 
+    def emit(self, event_type: str, key: str, data: dict[str, Any], trace_id: str) -> None:
+        """Send a webhook event (when webhooks are on); ``key`` keeps its events in order."""
+        self._emit(event_type, key, data, trace_id)
+
     def _emit(self, event_type: str, key: str, data: dict[str, Any], trace_id: str) -> None:
         if self.sink is not None:
             event = Event(self.new_id(), event_type, clock.now(), trace_id, key, data)

@@ -28,6 +28,8 @@ from linq.types import (
     MessageFailedWebhookEvent,
     MessageReceivedWebhookEvent,
     MessageSentWebhookEvent,
+    ParticipantAddedWebhookEvent,
+    ParticipantRemovedWebhookEvent,
     PhoneNumberListResponse,
     SetContactCard,
     WebhookSubscription,
@@ -35,7 +37,11 @@ from linq.types import (
     WebhookSubscriptionListResponse,
 )
 from linq.types.chat import Chat as SDKChat
-from linq.types.chats import MessageSendResponse
+from linq.types.chats import (
+    MessageSendResponse,
+    ParticipantAddResponse,
+    ParticipantRemoveResponse,
+)
 from linq.types.message import Message as SDKMessage
 from pydantic import BaseModel
 
@@ -48,6 +54,7 @@ from tests.integration.test_sim_conformance import Receiver, advance
 LINE = "+14155550100"
 ALICE = "+14155550199"
 BOB = "+14155550198"
+CAROL = "+14155550197"
 SECRET = "whsec_" + base64.b64encode(b"sdk-conformance-signing-key-0").decode()
 URL = "https://hooks.example.com/linq"
 TEXT = {"parts": [{"type": "text", "value": "Your order shipped"}]}
@@ -59,6 +66,8 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "message.delivered": MessageDeliveredWebhookEvent,
     "message.received": MessageReceivedWebhookEvent,
     "message.failed": MessageFailedWebhookEvent,
+    "participant.added": ParticipantAddedWebhookEvent,
+    "participant.removed": ParticipantRemovedWebhookEvent,
     "contact_card.created": ContactCardCreatedWebhookEvent,
     "contact_card.updated": ContactCardUpdatedWebhookEvent,
     "contact_card.deleted": ContactCardDeletedWebhookEvent,
@@ -191,6 +200,11 @@ def test_every_simulator_webhook_verifies_and_parses_with_the_sdk(
         chat = sdk.chats.create(from_=LINE, to=[ALICE], message=TEXT).chat  # type: ignore[arg-type]
         control.inbound(chat.id, "thanks!")
         control.fail_message(chat.message.id)
+        group = sdk.chats.create(from_=LINE, to=[ALICE, BOB], message=TEXT).chat  # type: ignore[arg-type]
+        added = sdk.chats.participants.add(group.id, handle=CAROL)
+        assert isinstance(added, ParticipantAddResponse) and added.status
+        removed = sdk.chats.participants.remove(group.id, handle=BOB)
+        assert isinstance(removed, ParticipantRemoveResponse)
         control.delete_card(LINE)
         assert control.drain(10)
         deliveries = list(receiver.deliveries)
@@ -208,7 +222,7 @@ def test_every_simulator_webhook_verifies_and_parses_with_the_sdk(
         assert event.event_type == payload["event_type"]
         strict = model.model_validate(payload)
         assert headers["webhook-id"] == payload["event_id"]
-        seen[payload["event_type"]] = strict
+        seen.setdefault(payload["event_type"], strict)  # the first of each type
     assert set(seen) == set(EVENT_MODELS)
 
     card = seen["contact_card.updated"].data
@@ -220,6 +234,12 @@ def test_every_simulator_webhook_verifies_and_parses_with_the_sdk(
     assert sent.direction == "outbound" and sent.chat.id == chat.id
     assert sent.chat.health_status.doc_url
     assert seen["chat.created"].data.health_status.doc_url
+    assert (seen["participant.added"].data.handle, seen["participant.added"].data.chat_id) == (
+        CAROL,
+        group.id,
+    )
+    assert seen["participant.removed"].data.participant.handle == BOB
+    assert {h.handle for h in sdk.chats.retrieve(group.id).handles} == {LINE, ALICE, CAROL}
     failed = seen["message.failed"].data
     assert (failed.chat_id, failed.message_id, failed.code) == (chat.id, chat.message.id, 4001)
 
