@@ -198,8 +198,18 @@ def test_config_names_a_malformed_whsec_secret_and_keeps_it_out_of_the_message(
     with pytest.raises(ConfigError) as info:
         load_schedule(path, env=env)
     [problem] = info.value.problems
-    assert problem.path == "LINQ_WEBHOOK_SECRET_NEXT"
+    assert problem.path == "webhooks.secret_envs.1"
+    assert "$LINQ_WEBHOOK_SECRET_NEXT is not a signing secret" in str(problem)
     assert "not base64" in str(problem)
     assert "secret*value" not in str(info.value)
     _, secrets = load_schedule(path, env={**env, "LINQ_WEBHOOK_SECRET_NEXT": NEW})
     assert [s.reveal() for s in secrets.webhook_secrets] == [OLD, NEW]
+    # From a file, the same check, named by the file's place in the schedule.
+    secret_file = tmp_path / "next.secret"
+    secret_file.write_text("whsec_\n")
+    path.write_text(f"webhooks:\n  secret_files: [{secret_file}]\n")
+    with pytest.raises(ConfigError) as info:
+        load_schedule(path, env={"LINQ_API_KEY": "tok-123456"})
+    [problem] = info.value.problems
+    assert problem.path == "webhooks.secret_files.0"
+    assert "empty" in str(problem)
