@@ -195,11 +195,15 @@ def _chat_activity(chat: dict[str, Any], field: str) -> ChatActivity:
     )
 
 
+def _event_time(envelope: dict[str, Any]) -> datetime | None:
+    return parse_time(envelope.get("created_at"), "created_at")
+
+
 def _message_activity(
-    event_type: str, data: dict[str, Any], created_at: datetime | None
+    event_type: str, data: dict[str, Any], envelope: dict[str, Any]
 ) -> ChatActivity:
     if "message" in data and "direction" not in data:
-        return _legacy_message_activity(event_type, data, created_at)
+        return _legacy_message_activity(event_type, data, envelope)
     chat = _obj(data.get("chat"), "data.chat", required=True)
     chat_id = _str(chat.get("id"), "data.chat.id", required=True)
     assert chat_id is not None
@@ -210,7 +214,7 @@ def _message_activity(
     at = (
         parse_time(data.get("sent_at"), "data.sent_at")
         or parse_time(data.get("delivered_at"), "data.delivered_at")
-        or created_at
+        or _event_time(envelope)
     )
     if at is None:
         raise EventError("data.sent_at: missing, and no created_at to stand in for it")
@@ -234,7 +238,7 @@ def _message_activity(
 
 
 def _legacy_message_activity(
-    event_type: str, data: dict[str, Any], created_at: datetime | None
+    event_type: str, data: dict[str, Any], envelope: dict[str, Any]
 ) -> ChatActivity:
     message = _obj(data.get("message"), "data.message", required=True)
     chat = _obj(message.get("chat") or data.get("chat"), "data.message.chat")
@@ -247,10 +251,9 @@ def _legacy_message_activity(
     from_me = _bool(message.get("is_from_me"), "data.message.is_from_me")
     if from_me is None:
         from_me = event_type != "message.received"
-    at = (
-        parse_time(message.get("sent_at") or message.get("created_at"), "data.message.sent_at")
-        or created_at
-    )
+    at = parse_time(
+        message.get("sent_at") or message.get("created_at"), "data.message.sent_at"
+    ) or _event_time(envelope)
     if at is None:
         raise EventError("data.message.sent_at: missing")
     opted_out, opted_out_at = _opt_out(chat, "data.message.chat") if chat else (False, None)
@@ -300,8 +303,7 @@ def parse_event(payload: Any) -> Event:
     assert event_id is not None and event_type is not None
     data = envelope.get("data")
     if event_type in MESSAGE_EVENTS:
-        created_at = parse_time(envelope.get("created_at"), "created_at")
-        activity = _message_activity(event_type, _obj(data, "data", required=True), created_at)
+        activity = _message_activity(event_type, _obj(data, "data", required=True), envelope)
         return Event(event_id, event_type, activity)
     if event_type in CHAT_EVENTS:
         return Event(

@@ -239,3 +239,14 @@ def test_chat_updated_is_not_a_linq_event() -> None:
     payload = chat_created()
     payload["event_type"] = "chat.updated"
     assert parse_event(payload).activity is None
+
+
+def test_the_event_time_is_read_only_when_it_stands_in() -> None:
+    # A message that says when it was sent does not depend on the envelope's created_at.
+    payload = message()
+    payload["created_at"] = "not a time"
+    act = parse_event(payload).activity
+    assert act is not None and act.outbound_at == T0
+    payload["data"]["sent_at"] = None
+    with pytest.raises(EventError, match="created_at"):
+        parse_event(payload)
