@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +31,7 @@ LINE = "+14155550100"
 ALICE = "+12125550199"
 OLD = "whsec_" + base64.b64encode(b"e2e-old-signing-key-000000001").decode()
 NEW = "whsec_" + base64.b64encode(b"e2e-new-signing-key-000000002").decode()
+CLI = (sys.executable, "-m", "scheduler")
 FOREIGN = "whsec_" + base64.b64encode(b"e2e-someone-elses-key-0000003").decode()
 
 
@@ -218,3 +221,50 @@ def test_an_sms_downgraded_message_leaves_the_chat_sharing_that_day(
     )
     assert [s["service"] for s in stack.shares() if s["chat_id"] == chat_id] == ["iMessage"]
     assert scheme_counts(daemon).get("standard", 0) >= 3
+
+
+def test_the_secret_webhooks_ensure_prints_is_the_one_the_daemon_verifies(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CLOCK_FILE_ENV, str(stack.clock_file))
+    port = free_port()
+    sim = stack.start_sim(port, activation_delay=0.5)
+    stack.env.pop("LINQ_WEBHOOK_SECRET")
+    daemon = stack.add_daemon({"lines": [{"number": LINE}]}, port=port)
+    url = "https://scheduler.example.com/webhooks/linq"
+    ensure = subprocess.run(
+        [*CLI, "webhooks", "ensure", "--url", url, "--config", str(daemon.config_path), "--json"],
+        capture_output=True,
+        text=True,
+        env=stack.env,
+        timeout=60,
+    )
+    assert ensure.returncode == 0, ensure.stderr
+    created = json.loads(ensure.stdout)
+    secret = created["signing_secret"]
+    assert created["subscription"]["phone_numbers"] == [LINE]
+    # Linq delivers to the subscription with its secret; the simulator is told the same.
+    sim.control("POST", "webhooks", json={"enabled": True, "secret": secret})
+    stack.env["LINQ_WEBHOOK_SECRET"] = secret  # stored where the schedule reads it
+    daemon.env = stack.env
+    daemon.start()
+    stack.set_time(DAY1_0800_NY + timedelta(hours=2))
+    stack.create_card(LINE)
+    chat_id = stack.create_chat(LINE, [ALICE])
+    wait_for(
+        lambda: any(s["chat_id"] == chat_id for s in stack.shares()),
+        timeout=60,
+        what="the chat's share",
+    )
+    assert scheme_counts(daemon).get("standard", 0) >= 3
+    assert "signature" not in " ".join(r["reason"] for r in events(daemon, "webhook.rejected"))
+    assert secret not in daemon.logs()
+    again = subprocess.run(
+        [*CLI, "webhooks", "ensure", "--url", url, "--config", str(daemon.config_path), "--json"],
+        capture_output=True,
+        text=True,
+        env=stack.env,
+        timeout=60,
+    )
+    assert json.loads(again.stdout)["action"] == "unchanged"
+    assert "whsec_" not in again.stdout
