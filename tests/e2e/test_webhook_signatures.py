@@ -223,6 +223,16 @@ def test_an_sms_downgraded_message_leaves_the_chat_sharing_that_day(
     assert scheme_counts(daemon).get("standard", 0) >= 3
 
 
+def webhooks_ensure(daemon: DaemonProcess, url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "webhooks", "ensure", "--url", url, "--config", str(daemon.config_path), "--json"],
+        capture_output=True,
+        text=True,
+        env=daemon.env,
+        timeout=60,
+    )
+
+
 def test_the_secret_webhooks_ensure_prints_is_the_one_the_daemon_verifies(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,13 +242,7 @@ def test_the_secret_webhooks_ensure_prints_is_the_one_the_daemon_verifies(
     stack.env.pop("LINQ_WEBHOOK_SECRET")
     daemon = stack.add_daemon({"lines": [{"number": LINE}]}, port=port)
     url = "https://scheduler.example.com/webhooks/linq"
-    ensure = subprocess.run(
-        [*CLI, "webhooks", "ensure", "--url", url, "--config", str(daemon.config_path), "--json"],
-        capture_output=True,
-        text=True,
-        env=stack.env,
-        timeout=60,
-    )
+    ensure = webhooks_ensure(daemon, url)
     assert ensure.returncode == 0, ensure.stderr
     created = json.loads(ensure.stdout)
     secret = created["signing_secret"]
@@ -259,12 +263,6 @@ def test_the_secret_webhooks_ensure_prints_is_the_one_the_daemon_verifies(
     assert scheme_counts(daemon).get("standard", 0) >= 3
     assert "signature" not in " ".join(r["reason"] for r in events(daemon, "webhook.rejected"))
     assert secret not in daemon.logs()
-    again = subprocess.run(
-        [*CLI, "webhooks", "ensure", "--url", url, "--config", str(daemon.config_path), "--json"],
-        capture_output=True,
-        text=True,
-        env=stack.env,
-        timeout=60,
-    )
+    again = webhooks_ensure(daemon, url)
     assert json.loads(again.stdout)["action"] == "unchanged"
     assert "whsec_" not in again.stdout
