@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,3 +184,19 @@ def test_the_simulator_refuses_bad_subscriptions_with_linq_errors(api: httpx.Cli
     assert _error(api.put(f"{post}/{first.json()['id']}", json={"is_active": "yes"})) == (400, 1001)
     assert api.delete(f"{post}/{first.json()['id']}").status_code == 204
     assert _error(api.delete(f"{post}/{first.json()['id']}")) == (404, 1001)
+
+
+def test_a_refused_token_is_one_line_and_exit_1(config: Path, api: httpx.Client) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "LINQ_"))}
+    env.pop("SHARE_SCHEDULER_CLOCK_FILE", None)
+    env["LINQ_API_KEY"] = "not-the-token"
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduler", "webhooks", "list", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "2004" in result.stderr and "not-the-token" not in result.stderr
