@@ -2,10 +2,12 @@
 
     python -m bench.webhook_ingest [--events 5000] [--connections 16]
                                    [--databases sqlite,postgresql]
+                                   [--schemes standard,legacy]
 
 The load process pre-builds every signed request and replays them over keep-alive
 connections with a minimal HTTP/1.1 client, so that its own cost stays small next to the
-daemon's. Reports sustained events/second and p50/p99 response times.
+daemon's. Reports sustained events/second and p50/p99 response times, per signature scheme
+(Standard Webhooks, or the legacy X-Webhook-* headers), and the ratio of the two.
 """
 
 from __future__ import annotations
@@ -24,20 +26,43 @@ from typing import Any
 
 from bench.common import LINE, TOKEN, ledger_url, simulator, table
 from scheduler.demo.processes import DaemonProcess, base_env, free_port, upgrade_db, write_schedule
-from scheduler.ingest.signing import sign
+from scheduler.ingest.signing import (
+    SignatureHeaders,
+    SignatureVerdict,
+    WebhookVerifier,
+    sign,
+    sign_standard,
+    standard_webhook,
+)
 
-SECRET = "bench-webhook-secret"
+# A Standard Webhooks secret: it signs both schemes (the legacy one keyed with the whole text).
+SECRET = "whsec_YmVuY2gtd2ViaG9vay1zZWNyZXQtMDEyMzQ1Njc4OQ=="
+SCHEMES = ("standard", "legacy")
 
 
-def _requests(count: int, port: int) -> list[bytes]:
+def _signature_headers(scheme: str, event_id: str, stamp: int, body: bytes) -> str:
+    if scheme == "standard":
+        signature = sign_standard(standard_webhook(SECRET), event_id, stamp, body)
+        return (
+            f"webhook-id: {event_id}\r\nwebhook-timestamp: {stamp}\r\n"
+            f"webhook-signature: {signature}\r\n"
+        )
+    return (
+        f"X-Webhook-Event: message.sent\r\nX-Webhook-Timestamp: {stamp}\r\n"
+        f"X-Webhook-Signature: {sign(SECRET, stamp, body)}\r\n"
+    )
+
+
+def _requests(count: int, port: int, scheme: str) -> list[bytes]:
     out = []
     stamp = int(time.time())
     sent = datetime.now(UTC).isoformat()
     for i in range(count):
+        event_id = uuid.uuid4().hex
         body = json.dumps(
             {
                 "api_version": "v3",
-                "event_id": uuid.uuid4().hex,
+                "event_id": event_id,
                 "event_type": "message.sent",
                 "created_at": sent,
                 "webhook_version": "2026-02-03",
@@ -60,8 +85,7 @@ def _requests(count: int, port: int) -> list[bytes]:
         head = (
             f"POST /webhooks/linq HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"X-Webhook-Event: message.sent\r\nX-Webhook-Timestamp: {stamp}\r\n"
-            f"X-Webhook-Signature: {sign(SECRET, stamp, body)}\r\n\r\n"
+            f"{_signature_headers(scheme, event_id, stamp, body)}\r\n"
         ).encode()
         out.append(head + body)
     return out
@@ -100,12 +124,12 @@ async def _load(
     return time.perf_counter() - t0, latencies, errors
 
 
-def _load_process(port: int, count: int, connections: int, out: Any) -> None:
-    requests = _requests(count, port)
+def _load_process(port: int, count: int, connections: int, scheme: str, out: Any) -> None:
+    requests = _requests(count, port, scheme)
     out.send(asyncio.run(_load(port, requests, connections)))
 
 
-def run_one(kind: str, events: int, connections: int, api_base: str) -> list[Any]:
+def run_one(kind: str, events: int, connections: int, api_base: str, scheme: str) -> list[Any]:
     with ledger_url(kind) as url:
         workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
         port = free_port()
@@ -128,7 +152,7 @@ def run_one(kind: str, events: int, connections: int, api_base: str) -> list[Any
             for count in (200, events):
                 parent, child = multiprocessing.Pipe()
                 proc = multiprocessing.Process(
-                    target=_load_process, args=(port, count, connections, child)
+                    target=_load_process, args=(port, count, connections, scheme, child)
                 )
                 proc.start()
                 seconds, latencies, errors = parent.recv()
@@ -138,7 +162,39 @@ def run_one(kind: str, events: int, connections: int, api_base: str) -> list[Any
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-    return [kind, events, connections, events / seconds, p50, p99, errors]
+    return [kind, scheme, events, connections, events / seconds, p50, p99, errors]
+
+
+def verify_cost(rounds: int = 20000) -> list[Any]:
+    """Microseconds per verification of one delivery, in this process, for each scheme.
+
+    The daemon's verifier holds two secrets (a rotation), and the delivery is signed with the
+    second, so every secret is tried.
+    """
+    body = _requests(1, 8080, "legacy")[0].split(b"\r\n\r\n", 1)[1]
+    event_id = json.loads(body)["event_id"]
+    other = "whsec_b3RoZXItYmVuY2gtd2ViaG9vay1zZWNyZXQtMDEy"
+    verifier = WebhookVerifier([other, SECRET])
+    stamp = int(time.time())
+    cases = {
+        "standard": SignatureHeaders(
+            webhook_id=event_id,
+            webhook_timestamp=str(stamp),
+            webhook_signature=sign_standard(standard_webhook(SECRET), event_id, stamp, body),
+        ),
+        "legacy": SignatureHeaders(
+            legacy_timestamp=str(stamp), legacy_signature=sign(SECRET, stamp, body)
+        ),
+    }
+    rows = []
+    for scheme, headers in cases.items():
+        check = verifier.verify(headers, body, now_unix=time.time(), tolerance_seconds=300)
+        assert check.verdict == SignatureVerdict.valid, scheme
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            verifier.verify(headers, body, now_unix=stamp, tolerance_seconds=300)
+        rows.append([scheme, len(body), (time.perf_counter() - t0) / rounds * 1e6])
+    return rows
 
 
 def main() -> None:
@@ -146,17 +202,36 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--schemes", default=",".join(SCHEMES))
     args = parser.parse_args()
+    schemes = args.schemes.split(",")
+    unknown = set(schemes) - set(SCHEMES)
+    if unknown:
+        parser.error(f"--schemes: unknown {', '.join(sorted(unknown))} (use {', '.join(SCHEMES)})")
     rows = []
     with simulator() as sim:
         for kind in args.databases.split(","):
-            rows.append(run_one(kind, args.events, args.connections, sim.api_base))
+            for scheme in schemes:
+                rows.append(run_one(kind, args.events, args.connections, sim.api_base, scheme))
     table(
         "webhook ingest: signed message.sent events (half of them repeat a chat)",
-        ["ledger", "events", "connections", "events/s", "p50 ms", "p99 ms", "non-200"],
+        ["ledger", "scheme", "events", "connections", "events/s", "p50 ms", "p99 ms", "non-200"],
         rows,
     )
-    print("\nsummary: " + "; ".join(f"{r[0]} {r[3]:.0f} events/s, p99 {r[5]:.1f} ms" for r in rows))
+    costs = verify_cost()
+    table(
+        "signature verification alone, two secrets configured",
+        ["scheme", "body bytes", "us/delivery"],
+        costs,
+    )
+    parts = [f"{r[0]} {r[1]} {r[4]:.0f} events/s, p99 {r[6]:.1f} ms" for r in rows]
+    parts.append(f"verification standard/legacy time {costs[0][2] / costs[1][2]:.2f}")
+    by_key = {(r[0], r[1]): r[4] for r in rows}
+    for kind in args.databases.split(","):
+        if (kind, "standard") in by_key and (kind, "legacy") in by_key:
+            ratio = by_key[(kind, "standard")] / by_key[(kind, "legacy")]
+            parts.append(f"{kind} standard/legacy throughput {ratio:.2f}")
+    print("\nsummary: " + "; ".join(parts))
 
 
 if __name__ == "__main__":

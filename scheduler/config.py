@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from scheduler.errors import ConfigError, ConfigProblem
+from scheduler.ingest.signing import STANDARD_PREFIX, standard_webhook
 
 CONFIG_ENV = "SHARE_SCHEDULER_CONFIG"
 E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -614,6 +615,8 @@ def resolve_secrets(
         for i, name in enumerate(schedule.webhooks.secret_envs):
             if env.get(name):
                 hooks.append(Secret(env[name], name))
+                where = f"webhooks.secret_envs.{i}"
+                problems.extend(_signing_secret_problems(where, f"${name}", env[name]))
             elif i == 0 and not schedule.webhooks.secret_files:
                 problems.append(
                     ConfigProblem(
@@ -623,12 +626,25 @@ def resolve_secrets(
                 )
         for i, path in enumerate(schedule.webhooks.secret_files):
             try:
-                hooks.append(Secret(_read_secret_file(path), f"webhooks.secret_files.{i}"))
+                where = f"webhooks.secret_files.{i}"
+                hooks.append(Secret(_read_secret_file(path), where))
+                problems.extend(_signing_secret_problems(where, str(path), hooks[-1].reveal()))
             except OSError as exc:
                 problems.append(
                     ConfigProblem(f"webhooks.secret_files.{i}", f"cannot read: {exc.strerror}")
                 )
     return Secrets(api_key, hooks), problems
+
+
+def _signing_secret_problems(where: str, source: str, value: str) -> list[ConfigProblem]:
+    """A ``whsec_`` secret must decode, or no Standard Webhooks delivery would verify."""
+    if not value.startswith(STANDARD_PREFIX):
+        return []
+    try:
+        standard_webhook(value)
+    except ValueError as exc:
+        return [ConfigProblem(where, f"{source} is not a signing secret: {exc}")]
+    return []
 
 
 def _problem_from_pydantic(err: Any) -> ConfigProblem:

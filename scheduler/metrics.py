@@ -130,6 +130,12 @@ class Metrics:
             ["type", "result"],
             registry=r,
         )
+        self.webhook_signature_schemes = Counter(
+            "share_scheduler_webhook_signature_scheme",
+            "Webhook deliveries by the signature scheme checked: standard or legacy.",
+            ["scheme"],
+            registry=r,
+        )
         # Children of the counters hit per call or delivery, looked up once each: labels()
         # validates and takes a lock on every call.
         self._children: dict[tuple[object, ...], Any] = {}
@@ -171,6 +177,10 @@ class Metrics:
     def webhook_event(self, type_: str, result: str) -> Any:
         """The webhook counter of one (type, result)."""
         return self._child(self.webhook_events, type_, result)
+
+    def webhook_signature(self, scheme: str) -> Any:
+        """The signature scheme counter of one scheme (``standard`` or ``legacy``)."""
+        return self._child(self.webhook_signature_schemes, scheme)
 
     def share_outcome(self, outcome: str, line: str) -> Any:
         """The shares counter of one (outcome, line)."""

@@ -65,6 +65,7 @@ def _register() -> None:
         "cards_cmd",
         "backfill_cmd",
         "import_cmd",
+        "webhooks_cmd",
     ):
         try:
             module = __import__(f"scheduler.cli.{name}", fromlist=["register"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import signal
 import subprocess
@@ -26,6 +25,7 @@ from scheduler.demo.processes import (
     upgrade_db,
     write_schedule,
 )
+from scheduler.ingest.signing import new_standard_secret
 
 LINES = {"+14155550100": "Acme Sales", "+14155550111": "Acme Support"}
 DEMO_TOKEN = "demo-token-not-secret"  # noqa: S105 - only ever valid against the local simulator
@@ -37,7 +37,8 @@ class Demo:
         self.chats_per_line = chats_per_line
         self.keep = keep
         self.workdir = Path(tempfile.mkdtemp(prefix="share-scheduler-demo-"))
-        self.env = base_env(LINQ_API_KEY=DEMO_TOKEN, LINQ_WEBHOOK_SECRET=secrets.token_hex(16))
+        # A whsec_ secret, as Linq hands out: the simulator signs with Standard Webhooks.
+        self.env = base_env(LINQ_API_KEY=DEMO_TOKEN, LINQ_WEBHOOK_SECRET=new_standard_secret())
         self.sim: SimProcess | None = None
         self.daemon: DaemonProcess | None = None
         self.eligible: set[str] = set()

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from scheduler.config import Schedule, Secrets
 from scheduler.http.webhooks import WEBHOOK_PATH, LinqWebhook, Receive, Scope, Send
+from scheduler.ingest.signing import WebhookVerifier
 from scheduler.ingest.writer import EventWriter
 from scheduler.ledger.engine import Ledger
 from scheduler.metrics import Metrics
@@ -32,6 +33,8 @@ class Runtime:
     readiness: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
     on_card_event: Callable[[str], None] = field(default=lambda _number: None)
     writer: EventWriter | None = field(default=None, init=False, repr=False)
+    # The verifier of the current secrets, with the Secrets object it was built from.
+    _verifier: tuple[Secrets, WebhookVerifier] | None = field(default=None, init=False, repr=False)
 
     def event_writer(self) -> EventWriter:
         if self.writer is None:
@@ -40,6 +43,13 @@ class Runtime:
 
     def webhook_secrets(self) -> list[str]:
         return [s.reveal() for s in self.secrets.webhook_secrets]
+
+    def webhook_verifier(self) -> WebhookVerifier:
+        """Built once per set of secrets (a reload swaps ``secrets``), not per delivery."""
+        cached = self._verifier
+        if cached is None or cached[0] is not self.secrets:
+            cached = self._verifier = (self.secrets, WebhookVerifier(self.webhook_secrets()))
+        return cached[1]
 
     def card_event(self, number: str) -> None:
         self.on_card_event(number)

@@ -4,6 +4,10 @@ Answers: 2xx when applied, repeated or ignored; 401 for a missing, stale or wron
 400 for a signed body that is not a valid event; 413 too large; 415 not JSON; 503 when the
 ledger is unavailable, so that Linq retries the delivery. Nothing is written before the
 signature and the timestamp check out, and a replayed event id changes nothing.
+
+Signatures: Standard Webhooks (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``)
+when the three headers are present, else the deprecated ``X-Webhook-*`` headers; see
+:mod:`scheduler.ingest.signing`. The ``webhook-id`` of a Standard delivery is its event id.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import structlog
 from scheduler import clock
 from scheduler.errors import LedgerUnavailable
 from scheduler.ingest.events import KNOWN_EVENTS, Event, EventError, parse_event
-from scheduler.ingest.signing import SignatureVerdict, verify
+from scheduler.ingest.signing import SignatureHeaders, SignatureVerdict
 from scheduler.logs import debug_enabled
 
 if TYPE_CHECKING:
@@ -35,6 +39,9 @@ _WANTED = frozenset(
         b"x-webhook-event",
         b"x-webhook-timestamp",
         b"x-webhook-signature",
+        b"webhook-id",
+        b"webhook-timestamp",
+        b"webhook-signature",
     }
 )
 _JSON_HEADERS = b"application/json"
@@ -179,25 +186,39 @@ class LinqWebhook:
         content_type = headers.get(b"content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             return reject(415, "bad_content_type", "Content-Type must be application/json")
-        verdict = verify(
-            secrets=runtime.webhook_secrets(),
-            timestamp=headers.get(b"x-webhook-timestamp"),
-            signature=headers.get(b"x-webhook-signature"),
-            body=body,
+        signed = SignatureHeaders(
+            webhook_id=headers.get(b"webhook-id"),
+            webhook_timestamp=headers.get(b"webhook-timestamp"),
+            webhook_signature=headers.get(b"webhook-signature"),
+            legacy_timestamp=headers.get(b"x-webhook-timestamp"),
+            legacy_signature=headers.get(b"x-webhook-signature"),
+        )
+        verification = runtime.webhook_verifier().verify(
+            signed,
+            body,
             now_unix=clock.now().timestamp(),
             tolerance_seconds=cfg.tolerance.total_seconds(),
         )
+        if verification.scheme is not None:
+            metrics.webhook_signature(verification.scheme).inc()
+        verdict = verification.verdict
         if verdict != SignatureVerdict.valid:
-            return reject(401, f"signature_{verdict}", "invalid webhook signature")
+            return reject(
+                401, f"signature_{verdict}", "invalid webhook signature", scheme=verification.scheme
+            )
         try:
             event = parse_event(json.loads(body))
+        except EventError as exc:
+            # Before ValueError, of which EventError is a kind.
+            return reject(400, "invalid", f"invalid event: {exc}")
         except ValueError:
             # JSONDecodeError, UnicodeDecodeError, and integers beyond Python's digit limit.
             return reject(400, "malformed", "body is not valid JSON")
-        except EventError as exc:
-            return reject(400, "invalid", f"invalid event: {exc}")
         except RecursionError:
             return reject(400, "malformed", "body nests too deeply")
+        if signed.has_standard and signed.webhook_id != event.event_id:
+            # Deduplication keys on the event id; the signed webhook-id must be that id.
+            return reject(400, "invalid", "webhook-id does not match the body's event_id")
         try:
             result = await runtime.event_writer().submit(event)
         except LedgerUnavailable as exc:

@@ -55,6 +55,8 @@ ALL_LINES = "*"
 # Consecutive 429s one request may wait out before the run stops (and resumes next time).
 MAX_RATE_LIMITED_WAITS = 20
 DEFAULT_RETRY_AFTER = 60.0
+# Delivery states of an outbound message that is no outbound activity (yet, or at all).
+NOT_SENT = frozenset({"failed", "pending", "queued"})
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
@@ -360,6 +362,10 @@ class Backfill:
             )
             report.message_pages += 1
             for message in page.messages:
+                if message.is_from_me and message.delivery_status in NOT_SENT:
+                    # Failed, or not sent yet: no outbound activity (a later listing or its
+                    # message.sent webhook tells when it goes out).
+                    continue
                 at = message.sent_at or message.created_at
                 if message.is_from_me:
                     first_out = at if first_out is None else min(first_out, at)

@@ -3,6 +3,13 @@
 Two payload formats exist: "2026-02-03" (``direction``) and the older "2025-01-01"
 (``is_from_me``, message nested under ``message``). Unknown event types are acknowledged
 and ignored.
+
+A message's ``service`` is the transport of that one message (Apple can downgrade a single
+message to SMS); what the chat is comes from the chat object (``chat.created``, backfill). A
+message only proves a chat whose service is not known yet to be iMessage. ``message.failed``
+is acknowledged and ignored: a failed send is no outbound activity. ``contact_card.*`` are
+account events naming the line whose card changed; ``contact_card.received`` is a recipient's
+card, not ours. There is no ``chat.updated`` event in Linq's API.
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ from typing import Any
 MESSAGE_EVENTS = frozenset(
     {"message.sent", "message.delivered", "message.read", "message.received"}
 )
-CHAT_EVENTS = frozenset({"chat.created", "chat.updated"})
+CHAT_EVENTS = frozenset({"chat.created"})
+PARTICIPANT_EVENTS = frozenset({"participant.added", "participant.removed"})
 CARD_EVENTS = frozenset({"contact_card.created", "contact_card.updated", "contact_card.deleted"})
-KNOWN_EVENTS = MESSAGE_EVENTS | CHAT_EVENTS | CARD_EVENTS
+# Read and deliberately ignored (still their own metric label).
+IGNORED_EVENTS = frozenset({"message.failed", "contact_card.received"})
+KNOWN_EVENTS = MESSAGE_EVENTS | CHAT_EVENTS | PARTICIPANT_EVENTS | CARD_EVENTS | IGNORED_EVENTS
 MAX_ID_LENGTH = 128
 # Times outside this range are not activity Linq can have seen; rejecting them also keeps
 # date arithmetic in the sharing rule (+ intervals, + inactivity days) from overflowing.
@@ -36,7 +46,12 @@ class ChatActivity:
     line: str | None = None
     recipients: tuple[str, ...] | None = None
     is_group: bool | None = None
+    # The chat's own service (a chat object's ``service``).
     service: str | None = None
+    # The service one message went over: proof of iMessage only, never of SMS.
+    message_service: str | None = None
+    # Members who left a group (participant.removed).
+    removed_recipients: tuple[str, ...] | None = None
     outbound_at: datetime | None = None
     inbound_at: datetime | None = None
     opted_out: bool = False
@@ -180,20 +195,29 @@ def _chat_activity(chat: dict[str, Any], field: str) -> ChatActivity:
     )
 
 
-def _message_activity(event_type: str, data: dict[str, Any]) -> ChatActivity:
+def _event_time(envelope: dict[str, Any]) -> datetime | None:
+    return parse_time(envelope.get("created_at"), "created_at")
+
+
+def _message_activity(
+    event_type: str, data: dict[str, Any], envelope: dict[str, Any]
+) -> ChatActivity:
     if "message" in data and "direction" not in data:
-        return _legacy_message_activity(event_type, data)
+        return _legacy_message_activity(event_type, data, envelope)
     chat = _obj(data.get("chat"), "data.chat", required=True)
     chat_id = _str(chat.get("id"), "data.chat.id", required=True)
     assert chat_id is not None
     direction = data.get("direction")
     if direction not in ("outbound", "inbound"):
         direction = "inbound" if event_type == "message.received" else "outbound"
-    at = parse_time(data.get("sent_at"), "data.sent_at") or parse_time(
-        data.get("delivered_at"), "data.delivered_at"
+    # sent_at is null while a message is queued: the event's own time stands in for it.
+    at = (
+        parse_time(data.get("sent_at"), "data.sent_at")
+        or parse_time(data.get("delivered_at"), "data.delivered_at")
+        or _event_time(envelope)
     )
     if at is None:
-        raise EventError("data.sent_at: missing")
+        raise EventError("data.sent_at: missing, and no created_at to stand in for it")
     inbound = direction == "inbound"
     sender = _handle(data.get("sender_handle"), "data.sender_handle") if inbound else None
     opted_out, opted_out_at = _opt_out(chat, "data.chat")
@@ -204,7 +228,7 @@ def _message_activity(event_type: str, data: dict[str, Any]) -> ChatActivity:
         line=_owner(chat.get("owner_handle"), "data.chat.owner_handle"),
         recipients=(sender,) if sender else None,
         is_group=_bool(chat.get("is_group"), "data.chat.is_group"),
-        service=_str(data.get("service"), "data.service", limit=16),
+        message_service=_str(data.get("service"), "data.service", limit=16),
         outbound_at=None if inbound else at,
         inbound_at=at if inbound else None,
         opted_out=opted_out,
@@ -213,7 +237,9 @@ def _message_activity(event_type: str, data: dict[str, Any]) -> ChatActivity:
     )
 
 
-def _legacy_message_activity(event_type: str, data: dict[str, Any]) -> ChatActivity:
+def _legacy_message_activity(
+    event_type: str, data: dict[str, Any], envelope: dict[str, Any]
+) -> ChatActivity:
     message = _obj(data.get("message"), "data.message", required=True)
     chat = _obj(message.get("chat") or data.get("chat"), "data.message.chat")
     chat_id = _str(
@@ -225,7 +251,9 @@ def _legacy_message_activity(event_type: str, data: dict[str, Any]) -> ChatActiv
     from_me = _bool(message.get("is_from_me"), "data.message.is_from_me")
     if from_me is None:
         from_me = event_type != "message.received"
-    at = parse_time(message.get("sent_at") or message.get("created_at"), "data.message.sent_at")
+    at = parse_time(
+        message.get("sent_at") or message.get("created_at"), "data.message.sent_at"
+    ) or _event_time(envelope)
     if at is None:
         raise EventError("data.message.sent_at: missing")
     opted_out, opted_out_at = _opt_out(chat, "data.message.chat") if chat else (False, None)
@@ -234,13 +262,37 @@ def _legacy_message_activity(event_type: str, data: dict[str, Any]) -> ChatActiv
     return ChatActivity(
         chat_id=chat_id,
         line=_line(message.get("from"), "data.message.from") if from_me else None,
-        service=_str(message.get("service"), "data.message.service", limit=16),
+        message_service=_str(message.get("service"), "data.message.service", limit=16),
         outbound_at=at if from_me else None,
         inbound_at=None if from_me else at,
         opted_out=opted_out,
         opted_out_at=opted_out_at,
         historical=message.get("reconciled_at") is not None,
     )
+
+
+def _participant_activity(event_type: str, data: dict[str, Any]) -> ChatActivity | None:
+    """A group's member added or removed; None when the event names no chat."""
+    chat_id = _str(data.get("chat_id"), "data.chat_id")
+    member = _obj(data.get("participant"), "data.participant")
+    if member.get("handle") is not None:
+        handle = _recipient(member.get("handle"), "data.participant.handle")
+    else:
+        handle = _recipient(data.get("handle"), "data.handle")
+    if chat_id is None or handle is None or member.get("is_me") is True:
+        return None
+    if event_type == "participant.added":
+        # Members are added to group chats only.
+        return ChatActivity(chat_id=chat_id, recipients=(handle,), is_group=True)
+    return ChatActivity(chat_id=chat_id, removed_recipients=(handle,))
+
+
+def _card_number(data: dict[str, Any]) -> str | None:
+    """The line of a contact_card account event, its shape checked."""
+    _obj(data.get("actor"), "data.actor")
+    card = _obj(data.get("contact_card"), "data.contact_card")
+    _str(card.get("id"), "data.contact_card.id")
+    return _line(data.get("phone_number"), "data.phone_number")
 
 
 def parse_event(payload: Any) -> Event:
@@ -251,15 +303,15 @@ def parse_event(payload: Any) -> Event:
     assert event_id is not None and event_type is not None
     data = envelope.get("data")
     if event_type in MESSAGE_EVENTS:
-        return Event(
-            event_id, event_type, _message_activity(event_type, _obj(data, "data", required=True))
-        )
+        activity = _message_activity(event_type, _obj(data, "data", required=True), envelope)
+        return Event(event_id, event_type, activity)
     if event_type in CHAT_EVENTS:
         return Event(
             event_id, event_type, _chat_activity(_obj(data, "data", required=True), "data")
         )
+    if event_type in PARTICIPANT_EVENTS:
+        membership = _participant_activity(event_type, _obj(data, "data", required=True))
+        return Event(event_id, event_type, membership)
     if event_type in CARD_EVENTS:
-        card = _obj(data, "data")
-        number = _str(card.get("phone_number"), "data.phone_number", limit=32)
-        return Event(event_id, event_type, card_number=number)
+        return Event(event_id, event_type, card_number=_card_number(_obj(data, "data")))
     return Event(event_id, event_type)

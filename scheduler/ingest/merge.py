@@ -48,21 +48,32 @@ def _max(a: datetime | None, b: datetime | None) -> datetime | None:
 def merge_activity(current: dict[str, Any] | None, act: ChatActivity) -> dict[str, Any]:
     """The chat's columns after ``act``; ``current`` is None for a chat not yet known.
 
-    Applying the same activities in any order, any number of times, gives the same columns.
+    Applying the same activities in any order, any number of times, gives the same columns;
+    except for a member both added and removed (participant events), where the later-applied
+    one wins.
     """
     chat = dict(CHAT_DEFAULTS if current is None else current)
     chat["chat_id"] = act.chat_id
     if act.line and not chat.get("line"):
         chat["line"] = act.line
-    if act.recipients:
+    if act.recipients or act.removed_recipients:
         known = {r for r in (chat.get("recipients") or "").split(",") if r}
+        known = known.union(act.recipients or ()).difference(act.removed_recipients or ())
         # Sorted, so that the first recipient (whose number may pick the time zone) does not
         # depend on which event arrived first.
-        chat["recipients"] = ",".join(sorted(known.union(act.recipients)))
+        chat["recipients"] = ",".join(sorted(known))
     if act.is_group is not None:
         chat["is_group"] = act.is_group
     if act.service and (chat.get("service") is None or not act.historical):
         chat["service"] = act.service
+    elif (
+        chat.get("service") is None
+        and act.message_service is not None
+        and act.message_service.lower() == "imessage"
+    ):
+        # A message sent over iMessage proves the chat is one; an SMS message proves nothing
+        # (Apple downgrades single messages), so it never sets the chat's service.
+        chat["service"] = act.message_service
     chat["first_outbound_at"] = _min(chat.get("first_outbound_at"), act.outbound_at)
     chat["last_outbound_at"] = _max(chat.get("last_outbound_at"), act.outbound_at)
     previous_inbound = chat.get("last_inbound_at")

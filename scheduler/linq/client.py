@@ -23,7 +23,16 @@ from scheduler import __version__
 from scheduler.config import LinqConfig, Secret
 from scheduler.errors import LinqAPIError, LinqError, LinqTransportError
 from scheduler.linq import envelope
-from scheduler.linq.types import Chat, ChatPage, ContactCard, Message, MessagePage, ShareResult
+from scheduler.linq.types import (
+    Chat,
+    ChatPage,
+    ContactCard,
+    CreatedWebhookSubscription,
+    Message,
+    MessagePage,
+    ShareResult,
+    WebhookSubscription,
+)
 
 log = logging.getLogger(__name__)
 
@@ -318,12 +327,56 @@ class LinqClient:
         if service is not None:
             body["service"] = service
         data = await self._json("POST", "/v3/chats", json=body)
-        return self._model(Chat, _unwrap(data, "chat"), "POST", "/v3/chats")
+        return self._model(Chat, _created_chat(_unwrap(data, "chat")), "POST", "/v3/chats")
 
     async def send_message(self, chat_id: str, text: str) -> Message:
         path = f"/v3/chats/{_segment(chat_id)}/messages"
         data = await self._json("POST", path, json={"message": _text_message(text)})
         return self._model(Message, _with_chat_id(_unwrap(data, "message"), chat_id), "POST", path)
+
+    # Webhook subscriptions
+
+    async def list_webhook_subscriptions(self) -> list[WebhookSubscription]:
+        path = "/v3/webhook-subscriptions"
+        data = await self._json("GET", path)
+        items = data.get("subscriptions") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise self._unexpected("GET", path, 200, "expected {subscriptions: [...]}")
+        return [self._model(WebhookSubscription, item, "GET", path) for item in items]
+
+    async def create_webhook_subscription(
+        self, target_url: str, events: list[str], phone_numbers: list[str] | None = None
+    ) -> CreatedWebhookSubscription:
+        """Create a subscription; its signing secret is in the answer, and only there."""
+        path = "/v3/webhook-subscriptions"
+        body: dict[str, Any] = {"target_url": target_url, "subscribed_events": list(events)}
+        if phone_numbers:
+            body["phone_numbers"] = list(phone_numbers)
+        data = await self._json("POST", path, json=body)
+        return self._model(CreatedWebhookSubscription, data, "POST", path)
+
+    async def update_webhook_subscription(
+        self,
+        subscription_id: str,
+        *,
+        events: list[str] | None = None,
+        phone_numbers: list[str] | None = None,
+        is_active: bool | None = None,
+    ) -> WebhookSubscription:
+        """A partial update (PUT, as Linq's SDK sends it); ``phone_numbers=[]`` clears the
+        filter (every line), None leaves it."""
+        path = f"/v3/webhook-subscriptions/{_segment(subscription_id)}"
+        body: dict[str, Any] = {}
+        if events is not None:
+            body["subscribed_events"] = list(events)
+        if phone_numbers is not None:
+            body["phone_numbers"] = list(phone_numbers)
+        if is_active is not None:
+            body["is_active"] = is_active
+        if not body:
+            raise ValueError("update_webhook_subscription needs at least one field to change")
+        data = await self._json("PUT", path, json=body)
+        return self._model(WebhookSubscription, data, "PUT", path)
 
     # Plumbing
 
@@ -463,6 +516,17 @@ def _unwrap(data: Any, key: str) -> Any:
     if isinstance(data, dict) and isinstance(data.get(key), dict):
         return data[key]
     return data
+
+
+def _created_chat(chat: Any) -> Any:
+    """A created chat (``ChatCreateResponse.chat``) carries no ``created_at``: its first
+    message's time stands in for it."""
+    if isinstance(chat, dict) and chat.get("created_at") is None:
+        message = chat.get("message")
+        at = message.get("created_at") if isinstance(message, dict) else None
+        if at is not None:
+            return {**chat, "created_at": at}
+    return chat
 
 
 def _with_chat_id(item: Any, chat_id: str) -> Any:

@@ -11,7 +11,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
 
 OPTED_OUT = "OPTED_OUT"
 
@@ -119,9 +127,14 @@ class Message(_Model):
     @model_validator(mode="before")
     @classmethod
     def _direction_fallback(cls, data: Any) -> Any:
-        # Newer payloads say direction=outbound|inbound instead of is_from_me.
-        if isinstance(data, dict) and data.get("is_from_me") is None and "direction" in data:
-            return {**data, "is_from_me": data["direction"] == "outbound"}
+        # Newer payloads say direction=outbound|inbound instead of is_from_me; a sent message
+        # (SentMessage) says it with its from_handle.
+        if isinstance(data, dict) and data.get("is_from_me") is None:
+            if "direction" in data:
+                return {**data, "is_from_me": data["direction"] == "outbound"}
+            sender = data.get("from_handle")
+            if isinstance(sender, dict) and isinstance(sender.get("is_me"), bool):
+                return {**data, "is_from_me": sender["is_me"]}
         return data
 
 
@@ -141,3 +154,27 @@ class ShareResult(_Model):
     http_status: int
     trace_id: str | None = None
     latency_ms: float
+
+
+class WebhookSubscription(_Model):
+    """Where Linq sends events: one subscription per target URL."""
+
+    id: str
+    target_url: str
+    subscribed_events: Annotated[list[str], BeforeValidator(_null_empty_list)] = Field(
+        default_factory=list
+    )
+    # Empty: events of every line of the account.
+    phone_numbers: Annotated[list[str], BeforeValidator(_null_empty_list)] = Field(
+        default_factory=list
+    )
+    is_active: Flag = False
+    created_at: UTCDateTime | None = None
+    updated_at: UTCDateTime | None = None
+
+
+class CreatedWebhookSubscription(WebhookSubscription):
+    """A subscription just created: Linq shows its signing secret this once."""
+
+    # SecretStr: the secret stays out of reprs, tracebacks and logs.
+    signing_secret: SecretStr

@@ -8,7 +8,7 @@ import json
 import math
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from scheduler.sim.model import SimError
 from scheduler.sim.settings import SimSettings
 from scheduler.sim.state import SimState
+from scheduler.sim.subscriptions import SubscriptionStore
 from scheduler.sim.webhooks import WebhookDispatcher
 
 Handler = Callable[[Request, str], Awaitable[Response]]
@@ -29,6 +30,10 @@ class Simulator:
     settings: SimSettings
     state: SimState
     webhooks: WebhookDispatcher
+    subscriptions: SubscriptionStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.subscriptions = SubscriptionStore(self.state.new_id)
 
 
 class DroppedConnection(Exception):

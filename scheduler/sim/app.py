@@ -22,8 +22,11 @@ from scheduler import clock
 from scheduler.sim.api import DroppedConnection, Simulator, v3
 from scheduler.sim.control import control_routes
 from scheduler.sim.model import SimError
+from scheduler.sim.participants import participant_routes
 from scheduler.sim.routes_cards import card_routes
 from scheduler.sim.routes_chats import chat_routes
+from scheduler.sim.routes_numbers import phone_number_routes
+from scheduler.sim.routes_webhooks import webhook_subscription_routes
 from scheduler.sim.settings import SimSettings
 from scheduler.sim.state import SimState
 from scheduler.sim.webhooks import WebhookDispatcher
@@ -85,6 +88,9 @@ def create_app(settings: SimSettings) -> Starlette:
     api_routes = [
         *card_routes(sim),
         *chat_routes(sim),
+        *participant_routes(sim),
+        *webhook_subscription_routes(sim),
+        *phone_number_routes(sim),
         Route("/v3/{rest:path}", v3(sim, unknown), methods=["GET", "POST", "PATCH", "DELETE"]),
     ]
 

@@ -11,7 +11,8 @@
 - ``POST /_sim/webhooks``                    -> ``{"enabled", "url"?, "secret"?}``
 - ``GET  /_sim/webhooks``                    -> delivery stats and the latest deliveries
 - ``POST /_sim/webhooks/drain``              -> ``{"timeout"?}``: wait for pending deliveries
-- ``POST /_sim/reset``                       -> forget all cards, chats, shares and limits
+- ``POST /_sim/messages/{id}/fail``          -> ``{"code"?}``: an outbound message fails
+- ``POST /_sim/reset``                       -> forget cards, chats, shares, limits, subscriptions
 """
 
 from __future__ import annotations
@@ -127,6 +128,14 @@ def control_routes(sim: Simulator) -> list[Route]:
         message = state.receive_message(chat_id, text, sender)
         return _ok({"message": message.to_json(), "chat": state.chat_json(state.chats[chat_id])})
 
+    async def fail_message(request: Request) -> Response:
+        body = await _body(request)
+        code = body.get("code", 4001)
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise ControlError(400, "code must be a whole number")
+        message = state.fail_message(request.path_params["message_id"], code)
+        return _ok({"message": message.to_json()})
+
     async def delete_card(request: Request) -> Response:
         if not state.delete_card(request.path_params["phone"]):
             raise ControlError(404, "no such card")
@@ -168,7 +177,10 @@ def control_routes(sim: Simulator) -> list[Route]:
             raise ControlError(400, "url must be an http(s) URL")
         if secret is not None and not isinstance(secret, str):
             raise ControlError(400, "secret must be a string")
-        hooks.configure(enabled=bool(body.get("enabled", True)), url=url, secret=secret)
+        try:
+            hooks.configure(enabled=bool(body.get("enabled", True)), url=url, secret=secret)
+        except ValueError as exc:
+            raise ControlError(400, f"secret: {exc}") from exc
         return _ok(hooks.stats())
 
     async def webhook_stats(request: Request) -> Response:
@@ -184,6 +196,7 @@ def control_routes(sim: Simulator) -> list[Route]:
 
     async def reset(request: Request) -> Response:
         state.reset()
+        sim.subscriptions.reset()
         return _ok({"reset": True})
 
     return [
@@ -194,6 +207,7 @@ def control_routes(sim: Simulator) -> list[Route]:
         Route("/_sim/faults", guarded(faults), methods=["POST"]),
         Route("/_sim/chats/{chat_id}/inbound", guarded(inbound), methods=["POST"]),
         Route("/_sim/cards/{phone}", guarded(delete_card), methods=["DELETE"]),
+        Route("/_sim/messages/{message_id}/fail", guarded(fail_message), methods=["POST"]),
         Route("/_sim/seed", guarded(seed), methods=["POST"]),
         Route("/_sim/webhooks", guarded(configure_webhooks), methods=["POST"]),
         Route("/_sim/webhooks", guarded(webhook_stats), methods=["GET"]),

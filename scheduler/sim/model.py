@@ -90,22 +90,46 @@ class Message:
     service: str
     parts: list[dict[str, Any]]
     created_at: datetime
+    # "delivered" (the simulator delivers at once), or "failed" once a test fails it.
+    status: str = "delivered"
 
     @property
     def is_from_me(self) -> bool:
         return self.sender.is_me
 
     def to_json(self) -> dict[str, Any]:
+        """A listed message (the SDK's ``Message``)."""
+        at = iso(self.created_at)
         return {
             "id": self.id,
             "chat_id": self.chat_id,
             "is_from_me": self.is_from_me,
-            "sent_at": iso(self.created_at),
-            "created_at": iso(self.created_at),
+            "sent_at": at,
+            "created_at": at,
+            "updated_at": at,
             # The simulator delivers instantly; the webhooks still go sent -> delivered.
-            "delivery_status": "delivered",
+            "delivery_status": self.status,
+            "is_delivered": self.status == "delivered",
+            "delivered_at": at if self.status == "delivered" else None,
+            "is_read": False,
             "service": self.service,
             "from": self.sender.handle,
+            "from_handle": self.sender.to_json(),
+            "parts": self.parts,
+        }
+
+    def sent_json(self) -> dict[str, Any]:
+        """The message as a send answers it (the SDK's ``SentMessage``)."""
+        at = iso(self.created_at)
+        return {
+            "id": self.id,
+            "created_at": at,
+            "sent_at": at,
+            "delivered_at": None,
+            "delivery_status": "sent",
+            "is_read": False,
+            "service": self.service,
+            "from_handle": self.sender.to_json(),
             "parts": self.parts,
         }
 
@@ -124,15 +148,37 @@ class Chat:
     has_outbound: bool = False
     last_share_at: datetime | None = None
 
+    @property
+    def display_name(self) -> str:
+        # Linq's default: the recipients' handles, comma-separated.
+        return ", ".join(h.handle for h in self.recipients)
+
     def to_json(self, health: dict[str, Any]) -> dict[str, Any]:
+        """A chat as listed and read (the SDK's ``Chat``)."""
         return {
             "id": self.id,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
+            "display_name": self.display_name,
+            "is_archived": False,
             "is_group": self.is_group,
             "service": self.service,
             "handles": [self.me.to_json(), *(h.to_json() for h in self.recipients)],
             "health_status": health,
+        }
+
+    def created_json(self, health: dict[str, Any], message: Message) -> dict[str, Any]:
+        """``POST /v3/chats``'s answer (the SDK's ``ChatCreateResponse``)."""
+        return {
+            "chat": {
+                "id": self.id,
+                "display_name": self.display_name,
+                "is_group": self.is_group,
+                "service": self.service,
+                "handles": [self.me.to_json(), *(h.to_json() for h in self.recipients)],
+                "health_status": health,
+                "message": message.sent_json(),
+            }
         }
 
 

@@ -1,7 +1,8 @@
 """``/v3/chats``: traffic (create chats, send messages), listings, and share_contact_card.
 
-``POST /v3/chats`` answers ``{"chat", "message"}``; ``POST /v3/chats/{id}/messages`` answers
-the sent message object itself. ``GET /v3/chats/{id}`` (one chat object) is served as well.
+``POST /v3/chats`` answers ``{"chat": {..., "message"}}`` (the SDK's ``ChatCreateResponse``);
+``POST /v3/chats/{id}/messages`` answers ``{"chat_id", "message"}`` (``MessageSendResponse``).
+``GET /v3/chats/{id}`` (one chat object) is served as well.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ def chat_routes(sim: Simulator) -> list[Route]:
 
     async def create_chat(request: Request, trace_id: str) -> Response:
         chat, message = state.create_chat(await read_json(request), trace_id)
-        body = {"chat": state.chat_json(chat), "message": message.to_json()}
-        return json_response(body, trace_id)
+        return json_response(chat.created_json(state.health(chat), message), trace_id)
 
     async def list_chats(request: Request, trace_id: str) -> Response:
         limit = check_limit(request.query_params.get("limit"))
@@ -46,7 +46,7 @@ def chat_routes(sim: Simulator) -> list[Route]:
     async def send_message(request: Request, trace_id: str) -> Response:
         chat_id = request.path_params["chat_id"]
         message = state.send_message(chat_id, await read_json(request), trace_id)
-        return json_response(message.to_json(), trace_id)
+        return json_response({"chat_id": chat_id, "message": message.sent_json()}, trace_id)
 
     async def list_messages(request: Request, trace_id: str) -> Response:
         limit = check_limit(request.query_params.get("limit"))

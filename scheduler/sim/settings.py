@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from scheduler.config import E164
+from scheduler.ingest.signing import STANDARD_PREFIX, standard_webhook
 
 # Knobs that POST /_sim/faults may change on a running simulator.
 RATE_KNOBS = frozenset(
@@ -73,6 +74,11 @@ class SimSettings:
             for number in self.lines:
                 if not isinstance(number, str) or not E164.match(number):
                     raise ValueError(f"{number!r} is not an E.164 phone number")
+        if self.webhook_secret is not None and self.webhook_secret.startswith(STANDARD_PREFIX):
+            try:
+                standard_webhook(self.webhook_secret)
+            except ValueError as exc:
+                raise ValueError(f"webhook_secret: {exc}") from exc
         if self.webhook_max_attempts < 1:
             raise ValueError("webhook_max_attempts must be at least 1")
         if self.webhook_workers < 1:

@@ -32,6 +32,7 @@ import base64
 import binascii
 import random
 import re
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ OPT_OUT_WORDS = frozenset(
 _UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))
 _UUID4_SET = (0x4 << 76) | (0x2 << 62)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+HEALTH_DOC_URL = "https://docs.linqapp.com/channel/imessage/guides/chats/chat-health#"
 
 ShareFault = Literal["timeout", "reset"]
 EventSink = Callable[[Event], None]
@@ -166,6 +168,10 @@ class SimState:
         if lines is not None and number not in lines:
             raise SimError(403, 2005, f"{number} is not a line of this account")
 
+    def emit(self, event_type: str, key: str, data: dict[str, Any], trace_id: str) -> None:
+        """Send a webhook event (when webhooks are on); ``key`` keeps its events in order."""
+        self._emit(event_type, key, data, trace_id)
+
     def _emit(self, event_type: str, key: str, data: dict[str, Any], trace_id: str) -> None:
         if self.sink is not None:
             event = Event(self.new_id(), event_type, clock.now(), trace_id, key, data)
@@ -214,7 +220,7 @@ class SimState:
         self._card_write_fault(card)
         card.active_at = at + timedelta(seconds=self.settings.activation_delay)
         self.cards[number] = card
-        self._emit("contact_card.created", number, card.to_json(at), trace_id)
+        self._emit("contact_card.created", number, card_event_data(card, at, "created"), trace_id)
         return card
 
     def update_card(self, number: Any, body: dict[str, Any], trace_id: str = "") -> Card:
@@ -235,12 +241,16 @@ class SimState:
         if card is None:
             raise SimError(404, 2012, f"no contact card for {number}")
         self._card_write_fault(card)
-        changed = [name for name, value in changes.items() if getattr(card, name) != value]
+        change = {
+            name: {"from": getattr(card, name), "to": value}
+            for name, value in changes.items()
+            if getattr(card, name) != value
+        }
         for name, value in changes.items():
             setattr(card, name, value)
         # Any write re-applies the card to the line: inactive until the delay has passed.
         card.active_at = at + timedelta(seconds=self.settings.activation_delay)
-        data = {**card.to_json(at), "changed_fields": changed}
+        data = card_event_data(card, at, "updated", change)
         self._emit("contact_card.updated", number, data, trace_id)
         return card
 
@@ -258,7 +268,8 @@ class SimState:
         card = self.cards.pop(number, None)
         if card is None:
             return False
-        self._emit("contact_card.deleted", number, card.to_json(clock.now()), trace_id)
+        data = card_event_data(card, clock.now(), "deleted")
+        self._emit("contact_card.deleted", number, data, trace_id)
         return True
 
     # -- chats and messages ----------------------------------------------------------------
@@ -273,7 +284,11 @@ class SimState:
             changed = self._health_changed.get(pair)
             if changed is not None and changed > updated:
                 updated = changed
-        return {"status": status, "updated_at": iso(updated)}
+        return {
+            "status": status,
+            "updated_at": iso(updated),
+            "doc_url": HEALTH_DOC_URL + status.lower().replace("_", "-"),
+        }
 
     def is_opted_out(self, chat: Chat) -> bool:
         return any((chat.from_number, r.handle) in self.opted_out for r in chat.recipients)
@@ -403,6 +418,31 @@ class SimState:
         else:
             self._emit("message.received", chat.id, data(True), trace_id)
 
+    def fail_message(self, message_id: str, code: int = 4001, trace_id: str = "") -> Message:
+        """An outbound message turns out undeliverable: message.failed, and it stops counting
+        as the chat's outbound activity."""
+        for chat in self.chat_order:
+            for message in chat.messages:
+                if message.id == message_id:
+                    break
+            else:
+                continue
+            if not message.is_from_me:
+                raise SimError(400, 1001, f"message {message_id} is not an outbound message")
+            message.status = "failed"
+            chat.has_outbound = any(m.is_from_me and m.status != "failed" for m in chat.messages)
+            data = {
+                "code": code,
+                "failed_at": iso(clock.now()),
+                "chat_id": chat.id,
+                "message_id": message.id,
+                "service": message.service,
+                "reason": "the message could not be delivered",
+            }
+            self._emit("message.failed", chat.id, data, trace_id)
+            return message
+        raise SimError(404, 1001, f"message {message_id} not found")
+
     def list_chats(self, number: str | None, limit: int, cursor: str | None) -> Page:
         if number is None:
             chats: list[Chat] = self.chat_order
@@ -513,6 +553,34 @@ class SimState:
             "share_calls": len(self.calls),
             "opted_out": len(self.opted_out),
         }
+
+
+def card_event_data(
+    card: Card, at: datetime, verb: str, change: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``data`` of a ``contact_card.*`` account event, as Linq sends it.
+
+    Fields that do not apply are absent (``null`` only inside ``change``); the card's id is
+    derived from its number, as one line has one card.
+    """
+    shown: dict[str, Any] = {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"linq-sim:contact-card:{card.phone_number}")),
+        "first_name": card.first_name,
+    }
+    for name in ("last_name", "image_url"):
+        if getattr(card, name) is not None:
+            shown[name] = getattr(card, name)
+    data: dict[str, Any] = {
+        "actor": {"type": "api"},
+        "origin": "api",
+        "occurred_at": iso(at),
+        "summary": f"Contact card {verb}",
+        "phone_number": card.phone_number,
+        "contact_card": shown,
+    }
+    if change:
+        data["change"] = change
+    return data
 
 
 def _optional_str(body: dict[str, Any], name: str) -> str | None:

@@ -63,6 +63,10 @@ def _inbound(chat_id: str, text: str, sender: str | None) -> _Call:
     return _Call("POST", f"/_sim/chats/{chat_id}/inbound", json=body)
 
 
+def _fail_message(message_id: str, code: int) -> _Call:
+    return _Call("POST", f"/_sim/messages/{message_id}/fail", json={"code": code})
+
+
 def _delete_card(phone: str) -> _Call:
     return _Call("DELETE", f"/_sim/cards/{phone}")
 
@@ -163,6 +167,9 @@ class SimControl:
     def delete_card(self, phone: str) -> None:
         self._run(_delete_card(phone))
 
+    def fail_message(self, message_id: str, code: int = 4001) -> dict[str, Any]:
+        return dict(self._run(_fail_message(message_id, code)))
+
     def seed(self, number: str, count: int, **options: Any) -> list[str]:
         return list(self._run(_seed(number, count, options)))
 
@@ -226,6 +233,9 @@ class AsyncSimControl:
 
     async def delete_card(self, phone: str) -> None:
         await self._run(_delete_card(phone))
+
+    async def fail_message(self, message_id: str, code: int = 4001) -> dict[str, Any]:
+        return dict(await self._run(_fail_message(message_id, code)))
 
     async def seed(self, number: str, count: int, **options: Any) -> list[str]:
         return list(await self._run(_seed(number, count, options)))

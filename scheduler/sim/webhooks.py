@@ -1,5 +1,9 @@
 """Signed webhook delivery, the way Linq does it, with a short retry schedule for tests.
 
+Every delivery is signed both ways, as Linq does during the deprecation of its legacy
+headers: Standard Webhooks (``webhook-id`` = the event id, ``webhook-timestamp``,
+``webhook-signature``) when the secret is a ``whsec_`` one, and ``X-Webhook-*`` always.
+
 Events are spread over a few worker queues by their key (a chat id or a card's number): one
 key always lands on the same worker, which delivers its events one after the other, so a
 chat's events arrive in creation order while different chats are delivered in parallel. A
@@ -16,9 +20,10 @@ from collections import deque
 from typing import Any
 
 import httpx
+from standardwebhooks import Webhook
 
 from scheduler import clock
-from scheduler.ingest.signing import sign
+from scheduler.ingest.signing import STANDARD_PREFIX, sign, sign_standard, standard_webhook
 from scheduler.sim.model import Event, iso
 from scheduler.sim.settings import SimSettings
 
@@ -38,6 +43,13 @@ def envelope(event: Event, partner_id: str) -> dict[str, Any]:
     }
 
 
+def _standard_signer(secret: str | None) -> Webhook | None:
+    """The Standard Webhooks signer of a ``whsec_`` secret; None for a legacy-only secret."""
+    if secret is None or not secret.startswith(STANDARD_PREFIX):
+        return None
+    return standard_webhook(secret)
+
+
 def _retryable(status: int) -> bool:
     return status >= 500 or status == 429
 
@@ -49,6 +61,7 @@ class WebhookDispatcher:
         self.settings = settings
         self.url = settings.webhook_url
         self.secret = settings.webhook_secret
+        self._standard = _standard_signer(self.secret)
         self.enabled = settings.webhook_url is not None
         self.pending = 0
         self.delivered = 0
@@ -68,6 +81,7 @@ class WebhookDispatcher:
         if url is not None:
             self.url = url
         if secret is not None:
+            self._standard = _standard_signer(secret)
             self.secret = secret
         self.enabled = enabled and self.url is not None
 
@@ -172,6 +186,12 @@ class WebhookDispatcher:
         }
         if self.secret:
             headers["X-Webhook-Signature"] = sign(self.secret, timestamp, raw)
+        if self._standard is not None:
+            headers["webhook-id"] = event.event_id
+            headers["webhook-timestamp"] = str(timestamp)
+            headers["webhook-signature"] = sign_standard(
+                self._standard, event.event_id, timestamp, raw
+            )
         try:
             response = await self._client.post(url, content=raw, headers=headers)
         except httpx.HTTPError:

@@ -21,7 +21,9 @@ from scheduler.demo.processes import (
 )
 
 API_KEY = "e2e-api-key-5f1c2d9a"
-WEBHOOK_SECRET = "e2e-webhook-secret-77aa31"
+# A Standard Webhooks secret, as Linq hands out: the simulator signs both ways with it and the
+# daemon verifies the Standard signature.
+WEBHOOK_SECRET = "whsec_ZTJlLXdlYmhvb2stc2VjcmV0LTc3YWEzMS0wMDAw"
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

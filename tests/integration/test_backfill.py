@@ -528,6 +528,24 @@ async def test_fresher_webhook_knowledge_is_kept(rig: Rig) -> None:
     assert report.lines[0].message_pages == 1
 
 
+async def test_a_failed_outbound_message_is_no_outbound_activity(rig: Rig) -> None:
+    async with rig.sim.async_control() as control:
+        created = await control.create_chat(LINES[0], ["+12125550003"])
+        failed_only = created["chat"]["id"]
+        await control.fail_message(created["chat"]["message"]["id"])
+        [kept] = await control.seed(LINES[0], 1, start=_start(T0 - 3 * H))
+        later = await control.send(kept, "this one fails")
+        await control.fail_message(later["message"]["id"])
+    await rig.backfill([LINES[0]])
+    rows = await ledger_chats(rig.ledger)
+    # A chat whose only outbound message failed has none: it is never due.
+    assert rows[failed_only]["first_outbound_at"] is None
+    assert rows[failed_only]["next_share_at"] is None
+    # A failed message after a delivered one moves nothing.
+    assert rows[kept]["first_outbound_at"] == T0 - 3 * H
+    assert rows[kept]["last_outbound_at"] == T0 - 3 * H
+
+
 async def test_since_skips_chats_without_recent_activity(rig: Rig) -> None:
     async with rig.sim.async_control() as control:
         await control.seed(LINES[0], 40, start=_start(T0 - 30 * 24 * H))

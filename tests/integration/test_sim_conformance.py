@@ -256,26 +256,28 @@ def test_chat_and_message_shapes(api: httpx.Client) -> None:
     created = api.post("/v3/chats", json=body)
     assert created.status_code == 200
     chat = created.json()["chat"]
-    assert set(chat) >= {"id", "created_at", "updated_at", "is_group", "service", "handles"}
+    assert set(chat) >= {"id", "is_group", "service", "handles", "health_status", "message"}
     assert chat["is_group"] is True
     assert chat["service"] == "iMessage"
     assert chat["health_status"]["status"] == "HEALTHY"
     me = [h for h in chat["handles"] if h["is_me"]]
     assert [h["handle"] for h in me] == [LINE]
     assert set(me[0]) >= {"id", "handle", "service", "is_me", "joined_at", "left_at", "status"}
-    message = created.json()["message"]
-    assert message["is_from_me"] is True
-    assert message["chat_id"] == chat["id"]
-    assert set(message) >= {"id", "sent_at", "created_at", "delivery_status", "service", "from"}
+    message = chat["message"]
+    assert message["from_handle"]["is_me"] is True
+    assert set(message) >= {"id", "sent_at", "created_at", "delivery_status", "is_read", "parts"}
 
     sent = api.post(
         f"/v3/chats/{chat['id']}/messages",
         json={"message": {"parts": [{"type": "text", "value": "Still there?"}]}},
     )
     assert sent.status_code == 200
-    assert sent.json()["parts"] == [{"type": "text", "value": "Still there?"}]
+    assert sent.json()["chat_id"] == chat["id"]
+    assert sent.json()["message"]["parts"] == [{"type": "text", "value": "Still there?"}]
     listed = api.get(f"/v3/chats/{chat['id']}/messages").json()
-    assert [m["id"] for m in listed["messages"]] == [message["id"], sent.json()["id"]]
+    assert [m["id"] for m in listed["messages"]] == [message["id"], sent.json()["message"]["id"]]
+    assert listed["messages"][0]["is_from_me"] is True
+    assert listed["messages"][0]["chat_id"] == chat["id"]
     assert listed["next_cursor"] is None
     error_of(api.get("/v3/chats/missing/messages"), 404, 2001)
 
@@ -473,7 +475,8 @@ def test_webhooks_arrive_signed_and_in_order(
         "message.received",
     ]
     card_event = next(e for e in events if e["event_type"] == "contact_card.created")
-    assert card_event["data"]["first_name"] == "Acme"
+    assert card_event["data"]["contact_card"]["first_name"] == "Acme"
+    assert card_event["data"]["phone_number"] == LINE
     first = events[1] if events[0]["event_type"] == "contact_card.created" else events[0]
     assert first["data"]["id"] == chat_id
     for event in events:

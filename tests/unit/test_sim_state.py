@@ -10,7 +10,7 @@ import pytest
 
 from scheduler.sim.model import Event, SimError
 from scheduler.sim.settings import SimSettings
-from scheduler.sim.state import SimState, check_limit
+from scheduler.sim.state import HEALTH_DOC_URL, SimState, check_limit
 
 LINE = "+14155550100"
 OTHER_LINE = "+14155550111"
@@ -137,7 +137,9 @@ def test_patch_keeps_omitted_fields_and_reapplies_the_card(
         "is_active": False,
     }
     assert [e.event_type for e in events] == ["contact_card.created", "contact_card.updated"]
-    assert events[1].data["changed_fields"] == ["last_name"]
+    assert events[1].data["change"] == {"last_name": {"from": None, "to": "Inc"}}
+    assert events[1].data["contact_card"]["last_name"] == "Inc"
+    assert events[1].data["phone_number"] == LINE
     clock.tick(timedelta(seconds=5))
     assert state.cards[LINE].is_active(clock.now())
 
@@ -244,7 +246,11 @@ def test_create_chat_sends_its_first_message_and_events(
     assert body["is_group"] is False
     assert body["service"] == "iMessage"
     assert [(h["handle"], h["is_me"]) for h in body["handles"]] == [(LINE, True), (ALICE, False)]
-    assert body["health_status"] == {"status": "HEALTHY", "updated_at": "2026-03-02T15:00:00.000Z"}
+    assert body["health_status"] == {
+        "status": "HEALTHY",
+        "updated_at": "2026-03-02T15:00:00.000Z",
+        "doc_url": HEALTH_DOC_URL + "healthy",
+    }
     assert message.to_json()["is_from_me"] is True
     assert message.to_json()["from"] == LINE
     assert [e.event_type for e in events] == ["chat.created", "message.sent", "message.delivered"]
@@ -297,6 +303,7 @@ def test_stop_opts_out_and_any_other_text_opts_back_in(
     assert state.chat_json(chat)["health_status"] == {
         "status": "OPTED_OUT",
         "updated_at": "2026-03-02T15:01:00.000Z",
+        "doc_url": HEALTH_DOC_URL + "opted-out",
     }
     assert events[-1].event_type == "message.received"
     assert events[-1].data["direction"] == "inbound"

@@ -1,0 +1,55 @@
+"""``/v3/webhook-subscriptions[/{id}]``: list, create, read, update and delete subscriptions.
+
+Updates are partial and answer to ``PUT`` (what Linq's SDK sends) as well as ``PATCH`` (what
+the API notes say).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scheduler.sim.api import Simulator, json_response, read_json, v3
+
+
+def webhook_subscription_routes(sim: Simulator) -> list[Route]:
+    store = sim.subscriptions
+
+    async def list_all(request: Request, trace_id: str) -> Response:
+        items = [s.to_json() for s in store.items.values()]
+        return json_response({"subscriptions": items}, trace_id)
+
+    async def create(request: Request, trace_id: str) -> Response:
+        subscription, secret = store.create(await read_json(request))
+        return json_response({**subscription.to_json(), "signing_secret": secret}, trace_id)
+
+    async def read(request: Request, trace_id: str) -> Response:
+        return json_response(store.get(request.path_params["id"]).to_json(), trace_id)
+
+    async def update(request: Request, trace_id: str) -> Response:
+        body = await read_json(request)
+        return json_response(store.update(request.path_params["id"], body).to_json(), trace_id)
+
+    async def delete(request: Request, trace_id: str) -> Response:
+        store.delete(request.path_params["id"])
+        return Response(status_code=204, headers={"X-Trace-Id": trace_id})
+
+    collection = {"GET": v3(sim, list_all), "POST": v3(sim, create)}
+    one = {
+        "GET": v3(sim, read),
+        "PUT": v3(sim, update),
+        "PATCH": v3(sim, update),
+        "DELETE": v3(sim, delete),
+    }
+
+    async def on_collection(request: Request) -> Response:
+        return await collection[request.method](request)
+
+    async def on_one(request: Request) -> Response:
+        return await one[request.method](request)
+
+    return [
+        Route("/v3/webhook-subscriptions", on_collection, methods=["GET", "POST"]),
+        Route("/v3/webhook-subscriptions/{id}", on_one, methods=["GET", "PUT", "PATCH", "DELETE"]),
+    ]
