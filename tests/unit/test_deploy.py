@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel
 
 from scheduler.config import Schedule, load_schedule, normalize_database_url
+from scheduler.healthcheck import livez_url
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -99,7 +100,8 @@ def test_compose_runs_postgres_and_the_daemon_on_a_valid_schedule(tmp_path: Path
     assert int(container) == schedule.webhooks.port
     assert schedule.webhooks.host == "0.0.0.0", "reachable from outside the container"
     assert f"EXPOSE {container}" in _dockerfile()
-    assert f"127.0.0.1:{container}/healthz" in _dockerfile()
+    # The image's health check asks the port this schedule listens on.
+    assert livez_url(schedule) == f"http://127.0.0.1:{container}/livez"
 
 
 def test_compose_fails_fast_without_its_secrets() -> None:
@@ -114,7 +116,7 @@ def test_dockerfile_is_slim_non_root_health_checked_and_can_migrate() -> None:
     assert bases and all(b.startswith("python:3.11-slim") for b in bases)
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
-    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", text, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n?.*scheduler\.healthcheck", text, re.M)
     entry = re.search(r'^ENTRYPOINT \["([^"]+)"\]', text, re.M)
     assert entry is not None
     script = DEPLOY / Path(entry.group(1)).name
@@ -123,7 +125,8 @@ def test_dockerfile_is_slim_non_root_health_checked_and_can_migrate() -> None:
     assert 'SHARE_SCHEDULER_MIGRATE:-0}" = "1"' in body and "db upgrade" in body
     assert 'exec share-scheduler "$@"' in body, "signals reach the daemon (PID 1)"
     env = _docker_env(text)
-    assert env["SHARE_SCHEDULER_MIGRATIONS"] == "/app/migrations"
+    # The migrations the wheel installs as data files under the image's prefix.
+    assert env["SHARE_SCHEDULER_MIGRATIONS"] == "/usr/local/share/share-scheduler/migrations"
     assert "COPY migrations ./migrations" in text
 
 
