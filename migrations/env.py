@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from scheduler.ledger.engine import create_engine
 from scheduler.ledger.models import Base
+from scheduler.ledger.schema import lock_schema
 
 config = context.config
 target_metadata = Base.metadata
@@ -27,6 +28,8 @@ def _configure(connection: Connection) -> None:
 def _run(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
+        # Replicas migrating at once: one runs, the others wait (plain `alembic` commands too).
+        lock_schema(connection)
         context.run_migrations()
 
 

@@ -1,8 +1,10 @@
-"""``share-scheduler db upgrade|current``."""
+"""``share-scheduler db upgrade|downgrade|current``."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 import typer
 
@@ -13,32 +15,57 @@ from scheduler.ledger.engine import Ledger
 db_app = typer.Typer(help="Ledger database schema.", no_args_is_help=True)
 
 
-@db_app.command("upgrade")
-def upgrade(
-    config: ConfigOption = None, database_url: DatabaseUrlOption = None, revision: str = "head"
-) -> None:
-    """Create or migrate the ledger schema to the latest revision."""
+def _on_ledger(
+    config: ConfigOption,
+    database_url: DatabaseUrlOption,
+    work: Callable[[Ledger], Awaitable[tuple[str | None, str | None]]],
+) -> tuple[str | None, str | None]:
     schedule, _ = load(config, database_url)
 
     async def _run() -> tuple[str | None, str | None]:
         ledger = Ledger.from_config(schedule.database)
         try:
-            return await schema.upgrade(ledger, revision)
+            return await work(ledger)
         finally:
             await ledger.dispose()
 
-    before, after = asyncio.run(_run())
+    return asyncio.run(_run())
+
+
+@db_app.command("upgrade")
+def upgrade(
+    config: ConfigOption = None, database_url: DatabaseUrlOption = None, revision: str = "head"
+) -> None:
+    """Create or migrate the ledger schema to the latest revision (safe from many replicas)."""
+    before, after = _on_ledger(config, database_url, lambda led: schema.upgrade(led, revision))
     if before == after:
         typer.echo(f"ledger already at {after}")
     else:
         typer.echo(f"ledger upgraded from {before or 'empty'} to {after}")
 
 
+@db_app.command("downgrade")
+def downgrade(
+    revision: Annotated[
+        str,
+        typer.Argument(help="The revision to step back to: -1 (one step, the default) or base."),
+    ] = "-1",
+    config: ConfigOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Step the ledger schema back, to run an older version (what it drops is lost)."""
+    before, after = _on_ledger(config, database_url, lambda led: schema.downgrade(led, revision))
+    if before == after:
+        typer.echo(f"ledger already at {after or 'empty'}")
+    else:
+        typer.echo(f"ledger downgraded from {before or 'empty'} to {after or 'empty'}")
+
+
 @db_app.command("current")
 def current(
     config: ConfigOption = None, database_url: DatabaseUrlOption = None, json: JsonOption = False
 ) -> None:
-    """Show the ledger's schema revision and whether it is the latest. Exit 3 when behind."""
+    """Show the ledger's schema revision and whether it is the latest. Exit 3 when not."""
     schedule, _ = load(config, database_url)
 
     async def _run() -> str | None:
@@ -49,6 +76,8 @@ def current(
             await ledger.dispose()
 
     rev = asyncio.run(_run())
+    # A ledger migrated by a newer version: exit 3 naming both revisions.
+    schema.check_known(rev)
     head = schema.head_revision()
     if json:
         print_json({"current": rev, "head": head, "up_to_date": rev == head})
