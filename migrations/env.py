@@ -8,6 +8,7 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from scheduler.config import database_password
 from scheduler.ledger.engine import create_engine
 from scheduler.ledger.models import Base
 from scheduler.ledger.schema import lock_schema
@@ -34,7 +35,8 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
-    engine = create_engine(url, pool_size=1)
+    password = database_password()
+    engine = create_engine(url, pool_size=1, password=password.reveal() if password else None)
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_run)
