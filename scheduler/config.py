@@ -25,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from scheduler.errors import ConfigError, ConfigProblem
 
@@ -164,19 +166,16 @@ class DatabaseConfig(_Model):
 _URL_PASSWORD = re.compile(r"(?<=:)[^:@/]*(?=@)")
 
 
-def redact_url(url: str) -> str:
+def redact_url(url: str | URL) -> str:
     """A database URL fit to show: the password replaced by ``***``, whatever its shape.
 
     Every message, log event, repr and report that names a database URL goes through here.
     """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         # Not a URL SQLAlchemy can parse: mask anything between a colon and an @.
-        return _URL_PASSWORD.sub("***", url)
+        return _URL_PASSWORD.sub("***", str(url))
 
 
 def database_password(env: Mapping[str, str] | None = None) -> Secret | None:

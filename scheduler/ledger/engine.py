@@ -125,7 +125,7 @@ class Ledger:
 
     @property
     def url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
+        return redact_url(self.engine.url)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
