@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -12,17 +12,19 @@ from scheduler.cli.common import ConfigOption, DatabaseUrlOption, JsonOption, lo
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger
 
+T = TypeVar("T")
 db_app = typer.Typer(help="Ledger database schema.", no_args_is_help=True)
 
 
 def _on_ledger(
     config: ConfigOption,
     database_url: DatabaseUrlOption,
-    work: Callable[[Ledger], Awaitable[tuple[str | None, str | None]]],
-) -> tuple[str | None, str | None]:
+    work: Callable[[Ledger], Awaitable[T]],
+) -> T:
+    """Run ``work`` on the ledger whatever its schema (these commands are what changes it)."""
     schedule, _ = load(config, database_url)
 
-    async def _run() -> tuple[str | None, str | None]:
+    async def _run() -> T:
         ledger = Ledger.from_config(schedule.database)
         try:
             return await work(ledger)
@@ -32,16 +34,20 @@ def _on_ledger(
     return asyncio.run(_run())
 
 
+def _report(done: str, before: str | None, after: str | None) -> None:
+    if before == after:
+        typer.echo(f"ledger already at {after or 'empty'}")
+    else:
+        typer.echo(f"ledger {done} from {before or 'empty'} to {after or 'empty'}")
+
+
 @db_app.command("upgrade")
 def upgrade(
     config: ConfigOption = None, database_url: DatabaseUrlOption = None, revision: str = "head"
 ) -> None:
     """Create or migrate the ledger schema to the latest revision (safe from many replicas)."""
     before, after = _on_ledger(config, database_url, lambda led: schema.upgrade(led, revision))
-    if before == after:
-        typer.echo(f"ledger already at {after}")
-    else:
-        typer.echo(f"ledger upgraded from {before or 'empty'} to {after}")
+    _report("upgraded", before, after)
 
 
 @db_app.command("downgrade")
@@ -55,10 +61,7 @@ def downgrade(
 ) -> None:
     """Step the ledger schema back, to run an older version (what it drops is lost)."""
     before, after = _on_ledger(config, database_url, lambda led: schema.downgrade(led, revision))
-    if before == after:
-        typer.echo(f"ledger already at {after or 'empty'}")
-    else:
-        typer.echo(f"ledger downgraded from {before or 'empty'} to {after or 'empty'}")
+    _report("downgraded", before, after)
 
 
 @db_app.command("current")
@@ -66,16 +69,7 @@ def current(
     config: ConfigOption = None, database_url: DatabaseUrlOption = None, json: JsonOption = False
 ) -> None:
     """Show the ledger's schema revision and whether it is the latest. Exit 3 when not."""
-    schedule, _ = load(config, database_url)
-
-    async def _run() -> str | None:
-        ledger = Ledger.from_config(schedule.database)
-        try:
-            return await schema.current_revision(ledger)
-        finally:
-            await ledger.dispose()
-
-    rev = asyncio.run(_run())
+    rev = _on_ledger(config, database_url, schema.current_revision)
     # A ledger migrated by a newer version: exit 3 naming both revisions.
     schema.check_known(rev)
     head = schema.head_revision()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -23,15 +22,6 @@ from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger, create_engine
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: no schema at all."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'fresh.db'}"
-    url: str = request.getfixturevalue("empty_pg_url")
-    return url
 
 
 def _db(*args: str, url: str) -> subprocess.CompletedProcess[str]:
@@ -70,10 +60,10 @@ async def _with_ledger(url: str, work: object) -> object:
         await ledger.dispose()
 
 
-def test_three_replicas_upgrading_at_once_migrate_the_ledger_once(fresh_url: str) -> None:
+def test_three_replicas_upgrading_at_once_migrate_the_ledger_once(empty_url: str) -> None:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "scheduler", "db", "upgrade", "--database-url", fresh_url],
+            [sys.executable, "-m", "scheduler", "db", "upgrade", "--database-url", empty_url],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -96,68 +86,68 @@ def test_three_replicas_upgrading_at_once_migrate_the_ledger_once(fresh_url: str
             await conn.run_sync(_check)
         return await schema.current_revision(ledger), rows
 
-    current, rows = asyncio.run(_with_ledger(fresh_url, _state))  # type: ignore[misc]
+    current, rows = asyncio.run(_with_ledger(empty_url, _state))  # type: ignore[misc]
     assert (current, rows) == (head, [head])
 
 
-def test_every_revision_goes_down_and_up_again_through_the_command(fresh_url: str) -> None:
+def test_every_revision_goes_down_and_up_again_through_the_command(empty_url: str) -> None:
     steps = _revisions()
     assert len(steps) >= 2
     for revision, before in steps:
-        up = _db("upgrade", "--revision", revision, url=fresh_url)
+        up = _db("upgrade", "--revision", revision, url=empty_url)
         assert up.returncode == 0, up.stderr
         assert up.stdout.strip().endswith(f"to {revision}"), up.stdout
-        down = _db("downgrade", before, url=fresh_url)
+        down = _db("downgrade", before, url=empty_url)
         assert down.returncode == 0, down.stderr
         shown = "empty" if before == "base" else before
         assert down.stdout.strip() == f"ledger downgraded from {revision} to {shown}"
-        again = _db("upgrade", "--revision", revision, url=fresh_url)
+        again = _db("upgrade", "--revision", revision, url=empty_url)
         assert again.returncode == 0, again.stderr
     head = schema.head_revision()
-    current = _db("current", url=fresh_url)
+    current = _db("current", url=empty_url)
     assert (current.returncode, current.stdout.strip()) == (0, f"{head} (up to date)")
 
     async def _clean(ledger: Ledger) -> None:
         async with ledger.read() as conn:
             await conn.run_sync(_check)
 
-    asyncio.run(_with_ledger(fresh_url, _clean))  # type: ignore[arg-type]
+    asyncio.run(_with_ledger(empty_url, _clean))  # type: ignore[arg-type]
     # One step back without naming a revision, then all the way down and up: still clean.
-    back = _db("downgrade", url=fresh_url)
+    back = _db("downgrade", url=empty_url)
     assert back.returncode == 0, back.stderr
     assert back.stdout.strip() == f"ledger downgraded from {head} to {steps[-1][1]}"
-    assert _db("downgrade", "base", url=fresh_url).returncode == 0
-    assert _db("current", url=fresh_url).stdout.strip().startswith("empty")
-    assert _db("upgrade", url=fresh_url).returncode == 0
-    asyncio.run(_with_ledger(fresh_url, _clean))  # type: ignore[arg-type]
+    assert _db("downgrade", "base", url=empty_url).returncode == 0
+    assert _db("current", url=empty_url).stdout.strip().startswith("empty")
+    assert _db("upgrade", url=empty_url).returncode == 0
+    asyncio.run(_with_ledger(empty_url, _clean))  # type: ignore[arg-type]
 
 
-def test_downgrade_to_an_unknown_revision_is_refused_and_changes_nothing(fresh_url: str) -> None:
-    assert _db("upgrade", url=fresh_url).returncode == 0
-    bad = _db("downgrade", "nope", url=fresh_url)
+def test_downgrade_to_an_unknown_revision_is_refused_and_changes_nothing(empty_url: str) -> None:
+    assert _db("upgrade", url=empty_url).returncode == 0
+    bad = _db("downgrade", "nope", url=empty_url)
     assert bad.returncode == 2, bad.stderr
     assert "nope" in bad.stderr and "Traceback" not in bad.stderr
-    assert _db("current", url=fresh_url).returncode == 0
+    assert _db("current", url=empty_url).returncode == 0
 
 
-def test_a_binary_older_than_the_ledger_refuses_naming_both_revisions(fresh_url: str) -> None:
+def test_a_binary_older_than_the_ledger_refuses_naming_both_revisions(empty_url: str) -> None:
     head = schema.head_revision()
-    assert _db("upgrade", url=fresh_url).returncode == 0
+    assert _db("upgrade", url=empty_url).returncode == 0
 
     async def _from_the_future(ledger: Ledger) -> None:
         async with ledger.write() as conn:
             await conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
 
-    asyncio.run(_with_ledger(fresh_url, _from_the_future))  # type: ignore[arg-type]
+    asyncio.run(_with_ledger(empty_url, _from_the_future))  # type: ignore[arg-type]
     expected = f"ledger at 9999, this version knows up to {head}"
 
     async def _ensure(ledger: Ledger) -> None:
         await schema.ensure_current(ledger)
 
     with pytest.raises(SchemaOutOfDate, match=expected):
-        asyncio.run(_with_ledger(fresh_url, _ensure))  # type: ignore[arg-type]
+        asyncio.run(_with_ledger(empty_url, _ensure))  # type: ignore[arg-type]
     for args in (("upgrade",), ("current",)):
-        run = _db(*args, url=fresh_url)
+        run = _db(*args, url=empty_url)
         assert run.returncode == 3, (args, run.stdout, run.stderr)
         assert expected in run.stdout + run.stderr, (args, run.stdout, run.stderr)
         assert "Traceback" not in run.stderr
