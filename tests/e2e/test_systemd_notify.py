@@ -7,6 +7,7 @@ scheduler running, WATCHDOG=1 again and again at half the period, STOPPING=1 on 
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -97,12 +98,19 @@ def test_ready_watchdog_and_stopping_reach_the_notify_socket(
     daemon = stack.add_daemon({"lines": [{"number": L1}]}, port=port)
     notify.ready_url = f"{daemon.base_url}/readyz"
     notify.start()
-    env = {**daemon.env, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
-    with daemon.log_path.open("ab") as log:
+    env = {
+        **daemon.env,
+        "NOTIFY_SOCKET": str(notify.path),
+        "WATCHDOG_USEC": "1000000",
+        # As in the container image: the log lines on stdout, nothing on stderr.
+        "SHARE_SCHEDULER_LOG_STREAM": "stdout",
+    }
+    stderr_path = daemon.log_path.with_suffix(".stderr")
+    with daemon.log_path.open("ab") as log, stderr_path.open("wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scheduler", "run", "--config", str(daemon.config_path)],
             stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=err,
             env=env,
         )
         try:
@@ -123,6 +131,9 @@ def test_ready_watchdog_and_stopping_reach_the_notify_socket(
                 proc.kill()
                 proc.wait(10)
     wait_for(lambda: bool(notify.states("STOPPING=1")), timeout=10, what="STOPPING=1")
+    events = [json.loads(line)["event"] for line in daemon.logs().splitlines() if line.strip()]
+    assert "daemon.started" in events and "systemd.ready" in events and "daemon.stopped" in events
+    assert stderr_path.read_text() == ""
     assert len(notify.states("READY=1")) == 1
     stopping_at = notify.states("STOPPING=1")[0]
     assert stopping_at > notify.states("WATCHDOG=1")[-1] - 1.0

@@ -8,8 +8,10 @@ walks every revision the migrations directory has, so migrations added later are
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -130,7 +132,9 @@ def test_downgrade_to_an_unknown_revision_is_refused_and_changes_nothing(empty_u
     assert _db("current", url=empty_url).returncode == 0
 
 
-def test_a_binary_older_than_the_ledger_refuses_naming_both_revisions(empty_url: str) -> None:
+def test_a_binary_older_than_the_ledger_refuses_naming_both_revisions(
+    empty_url: str, tmp_path: Path
+) -> None:
     head = schema.head_revision()
     assert _db("upgrade", url=empty_url).returncode == 0
 
@@ -151,3 +155,19 @@ def test_a_binary_older_than_the_ledger_refuses_naming_both_revisions(empty_url:
         assert run.returncode == 3, (args, run.stdout, run.stderr)
         assert expected in run.stdout + run.stderr, (args, run.stdout, run.stderr)
         assert "Traceback" not in run.stderr
+    # The daemon itself refuses to start, with the same words and exit code.
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("webhooks: {enabled: false}\nbackfill: {enabled: false}\n")
+    daemon = subprocess.run(
+        [sys.executable, "-m", "scheduler", "run", "--config", str(schedule)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LINQ_API_KEY": "k-123456",
+            "SHARE_SCHEDULER_DATABASE_URL": empty_url,
+        },
+    )
+    assert daemon.returncode == 3, daemon.stderr
+    assert expected in daemon.stderr
