@@ -127,6 +127,13 @@ def test_no_command_output_shows_the_password(empty_pg_url: str, tmp_path: Path)
     file.write_text(PASSWORD)
     both = {**env_pw, DATABASE_PASSWORD_FILE_ENV: str(file)}
     run("both", "db", "current", "--database-url", empty_pg_url, code=2, env=both)
+    # A password file that cannot be read: every door says so the same way (exit 2).
+    missing = {DATABASE_PASSWORD_FILE_ENV: str(tmp_path / "no-such-file")}
+    run("no file", "db", "upgrade", "--database-url", empty_pg_url, code=2, env=missing)
+    checked = tmp_path / "checked.yaml"
+    checked.write_text(yaml.safe_dump({"database": {"url": empty_pg_url}}))
+    linq_env = {"LINQ_API_KEY": "k-123456", "LINQ_WEBHOOK_SECRET": "w-123456"}
+    run("check no file", "config", "check", str(checked), code=2, env={**linq_env, **missing})
     # doctor, on a schedule naming the ledger with its password inline.
     good = tmp_path / "good.yaml"
     good.write_text(
@@ -150,6 +157,8 @@ def test_no_command_output_shows_the_password(empty_pg_url: str, tmp_path: Path)
     assert "not both" in said["both"]
     assert "is not a database URL" in said["config check"]
     assert "ledger unavailable" in said["down"]
+    for label in ("no file", "check no file"):
+        assert f"{DATABASE_PASSWORD_FILE_ENV}: cannot read" in said[label], said[label]
 
 
 def test_reprs_never_show_the_password(empty_pg_url: str, tmp_path: Path) -> None:
