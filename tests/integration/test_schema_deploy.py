@@ -171,3 +171,35 @@ def test_a_binary_older_than_the_ledger_refuses_naming_both_revisions(
     )
     assert daemon.returncode == 3, daemon.stderr
     assert expected in daemon.stderr
+
+
+def test_plain_alembic_upgrades_at_once_take_the_same_lock(empty_pg_url: str) -> None:
+    """A developer's ``alembic upgrade head`` (migrations/env.py opening its own connection)
+    waits for the schema lock too; the password comes apart from the URL, as in the daemon."""
+    root = Path(__file__).resolve().parents[2]
+    alembic = Path(sys.executable).parent / "alembic"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "SHARE_SCHEDULER_DATABASE_URL": empty_pg_url,
+        "SHARE_SCHEDULER_DATABASE_PASSWORD": "any:pass@word",  # loopback trusts: any works
+    }
+    procs = [
+        subprocess.Popen(
+            [str(alembic), "-c", str(root / "alembic.ini"), "upgrade", "head"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=root,
+            env=env,
+        )
+        for _ in range(3)
+    ]
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    assert [code for code, _err in results] == [0, 0, 0], [err[-2000:] for _c, err in results]
+
+    async def _rows(ledger: Ledger) -> list[str]:
+        async with ledger.read() as conn:
+            rows = await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+            return [r[0] for r in rows]
+
+    assert asyncio.run(_with_ledger(empty_pg_url, _rows)) == [schema.head_revision()]  # type: ignore[arg-type]
