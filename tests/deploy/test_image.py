@@ -10,9 +10,11 @@ the image puts them, and ``config check`` of the shipped schedules.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import venv
@@ -22,6 +24,7 @@ import pytest
 
 from scheduler import __version__
 from scheduler.healthcheck import LIVEZ_PATH
+from scheduler.ledger import schema
 from tests.deploy.dockerfile import ROOT, parse_stages
 
 # The test installs every runtime dependency into a new venv (from pip's cache: about a minute).
@@ -122,8 +125,8 @@ def test_the_build_stage_installs_and_the_installed_command_runs(tmp_path: Path)
     ledger = tmp_path / "ledger.db"
     upgrade = run("db", "upgrade", "--database-url", f"sqlite:///{ledger}")
     assert upgrade.returncode == 0, upgrade.stderr
-    head = sorted((ROOT / "migrations" / "versions").glob("*.py"))[-1].name.split("_")[0]
-    assert f"to {head}" in upgrade.stdout
+    head = schema.head_revision()
+    assert head is not None and f"to {head}" in upgrade.stdout
     current = run("db", "current", "--database-url", f"sqlite:///{ledger}")
     assert (current.returncode, current.stdout.startswith(head)) == (0, True), current.stdout
     for schedule in ("schedule.example.yaml", "compose.schedule.yaml"):
@@ -135,6 +138,44 @@ def test_the_build_stage_installs_and_the_installed_command_runs(tmp_path: Path)
             LINQ_WEBHOOK_SECRET="w-123456",
         )
         assert (check.returncode, check.stdout.strip()) == (0, "ok"), check.stderr
+    # The entrypoint as the image runs it: migrate first when asked, then the command.
+    (entrypoint,) = json.loads(final.instructions["ENTRYPOINT"][-1])
+    script = tmp_path / "final-fs" / entrypoint.lstrip("/")
+    fresh = tmp_path / "fresh.db"
+    entry = subprocess.run(
+        ["/bin/sh", str(script), "db", "current"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={
+            **run_env,
+            "SHARE_SCHEDULER_MIGRATE": "1",
+            "SHARE_SCHEDULER_DATABASE_URL": f"sqlite:///{fresh}",
+        },
+    )
+    assert entry.returncode == 0, entry.stderr
+    assert entry.stdout.splitlines() == [
+        f"ledger upgraded from empty to {head}",
+        f"{head} (up to date)",
+    ]
+    # The HEALTHCHECK's command, with the installed Python: nothing listens, so unhealthy (1),
+    # naming the URL it asked (a missing module would exit 1 too, but say nothing of /livez).
+    health_cmd = json.loads(final.instructions["HEALTHCHECK"][-1].split(" CMD ", 1)[1])
+    assert health_cmd[0] == "python"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        probe_schedule = tmp_path / "probe.yaml"
+        probe_schedule.write_text(f"webhooks: {{listen: '0.0.0.0:{port}'}}\n")
+        probe = subprocess.run(
+            [str(python), *health_cmd[1:]],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**run_env, "SHARE_SCHEDULER_CONFIG": str(probe_schedule)},
+        )
+    assert probe.returncode == 1
+    assert f"http://127.0.0.1:{port}/livez" in probe.stderr, probe.stderr
     # Nothing was imported from the source tree: the installed package answered.
     where = subprocess.run(
         [str(python), "-c", "import scheduler; print(scheduler.__file__)"],
