@@ -8,8 +8,10 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from scheduler.config import database_password
 from scheduler.ledger.engine import create_engine
 from scheduler.ledger.models import Base
+from scheduler.ledger.schema import lock_schema
 
 config = context.config
 target_metadata = Base.metadata
@@ -27,11 +29,14 @@ def _configure(connection: Connection) -> None:
 def _run(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
+        # Replicas migrating at once: one runs, the others wait (plain `alembic` commands too).
+        lock_schema(connection)
         context.run_migrations()
 
 
 async def _run_async(url: str) -> None:
-    engine = create_engine(url, pool_size=1)
+    password = database_password()
+    engine = create_engine(url, pool_size=1, password=password.reveal() if password else None)
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_run)

@@ -25,11 +25,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from scheduler.errors import ConfigError, ConfigProblem
 from scheduler.ingest.signing import STANDARD_PREFIX, standard_webhook
 
 CONFIG_ENV = "SHARE_SCHEDULER_CONFIG"
+# The database password, kept out of the URL (a URL would need it percent-escaped).
+DATABASE_PASSWORD_ENV = "SHARE_SCHEDULER_DATABASE_PASSWORD"  # noqa: S105 - a variable's name
+DATABASE_PASSWORD_FILE_ENV = "SHARE_SCHEDULER_DATABASE_PASSWORD_FILE"  # noqa: S105
 E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -178,12 +183,61 @@ class DatabaseConfig(_Model):
     def _scheme(cls, value: str) -> str:
         return normalize_database_url(value)
 
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" else value
+
+
+_URL_PASSWORD = re.compile(r"(?<=:)[^:@/]*(?=@)")
+
+
+def redact_url(url: str | URL) -> str:
+    """A database URL fit to show: the password replaced by ``***``, whatever its shape.
+
+    Every message, log event, repr and report that names a database URL goes through here.
+    """
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        # Not a URL SQLAlchemy can parse: mask anything between a colon and an @.
+        return _URL_PASSWORD.sub("***", str(url))
+
+
+def database_password(env: Mapping[str, str] | None = None) -> Secret | None:
+    """The password from $SHARE_SCHEDULER_DATABASE_PASSWORD or the file $..._PASSWORD_FILE
+    names; it replaces any password in the URL. ConfigError (exit 2) on a bad setting."""
+    env = os.environ if env is None else env
+    value, path = env.get(DATABASE_PASSWORD_ENV), env.get(DATABASE_PASSWORD_FILE_ENV)
+    if value and path:
+        raise ConfigError(
+            DATABASE_PASSWORD_FILE_ENV,
+            [
+                ConfigProblem(
+                    "", f"set {DATABASE_PASSWORD_ENV} or {DATABASE_PASSWORD_FILE_ENV}, not both"
+                )
+            ],
+        )
+    if path:
+        try:
+            text = _read_secret_file(Path(path))
+        except OSError as exc:
+            raise ConfigError(
+                DATABASE_PASSWORD_FILE_ENV,
+                [ConfigProblem("", f"cannot read {path}: {exc.strerror}")],
+            ) from exc
+        if not text:
+            raise ConfigError(DATABASE_PASSWORD_FILE_ENV, [ConfigProblem("", f"{path} is empty")])
+        return Secret(text, DATABASE_PASSWORD_FILE_ENV)
+    return Secret(value, DATABASE_PASSWORD_ENV) if value else None
+
 
 def normalize_database_url(url: str) -> str:
     """Map plain ``sqlite://`` and ``postgresql://`` URLs to the async drivers we ship."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"{url!r} is not a database URL (sqlite:///path or postgresql://...)")
+        raise ValueError(
+            f"{redact_url(url)!r} is not a database URL (sqlite:///path or postgresql://...)"
+        )
     base = scheme.split("+", 1)[0]
     if base == "sqlite":
         return f"sqlite+aiosqlite://{rest}"
@@ -739,6 +793,10 @@ def load_schedule(
             exc.problems.extend(_raw_secret_problems(data, env))
         raise ConfigError(source, exc.problems) from exc.__cause__
     secrets, problems = resolve_secrets(schedule, env)
+    try:
+        database_password(env)
+    except ConfigError as exc:
+        problems.extend(ConfigProblem(exc.source, str(p)) for p in exc.problems)
     if problems and require_secrets:
         raise ConfigError(source, problems)
     return schedule, secrets

@@ -41,6 +41,7 @@ from scheduler.ledger.stats import report_zone
 from scheduler.linq.client import LinqClient
 from scheduler.logs import configure_logging, register_secrets
 from scheduler.metrics import Metrics
+from scheduler.notify import SystemdNotifier
 from scheduler.rule import Policy
 from scheduler.share.share_pass import SharePass
 from scheduler.wakeups import Waker
@@ -111,6 +112,7 @@ class Daemon:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.card_waker = Waker(self.scheduler, "card_check")
         self.stopping = asyncio.Event()
+        self.notifier = SystemdNotifier()
         self.pass_task: asyncio.Task[Any] | None = None
         self.token_error: str | None = None
         self.ledger_error: str | None = None
@@ -375,6 +377,12 @@ class Daemon:
             listen=cfg.webhooks.listen if cfg.webhooks.enabled else None,
             pid=os.getpid(),
         )
+        self._spawn(
+            self.notifier.run(
+                lambda: self.scheduler.running and (server is None or server.started),
+                self.stopping,
+            )
+        )
         stop_wait = asyncio.create_task(self.stopping.wait())
         watch = [stop_wait] + ([server_task] if server_task else [])
         done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
@@ -390,6 +398,7 @@ class Daemon:
 
     async def shutdown(self, server: _Server | None, server_task: asyncio.Task[Any] | None) -> None:
         log.info("daemon.stopping")
+        self.notifier.stopping()
         self.stopping.set()
         self.share_pass.request_stop()
         self.scheduler.pause()

@@ -46,6 +46,12 @@ class SchemaOutOfDate(LedgerError):
     exit_code = 3
 
 
+class UnknownRevision(LedgerError):
+    """``db upgrade --revision`` / ``db downgrade`` named a revision that cannot be reached."""
+
+    exit_code = 2
+
+
 class NotFound(ShareSchedulerError):
     """A chat or line named on the command line does not exist in the ledger."""
 

@@ -7,12 +7,17 @@ carries its context (chat_id, line, pass_id, trace_id) bound with structlog's co
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
 
+from scheduler.errors import ConfigError, ConfigProblem
+
+# Where log lines go: stderr by default, stdout in the container image (its Dockerfile sets it).
+LOG_STREAM_ENV = "SHARE_SCHEDULER_LOG_STREAM"
 REDACTED = "**********"
 _HANDLER_NAME = "share-scheduler"
 # Tracebacks as data, without local variables: a local may hold a secret or a message body.
@@ -72,9 +77,21 @@ def debug_enabled() -> bool:
     return _level <= logging.DEBUG
 
 
+def default_stream() -> TextIO:
+    """The stream $SHARE_SCHEDULER_LOG_STREAM names (``stdout`` or ``stderr``, the default)."""
+    name = os.environ.get(LOG_STREAM_ENV, "stderr").strip().lower() or "stderr"
+    if name == "stdout":
+        return sys.stdout
+    if name == "stderr":
+        return sys.stderr
+    raise ConfigError(
+        LOG_STREAM_ENV, [ConfigProblem("", f"must be stdout or stderr, got {name!r}")]
+    )
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     global _level
-    stream = stream or sys.stderr
+    stream = stream or default_stream()
     use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=stream.isatty())

@@ -1,4 +1,4 @@
-"""The Starlette app: webhooks, /healthz, /readyz, /metrics."""
+"""The Starlette app: webhooks, /livez (alias /healthz), /readyz, /metrics."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ class Runtime:
         self.on_card_event(number)
 
 
-async def healthz(_request: Request) -> JSONResponse:
+async def livez(_request: Request) -> JSONResponse:
+    # Answered from the event loop: a reply means the process and its loop are alive.
     return JSONResponse({"status": "alive"})
 
 
@@ -94,7 +95,8 @@ class _App(Starlette):
 
 def create_app(runtime: Runtime) -> Starlette:
     routes = [
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
+        Route("/healthz", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

@@ -14,14 +14,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from scheduler.config import DatabaseConfig, normalize_database_url
+from scheduler.config import DatabaseConfig, database_password, normalize_database_url, redact_url
 from scheduler.errors import LedgerUnavailable
+from scheduler.logs import register_secrets
+
+__all__ = ["Ledger", "create_engine", "redact_url"]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-
-
-def redact_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, autocheckpoint: bool = True) -> None:
@@ -50,20 +49,24 @@ def create_engine(
     pool_size: int = 10,
     connect_timeout: float = 5.0,
     background_checkpoint: bool = False,
+    password: str | None = None,
 ) -> AsyncEngine:
     """An engine for the ledger at ``url``.
+
+    ``password`` (PostgreSQL) replaces the URL's: SQLAlchemy escapes it, so any character works.
 
     ``background_checkpoint`` (SQLite): commits never checkpoint the write-ahead log; the
     owner must run :class:`scheduler.ledger.checkpoint.Checkpointer` (the daemon does).
     """
-    url = normalize_database_url(url)
-    parsed = make_url(url)
+    parsed = make_url(normalize_database_url(url))
+    if password is not None and parsed.get_backend_name() != "sqlite":
+        parsed = parsed.set(password=password)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url,
+            parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             pool_size=pool_size,
             max_overflow=0,
@@ -76,7 +79,7 @@ def create_engine(
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     engine = create_async_engine(
-        url,
+        parsed,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
@@ -102,12 +105,17 @@ class Ledger:
 
     @classmethod
     def from_config(cls, cfg: DatabaseConfig, *, background_checkpoint: bool = False) -> Ledger:
+        password = database_password()
+        # Whichever way the password came (URL or environment), no log line may show it.
+        shown = [make_url(cfg.url).password, password.reveal() if password else None]
+        register_secrets([p for p in shown if p])
         return cls(
             create_engine(
                 cfg.url,
                 pool_size=cfg.pool_size,
                 connect_timeout=cfg.connect_timeout.total_seconds(),
                 background_checkpoint=background_checkpoint,
+                password=password.reveal() if password is not None else None,
             )
         )
 
@@ -117,7 +125,7 @@ class Ledger:
 
     @property
     def url(self) -> str:
-        return redact_url(self.engine.url.render_as_string(hide_password=False))
+        return redact_url(self.engine.url)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

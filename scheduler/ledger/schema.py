@@ -1,4 +1,10 @@
-"""Schema revisions: upgrade the ledger, and refuse to run on an out-of-date one."""
+"""Schema revisions: upgrade or downgrade the ledger, and refuse to run on another one.
+
+Several replicas may run ``db upgrade`` at once (a Kubernetes rollout, compose's entrypoint,
+systemd's ``ExecStartPre`` on two hosts): on PostgreSQL the migration runs under a
+transaction-scoped advisory lock, so one replica migrates and the others wait, then find the
+ledger at head. On SQLite the write transaction (``BEGIN IMMEDIATE``) already serialises them.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,21 @@ import os
 import sys
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection
 
-from scheduler.errors import SchemaOutOfDate
+from scheduler.errors import SchemaOutOfDate, UnknownRevision
 from scheduler.ledger.engine import Ledger
 
 MIGRATIONS_ENV = "SHARE_SCHEDULER_MIGRATIONS"
+# pg_advisory_xact_lock key for schema changes ("SSSCHEMA" as bytes): any fixed bigint works,
+# as long as every version of share-scheduler uses the same one.
+SCHEMA_LOCK_KEY = 0x5353_5343_4845_4D41
 
 
 def migrations_dir() -> Path:
@@ -36,12 +47,43 @@ def alembic_config() -> Config:
     return cfg
 
 
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return _script().get_current_head()
+
+
+def known_revisions() -> set[str]:
+    return {rev.revision for rev in _script().walk_revisions()}
+
+
+def lock_schema(connection: Connection) -> None:
+    """Hold the schema lock until ``connection``'s transaction ends (PostgreSQL only)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
 
 
 def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def _newer_than_known(current: str | None, head: str | None) -> SchemaOutOfDate | None:
+    if current is None or current in known_revisions():
+        return None
+    return SchemaOutOfDate(
+        f"ledger at {current}, this version knows up to {head}: a newer share-scheduler "
+        f"migrated it; run that version (or step the ledger back with it: "
+        f"`share-scheduler db downgrade {head}`)"
+    )
+
+
+def check_known(current: str | None) -> None:
+    """Raise SchemaOutOfDate when the ledger is at a revision this version does not have."""
+    newer = _newer_than_known(current, head_revision())
+    if newer is not None:
+        raise newer
 
 
 async def current_revision(ledger: Ledger) -> str | None:
@@ -49,37 +91,48 @@ async def current_revision(ledger: Ledger) -> str | None:
         return await conn.run_sync(_current)
 
 
-async def upgrade(ledger: Ledger, revision: str = "head") -> tuple[str | None, str | None]:
-    """Upgrade to ``revision``; return (before, after)."""
+def _migrate(connection: Connection, cfg: Config, direction: str, revision: str) -> None:
+    cfg.attributes["connection"] = connection
+    try:
+        if direction == "upgrade":
+            command.upgrade(cfg, revision)
+        else:
+            command.downgrade(cfg, revision)
+    except CommandError as exc:
+        raise UnknownRevision(f"cannot {direction} the ledger to {revision!r}: {exc}") from exc
+
+
+async def _change(ledger: Ledger, direction: str, revision: str) -> tuple[str | None, str | None]:
     cfg = alembic_config()
 
-    def _upgrade(connection: Connection) -> tuple[str | None, str | None]:
+    def _run(connection: Connection) -> tuple[str | None, str | None]:
+        lock_schema(connection)
+        # Read after the lock: a replica that waited sees what the one before it migrated.
         before = _current(connection)
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+        check_known(before)
+        _migrate(connection, cfg, direction, revision)
         return before, _current(connection)
 
     async with ledger.write() as conn:
-        return await conn.run_sync(_upgrade)
+        return await conn.run_sync(_run)
+
+
+async def upgrade(ledger: Ledger, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade to ``revision``; return (before, after)."""
+    return await _change(ledger, "upgrade", revision)
+
+
+async def downgrade(ledger: Ledger, revision: str = "-1") -> tuple[str | None, str | None]:
+    """Step the schema back to ``revision`` (``-1``: one step, ``base`` empties it)."""
+    return await _change(ledger, "downgrade", revision)
 
 
 async def ensure_current(ledger: Ledger) -> None:
     current = await current_revision(ledger)
     head = head_revision()
+    check_known(current)
     if current != head:
         raise SchemaOutOfDate(
             f"the ledger schema is at {current or 'nothing (empty database)'} but this version "
             f"needs {head}: run `share-scheduler db upgrade` first"
         )
-
-
-async def downgrade(ledger: Ledger, revision: str) -> None:
-    """Step the schema back to ``revision`` (``base`` empties it)."""
-    cfg = alembic_config()
-
-    def _downgrade(connection: Connection) -> None:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, revision)
-
-    async with ledger.write() as conn:
-        await conn.run_sync(_downgrade)

@@ -1,4 +1,4 @@
-"""Fixtures shared by the integration tests that run the simulator in-process."""
+"""Fixtures shared by the integration tests: the in-process simulator's clock, empty ledgers."""
 
 from __future__ import annotations
 
@@ -17,3 +17,12 @@ def clock_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(clock.CLOCK_FILE_ENV, str(path))
         yield path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database, no schema at all, on each database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    url: str = request.getfixturevalue("empty_pg_url")
+    return url

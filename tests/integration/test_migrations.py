@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -14,14 +12,6 @@ from scheduler.errors import SchemaOutOfDate
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.models import Base
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'empty.db'}"
-    url: str = request.getfixturevalue("empty_pg_url")
-    return url
 
 
 def _diff(connection: Connection) -> list[object]:

@@ -145,6 +145,8 @@ async def test_ledger_down_answers_503(tmp_path: Any) -> None:
 
 async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "alive"}
+    livez = await client.get("/livez")
+    assert (livez.status_code, livez.json()) == (200, {"status": "alive"})
     await client.post("/webhooks/linq", **_signed(message_event("message.sent")))
     text = (await client.get("/metrics")).text
     assert 'share_scheduler_webhook_events_total{result="applied",type="message.sent"} 1.0' in text

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import typing
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import yaml
 from pydantic import BaseModel
 
 from scheduler.config import Schedule, load_schedule, normalize_database_url
+from scheduler.healthcheck import livez_url
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -79,9 +81,10 @@ def test_compose_runs_postgres_and_the_daemon_on_a_valid_schedule(tmp_path: Path
     env = {k: _substitute(str(v), dotenv) for k, v in app["environment"].items()}
     url = normalize_database_url(env["SHARE_SCHEDULER_DATABASE_URL"])
     pg = services["postgres"]["environment"]
-    assert url == (
-        f"postgresql+psycopg://{pg['POSTGRES_USER']}:p@postgres:5432/{pg['POSTGRES_DB']}"
-    )
+    # The password never goes into the URL unescaped: it comes apart, the daemon escapes it.
+    assert url == f"postgresql+psycopg://{pg['POSTGRES_USER']}@postgres:5432/{pg['POSTGRES_DB']}"
+    assert env["SHARE_SCHEDULER_DATABASE_PASSWORD"] == dotenv["POSTGRES_PASSWORD"]
+    assert "POSTGRES_PASSWORD" not in app["environment"]["SHARE_SCHEDULER_DATABASE_URL"]
     run = subprocess.run(
         [sys.executable, "-m", "scheduler", "config", "check", str(schedule_file)],
         capture_output=True,
@@ -99,13 +102,33 @@ def test_compose_runs_postgres_and_the_daemon_on_a_valid_schedule(tmp_path: Path
     assert int(container) == schedule.webhooks.port
     assert schedule.webhooks.host == "0.0.0.0", "reachable from outside the container"
     assert f"EXPOSE {container}" in _dockerfile()
-    assert f"127.0.0.1:{container}/healthz" in _dockerfile()
+    # The image's health check asks the port this schedule listens on.
+    assert livez_url(schedule) == f"http://127.0.0.1:{container}/livez"
 
 
 def test_compose_fails_fast_without_its_secrets() -> None:
     env = _compose()["services"]["share-scheduler"]["environment"]
     for name in ("LINQ_API_KEY", "LINQ_WEBHOOK_SECRET"):
         assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", env[name]), name
+    assert re.fullmatch(
+        r"\$\{POSTGRES_PASSWORD:\?[^}]+\}", env["SHARE_SCHEDULER_DATABASE_PASSWORD"]
+    )
+
+
+def _compose_duration(value: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)(s|m)", value)
+    assert match, f"{value!r}: use a plain 30s / 1m duration"
+    return timedelta(seconds=int(match.group(1)) * (60 if match.group(2) == "m" else 1))
+
+
+def test_compose_lets_the_daemon_finish_its_shutdown_grace() -> None:
+    app = _compose()["services"]["share-scheduler"]
+    schedule, _ = load_schedule(
+        DEPLOY / "compose.schedule.yaml", env={"LINQ_API_KEY": "k", "LINQ_WEBHOOK_SECRET": "w"}
+    )
+    grace = schedule.share_pass.shutdown_grace
+    # The share pass's grace, then up to 5 s for the HTTP server: before compose's SIGKILL.
+    assert _compose_duration(app["stop_grace_period"]) > grace + timedelta(seconds=5)
 
 
 def test_dockerfile_is_slim_non_root_health_checked_and_can_migrate() -> None:
@@ -114,7 +137,7 @@ def test_dockerfile_is_slim_non_root_health_checked_and_can_migrate() -> None:
     assert bases and all(b.startswith("python:3.11-slim") for b in bases)
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
-    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", text, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n?.*scheduler\.healthcheck", text, re.M)
     entry = re.search(r'^ENTRYPOINT \["([^"]+)"\]', text, re.M)
     assert entry is not None
     script = DEPLOY / Path(entry.group(1)).name
@@ -123,7 +146,8 @@ def test_dockerfile_is_slim_non_root_health_checked_and_can_migrate() -> None:
     assert 'SHARE_SCHEDULER_MIGRATE:-0}" = "1"' in body and "db upgrade" in body
     assert 'exec share-scheduler "$@"' in body, "signals reach the daemon (PID 1)"
     env = _docker_env(text)
-    assert env["SHARE_SCHEDULER_MIGRATIONS"] == "/app/migrations"
+    # The migrations the wheel installs as data files under the image's prefix.
+    assert env["SHARE_SCHEDULER_MIGRATIONS"] == "/usr/local/share/share-scheduler/migrations"
     assert "COPY migrations ./migrations" in text
 
 
