@@ -35,7 +35,7 @@ from scheduler.ledger import schema
 from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.gauges import refresh_due, refresh_ledger_gauges
-from scheduler.ledger.recompute import recompute_chats
+from scheduler.ledger.recompute import mark_all_for_reschedule, reschedule_marked_lines
 from scheduler.ledger.retention import prune_attempts
 from scheduler.linq.client import LinqClient
 from scheduler.logs import configure_logging, register_secrets
@@ -91,12 +91,14 @@ class Daemon:
             metrics=self.metrics,
             on_card_unusable=self._card_unusable,
         )
+        self.stopping = asyncio.Event()
         self.card_sync = CardSync.from_schedule(
             schedule,
             ledger=self.ledger,
             client=self.client,
             policy=self.policy,
             metrics=self.metrics,
+            stop=self.stopping,
         )
         self.runtime = Runtime(
             schedule=schedule,
@@ -109,8 +111,8 @@ class Daemon:
         )
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.card_waker = Waker(self.scheduler, "card_check")
-        self.stopping = asyncio.Event()
         self.pass_task: asyncio.Task[Any] | None = None
+        self.card_task: asyncio.Task[Any] | None = None
         self.token_error: str | None = None
         self.ledger_error: str | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -138,6 +140,9 @@ class Daemon:
     async def card_job(self) -> None:
         if self.stopping.is_set():
             return
+        # Awaited on shutdown: abandoned mid-transaction, its connection would outlive the
+        # ledger (on SQLite a driver thread then keeps the process from exiting).
+        self.card_task = asyncio.current_task()
         try:
             report = await self.card_sync.run()
             if report.read_ok:
@@ -152,6 +157,8 @@ class Daemon:
         except Unauthorized as exc:
             self.token_error = str(exc)
             log.error("linq.unauthorized", error=str(exc))
+        finally:
+            self.card_task = None
 
     async def prune_job(self) -> None:
         now = clock.now()
@@ -277,12 +284,14 @@ class Daemon:
         try:
             await sync_configured_lines(self.ledger, self.schedule, clock.now())
             self._card_event("*")  # a changed card in the schedule is written without waiting
-            changed = await recompute_chats(self.ledger, self.policy)
+            # Marked first: if the walk is cut short, the next card check finishes it.
+            await mark_all_for_reschedule(self.ledger)
+            done = await reschedule_marked_lines(self.ledger, self.policy, stop=self.stopping)
         except LedgerUnavailable as exc:
-            # The next card check and every new fact recompute chats anyway.
+            # The lines stay marked: the next card check reschedules their chats.
             log.warning("config.reschedule_failed", error=str(exc))
             return
-        log.info("config.chats_rescheduled", chats=changed)
+        log.info("config.chats_rescheduled", chats=sum(done.values()), lines=len(done))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -387,20 +396,9 @@ class Daemon:
         self.share_pass.request_stop()
         self.scheduler.pause()
         grace = self.schedule.share_pass.shutdown_grace.total_seconds()
-        task = self.pass_task
-        if task is not None and not task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(task), grace)
-            except TimeoutError:
-                log.warning("daemon.grace_expired", grace_seconds=grace)
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            except Exception as exc:  # the pass has logged it; shutdown goes on
-                log.debug("daemon.pass_ended_with_error", error=repr(exc))
+        await _finish_within(grace, [self.pass_task, self.card_task])
         self.scheduler.shutdown(wait=False)
-        for bg in list(self._background):
-            bg.cancel()
+        await _cancel_all(list(self._background))
         if server is not None and server_task is not None:
             server.should_exit = True
             with contextlib.suppress(Exception):
@@ -410,6 +408,29 @@ class Daemon:
         await self.client.aclose()
         await self.ledger.dispose()
         log.info("daemon.stopped")
+
+
+async def _finish_within(grace: float, tasks: list[asyncio.Task[Any] | None]) -> None:
+    """Let the jobs under way finish (they stop at their next step) for at most ``grace``
+    seconds, then cancel the rest; return once every one has ended."""
+    running = [t for t in tasks if t is not None and not t.done()]
+    if not running:
+        return
+    _, late = await asyncio.wait(running, timeout=grace)
+    if late:
+        log.warning("daemon.grace_expired", grace_seconds=grace, jobs=len(late))
+    await _cancel_all(list(late))
+    for task in running:
+        if not task.cancelled() and task.exception() is not None:
+            # The job has logged it; shutdown goes on.
+            log.debug("daemon.job_ended_with_error", error=repr(task.exception()))
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    # Awaited, so that every transaction is rolled back before the ledger is closed.
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def restart_required(
