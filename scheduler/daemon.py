@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -27,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from scheduler import clock
 from scheduler.cards import CardSync, sync_configured_lines
 from scheduler.config import Schedule, Secrets, load_schedule
-from scheduler.errors import ConfigError, LedgerUnavailable, Unauthorized
+from scheduler.errors import ConfigError, LedgerUnavailable, ListenFailed, Unauthorized
 from scheduler.http.app import Runtime, create_app
 from scheduler.ingest.apply import prune_events
 from scheduler.ingest.backfill import scheduled_backfill
@@ -35,6 +36,7 @@ from scheduler.ledger import schema
 from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.gauges import refresh_due, refresh_ledger_gauges
+from scheduler.ledger.owner import own_ledger
 from scheduler.ledger.recompute import mark_all_for_reschedule, reschedule_marked_lines
 from scheduler.ledger.retention import prune_attempts
 from scheduler.linq.client import LinqClient
@@ -308,6 +310,17 @@ class Daemon:
 
     async def run(self) -> int:
         register_secrets(self._secret_values())
+        cfg = self.schedule
+        # Taken before anything else, so that a clash is one line and an exit code at once.
+        listener = (
+            listen_socket(cfg.webhooks.host, cfg.webhooks.port, cfg.webhooks.listen)
+            if cfg.webhooks.enabled
+            else None
+        )
+        with contextlib.closing(listener) if listener is not None else contextlib.nullcontext():
+            return await self._run(listener)
+
+    async def _run(self, listener: socket.socket | None) -> int:
         await schema.ensure_current(self.ledger)
         now = clock.now()
         await sync_configured_lines(self.ledger, self.schedule, now)
@@ -356,7 +369,7 @@ class Daemon:
         )
         server: _Server | None = None
         server_task: asyncio.Task[Any] | None = None
-        if cfg.webhooks.enabled:
+        if listener is not None:
             server = _Server(
                 uvicorn.Config(
                     create_app(self.runtime),
@@ -368,7 +381,7 @@ class Daemon:
                     server_header=False,
                 )
             )
-            server_task = asyncio.create_task(server.serve(), name="http")
+            server_task = asyncio.create_task(server.serve(sockets=[listener]), name="http")
         self.scheduler.start()
         log.info(
             "daemon.started",
@@ -449,8 +462,33 @@ def restart_required(
     return keys
 
 
+def listen_socket(host: str, port: int, listen: str) -> socket.socket:
+    """The webhook server's listening socket, bound now; ListenFailed (one line) if it cannot."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ListenFailed(f"webhooks.listen {listen}: {exc.strerror or exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason = "address already in use (another process listens there)"
+        raise ListenFailed(f"webhooks.listen {listen}: {reason}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 async def run_daemon(config_path: Path, database_url: str | None = None) -> int:
     schedule, secrets = load_schedule(config_path, database_url=database_url)
     configure_logging(schedule.logging.level, schedule.logging.format)
-    daemon = Daemon(schedule, secrets, config_path, database_url)
-    return await daemon.run()
+    # One daemon per SQLite ledger, for the whole of its life.
+    with own_ledger(schedule.database.url):
+        daemon = Daemon(schedule, secrets, config_path, database_url)
+        return await daemon.run()

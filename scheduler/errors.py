@@ -46,6 +46,18 @@ class SchemaOutOfDate(LedgerError):
     exit_code = 3
 
 
+class LedgerInUse(LedgerError):
+    """Another daemon owns this SQLite ledger (one daemon per file; replicas need PostgreSQL)."""
+
+    exit_code = 4
+
+
+class ListenFailed(ShareSchedulerError):
+    """The webhook server cannot listen on ``webhooks.listen`` (most often: address in use)."""
+
+    exit_code = 5
+
+
 class NotFound(ShareSchedulerError):
     """A chat or line named on the command line does not exist in the ledger."""
 
