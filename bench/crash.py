@@ -108,7 +108,8 @@ def run_ledger(kind: str, replicas: int, args: argparse.Namespace, rng: random.R
     with ExitStack() as stack:
         sim = stack.enter_context(simulator(latency_ms=args.latency_ms))
         url = stack.enter_context(ledger_url(kind))
-        ids = seed(sim, args.chats)
+        # Enough work for every replica to be busy at each kill.
+        ids = seed(sim, args.chats * replicas)
         fill_ledger(url, ids, set(ids), datetime.now(UTC))
         daemons = []
         for n in range(replicas):
@@ -155,7 +156,7 @@ def run_ledger(kind: str, replicas: int, args: argparse.Namespace, rng: random.R
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--chats", type=int, default=10_000)
+    parser.add_argument("--chats", type=int, default=6000, help="per daemon")
     parser.add_argument("--latency-ms", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=100)
@@ -170,7 +171,8 @@ def main() -> None:
     for kind in args.databases.split(","):
         results.append(run_ledger(kind, 1 if kind == "sqlite" else args.replicas, args, rng))
     table(
-        f"SIGKILL at random moments: {args.chats} chats, concurrency {args.concurrency}, "
+        f"SIGKILL at random moments: {args.chats} chats per daemon, "
+        f"concurrency {args.concurrency}, "
         f"batch {args.batch_size}, simulator latency {args.latency_ms:g} ms, seed {seed_value}",
         [
             "ledger",
