@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import random
 import signal
-import sqlite3
 import tempfile
 import time
 from collections import Counter
@@ -31,9 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from bench.common import TOKEN, fill_ledger, ledger_url, seed, simulator, table
+from bench.common import TOKEN, fill_ledger, ledger_sql, ledger_url, seed, simulator, table
 from scheduler.demo.processes import DaemonProcess, SimProcess, base_env, free_port, write_schedule
 
 LEASE_SECONDS = 4
@@ -58,16 +55,8 @@ class Outcome:
         return self.missed / self.kills if self.kills else 0.0
 
 
-def query(url: str, statement: str) -> list[tuple[Any, ...]]:
-    if url.startswith("sqlite"):
-        with sqlite3.connect(url.split("///", 1)[1], timeout=30) as db:
-            return list(db.execute(statement))
-    with psycopg.connect(url, autocommit=True) as conn:
-        return list(conn.execute(statement).fetchall())
-
-
 def count(url: str, statement: str) -> int:
-    return int(query(url, statement)[0][0])
+    return int(ledger_sql(url, statement)[0][0])
 
 
 def schedule(sim: SimProcess, url: str, port: int, name: str, args: argparse.Namespace) -> Any:
@@ -102,6 +91,12 @@ def schedule(sim: SimProcess, url: str, port: int, name: str, args: argparse.Nam
     }
 
 
+def _kill_all(daemons: list[DaemonProcess]) -> None:
+    for daemon in daemons:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.kill()
+
+
 def run_ledger(kind: str, replicas: int, args: argparse.Namespace, rng: random.Random) -> Outcome:
     workdir = Path(tempfile.mkdtemp(prefix="bench-crash-"))
     env = base_env(LINQ_API_KEY=TOKEN, LINQ_WEBHOOK_SECRET="bench-crash-webhook-secret")
@@ -116,7 +111,7 @@ def run_ledger(kind: str, replicas: int, args: argparse.Namespace, rng: random.R
             port = free_port()
             config = write_schedule(workdir / f"d{n}.yaml", schedule(sim, url, port, f"d{n}", args))
             daemons.append(DaemonProcess(config, env, port, workdir / f"d{n}.log"))
-        stack.callback(lambda: [d.kill() for d in daemons if d.proc and d.proc.poll() is None])
+        stack.callback(_kill_all, daemons)
         for daemon in daemons:
             daemon.start()
         kills = 0
@@ -140,7 +135,9 @@ def run_ledger(kind: str, replicas: int, args: argparse.Namespace, rng: random.R
         for daemon in daemons:
             daemon.stop()
         shares = Counter(s["chat_id"] for s in sim.control("GET", "shares")["shares"])
-        counted = {row[0] for row in query(url, "SELECT chat_id FROM chats WHERE share_count > 0")}
+        counted = {
+            row[0] for row in ledger_sql(url, "SELECT chat_id FROM chats WHERE share_count > 0")
+        }
         ambiguous = count(url, "SELECT count(*) FROM share_attempts WHERE outcome = 'ambiguous'")
         return Outcome(
             ledger=kind,

@@ -33,6 +33,10 @@ def _count(stack: Stack, statement: str) -> int:
         return int(db.execute(statement).fetchone()[0])
 
 
+def _wait_for_shares(stack: Stack, count: int) -> None:
+    wait_for(lambda: len(stack.shares()) >= count, timeout=60, what=f"{count} shares")
+
+
 @pytest.mark.timeout(300)
 def test_a_kill_mid_pass_misses_no_more_chats_than_calls_in_flight(stack: Stack) -> None:
     port = free_port()
@@ -56,12 +60,7 @@ def test_a_kill_mid_pass_misses_no_more_chats_than_calls_in_flight(stack: Stack)
     kills = 3
     for kill in range(kills):
         daemon.start()
-        shared_before = len(stack.shares())
-        wait_for(
-            lambda n=shared_before: len(stack.shares()) >= n + 2 * CONCURRENCY,
-            timeout=60,
-            what="the pass sharing",
-        )
+        _wait_for_shares(stack, len(stack.shares()) + 2 * CONCURRENCY)
         daemon.signal(signal.SIGKILL)
         daemon.wait()
         print(f"kill {kill}: {_count(stack, OPEN_CLAIMS)} claims left open")

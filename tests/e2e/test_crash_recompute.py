@@ -9,16 +9,14 @@ already reads active. A SIGTERM exits 0 within the grace period, on SQLite too.
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 import pytest
 
-from bench.common import fill_ledger
+from bench.common import fill_ledger, ledger_sql
 from scheduler.demo.processes import DaemonProcess, free_port
 from tests.e2e.conftest import DAY1_0800_NY
 from tests.e2e.harness import Stack, wait_for
@@ -29,24 +27,14 @@ CHATS = 12_000
 GRACE_SECONDS = 5
 
 
-def _sql(url: str, statement: str) -> list[tuple[Any, ...]]:
-    """Run one statement on the ledger from outside the daemon; return its rows."""
-    if url.startswith("sqlite"):
-        with sqlite3.connect(url.split("///", 1)[1], timeout=30) as db:
-            return list(db.execute(statement))
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(statement)
-        return list(cur.fetchall()) if cur.description else []
-
-
 def _stranded(url: str) -> int:
-    return int(_sql(url, "SELECT count(*) FROM chats WHERE next_share_at IS NULL")[0][0])
+    return int(ledger_sql(url, "SELECT count(*) FROM chats WHERE next_share_at IS NULL")[0][0])
 
 
 def _card_inactive_again(url: str) -> None:
     """The ledger as it was while the line's card was not active: no chat has a next share."""
-    _sql(url, f"UPDATE lines SET card_state = 'absent' WHERE number = '{LINE}'")
-    _sql(url, "UPDATE chats SET next_share_at = NULL")
+    ledger_sql(url, f"UPDATE lines SET card_state = 'absent' WHERE number = '{LINE}'")
+    ledger_sql(url, "UPDATE chats SET next_share_at = NULL")
 
 
 def _interrupt(url: str, daemon: DaemonProcess, sig: int, after: int) -> int:
@@ -56,7 +44,7 @@ def _interrupt(url: str, daemon: DaemonProcess, sig: int, after: int) -> int:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if after == 0:
-            active = _sql(url, f"SELECT card_state FROM lines WHERE number = '{LINE}'")
+            active = ledger_sql(url, f"SELECT card_state FROM lines WHERE number = '{LINE}'")
             if active and active[0][0] == "active":
                 break
         elif CHATS - _stranded(url) >= after:
