@@ -46,31 +46,26 @@ from scheduler.share.limiter import RateLimiter
 log = structlog.get_logger("scheduler.share")
 
 RECORD_BATCH = 200
-# One claim transaction may run at once per this many workers.
-CLAIMERS_PER = 4
 # Outcomes wait at most this long in memory: longer means fewer, larger transactions.
 RECORD_INTERVAL = 0.1
 
 
 class _Claimer:
-    """Claims for the workers ready to call: each asks for one chat; the asks made while the
-    claim transactions run are served together by the next one.
+    """Claims for the workers ready to call: each asks for one chat; the asks made while a
+    claim transaction runs are served together by the next one.
 
     ``take(n)`` claims up to ``n`` chats; it returns ``None`` once nothing more is due (or the
-    pass must stop), and from then on every ask is answered ``None``. Up to ``parallel`` claim
-    transactions run at once, so that workers do not queue behind one slow transaction (on
-    PostgreSQL they skip each other's rows; on SQLite they queue for the one writer).
+    pass must stop), and from then on every ask is answered ``None``. One claim transaction at
+    a time: the asks pile up into fewer, larger ones as the pace grows, and the claims never
+    contend with each other (on SQLite they would only queue for the one writer).
     """
 
-    def __init__(
-        self, take: Callable[[int], Awaitable[list[Claim] | None]], parallel: int = 1
-    ) -> None:
+    def __init__(self, take: Callable[[int], Awaitable[list[Claim] | None]]) -> None:
         self.take = take
-        self.parallel = max(1, parallel)
         self.asks: list[asyncio.Future[Claim | None]] = []
         self.spare: list[Claim] = []
         self.done = False
-        self._serving: set[asyncio.Task[None]] = set()
+        self._serving: asyncio.Task[None] | None = None
 
     async def next(self) -> Claim | None:
         if self.spare:
@@ -79,10 +74,9 @@ class _Claimer:
             return None
         ask: asyncio.Future[Claim | None] = asyncio.get_running_loop().create_future()
         self.asks.append(ask)
-        if len(self._serving) < self.parallel:
-            task = asyncio.create_task(self._serve(), name="share-claimer")
-            self._serving.add(task)
-            task.add_done_callback(self._serving.discard)
+        # done() turns true as the serving coroutine returns, before any other task runs.
+        if self._serving is None or self._serving.done():
+            self._serving = asyncio.create_task(self._serve(), name="share-claimer")
         return await ask
 
     async def _serve(self) -> None:
@@ -122,7 +116,8 @@ class _Claimer:
     async def close(self) -> list[Claim]:
         """End the claiming; return the claims taken that no worker started."""
         self.done = True
-        await asyncio.gather(*self._serving, return_exceptions=True)
+        if self._serving is not None:
+            await asyncio.gather(self._serving, return_exceptions=True)
         spare, self.spare = self.spare, []
         return spare
 
@@ -331,9 +326,7 @@ class SharePass:
             on_recorded=self._recorded,
         )
         unstarted: list[Claim] = []
-        claimer = _Claimer(
-            functools.partial(self._claim, report), parallel=cfg.concurrency // CLAIMERS_PER
-        )
+        claimer = _Claimer(functools.partial(self._claim, report))
         recorder_task = asyncio.create_task(recorder.run(), name="share-recorder")
         workers = [
             asyncio.create_task(self._worker(claimer, recorder, unstarted, report))
