@@ -193,6 +193,18 @@ def fill_ledger(url: str, ids: Sequence[str], due: set[str], now: datetime) -> N
         conn.execute("ANALYZE chats")
 
 
+def ledger_sql(url: str, statement: str) -> list[tuple[Any, ...]]:
+    """Run one statement on a ledger from outside the daemon (own connection, autocommit);
+    return its rows (none for a write)."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.split("///", 1)[1], timeout=30) as db:
+            return list(db.execute(statement))
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cursor = conn.execute(statement)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 

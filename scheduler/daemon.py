@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -27,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from scheduler import clock
 from scheduler.cards import CardSync, sync_configured_lines
 from scheduler.config import Schedule, Secrets, load_schedule
-from scheduler.errors import ConfigError, LedgerUnavailable, Unauthorized
+from scheduler.errors import ConfigError, LedgerUnavailable, ListenFailed, Unauthorized
 from scheduler.http.app import Runtime, create_app
 from scheduler.ingest.apply import prune_events
 from scheduler.ingest.backfill import scheduled_backfill
@@ -35,7 +36,8 @@ from scheduler.ledger import schema
 from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.gauges import refresh_due, refresh_ledger_gauges
-from scheduler.ledger.recompute import recompute_chats
+from scheduler.ledger.owner import own_ledger
+from scheduler.ledger.recompute import mark_all_for_reschedule, reschedule_marked_lines
 from scheduler.ledger.retention import prune_attempts
 from scheduler.ledger.stats import report_zone
 from scheduler.linq.client import LinqClient
@@ -93,12 +95,14 @@ class Daemon:
             metrics=self.metrics,
             on_card_unusable=self._card_unusable,
         )
+        self.stopping = asyncio.Event()
         self.card_sync = CardSync.from_schedule(
             schedule,
             ledger=self.ledger,
             client=self.client,
             policy=self.policy,
             metrics=self.metrics,
+            stop=self.stopping,
         )
         self.runtime = Runtime(
             schedule=schedule,
@@ -111,9 +115,9 @@ class Daemon:
         )
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.card_waker = Waker(self.scheduler, "card_check")
-        self.stopping = asyncio.Event()
         self.notifier = SystemdNotifier()
         self.pass_task: asyncio.Task[Any] | None = None
+        self.card_task: asyncio.Task[Any] | None = None
         self.token_error: str | None = None
         self.ledger_error: str | None = None
         # Read on each scrape: the token is rejected as long as either job says so.
@@ -145,6 +149,9 @@ class Daemon:
     async def card_job(self) -> None:
         if self.stopping.is_set():
             return
+        # Awaited on shutdown: abandoned mid-transaction, its connection would outlive the
+        # ledger (on SQLite a driver thread then keeps the process from exiting).
+        self.card_task = asyncio.current_task()
         try:
             report = await self.card_sync.run()
             if report.read_ok:
@@ -159,6 +166,8 @@ class Daemon:
         except Unauthorized as exc:
             self.token_error = str(exc)
             log.error("linq.unauthorized", error=str(exc))
+        finally:
+            self.card_task = None
 
     async def prune_job(self) -> None:
         now = clock.now()
@@ -286,12 +295,14 @@ class Daemon:
         try:
             await sync_configured_lines(self.ledger, self.schedule, clock.now())
             self._card_event("*")  # a changed card in the schedule is written without waiting
-            changed = await recompute_chats(self.ledger, self.policy)
+            # Marked first: if the walk is cut short, the next card check finishes it.
+            await mark_all_for_reschedule(self.ledger)
+            done = await reschedule_marked_lines(self.ledger, self.policy, stop=self.stopping)
         except LedgerUnavailable as exc:
-            # The next card check and every new fact recompute chats anyway.
+            # The lines stay marked: the next card check reschedules their chats.
             log.warning("config.reschedule_failed", error=str(exc))
             return
-        log.info("config.chats_rescheduled", chats=changed)
+        log.info("config.chats_rescheduled", chats=sum(done.values()), lines=len(done))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -308,6 +319,17 @@ class Daemon:
 
     async def run(self) -> int:
         register_secrets(self._secret_values())
+        cfg = self.schedule
+        # Taken before anything else, so that a clash is one line and an exit code at once.
+        listener = (
+            listen_socket(cfg.webhooks.host, cfg.webhooks.port, cfg.webhooks.listen)
+            if cfg.webhooks.enabled
+            else None
+        )
+        with contextlib.closing(listener) if listener is not None else contextlib.nullcontext():
+            return await self._run(listener)
+
+    async def _run(self, listener: socket.socket | None) -> int:
         await schema.ensure_current(self.ledger)
         now = clock.now()
         await sync_configured_lines(self.ledger, self.schedule, now)
@@ -356,7 +378,7 @@ class Daemon:
         )
         server: _Server | None = None
         server_task: asyncio.Task[Any] | None = None
-        if cfg.webhooks.enabled:
+        if listener is not None:
             server = _Server(
                 uvicorn.Config(
                     create_app(self.runtime),
@@ -368,7 +390,7 @@ class Daemon:
                     server_header=False,
                 )
             )
-            server_task = asyncio.create_task(server.serve(), name="http")
+            server_task = asyncio.create_task(server.serve(sockets=[listener]), name="http")
         self.scheduler.start()
         log.info(
             "daemon.started",
@@ -403,20 +425,9 @@ class Daemon:
         self.share_pass.request_stop()
         self.scheduler.pause()
         grace = self.schedule.share_pass.shutdown_grace.total_seconds()
-        task = self.pass_task
-        if task is not None and not task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(task), grace)
-            except TimeoutError:
-                log.warning("daemon.grace_expired", grace_seconds=grace)
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            except Exception as exc:  # the pass has logged it; shutdown goes on
-                log.debug("daemon.pass_ended_with_error", error=repr(exc))
+        await _finish_within(grace, [self.pass_task, self.card_task])
         self.scheduler.shutdown(wait=False)
-        for bg in list(self._background):
-            bg.cancel()
+        await _cancel_all(list(self._background))
         if server is not None and server_task is not None:
             server.should_exit = True
             with contextlib.suppress(Exception):
@@ -426,6 +437,29 @@ class Daemon:
         await self.client.aclose()
         await self.ledger.dispose()
         log.info("daemon.stopped")
+
+
+async def _finish_within(grace: float, tasks: list[asyncio.Task[Any] | None]) -> None:
+    """Let the jobs under way finish (they stop at their next step) for at most ``grace``
+    seconds, then cancel the rest; return once every one has ended."""
+    running = [t for t in tasks if t is not None and not t.done()]
+    if not running:
+        return
+    _, late = await asyncio.wait(running, timeout=grace)
+    if late:
+        log.warning("daemon.grace_expired", grace_seconds=grace, jobs=len(late))
+    await _cancel_all(list(late))
+    for task in running:
+        if not task.cancelled() and task.exception() is not None:
+            # The job has logged it; shutdown goes on.
+            log.debug("daemon.job_ended_with_error", error=repr(task.exception()))
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    # Awaited, so that every transaction is rolled back before the ledger is closed.
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def restart_required(
@@ -444,8 +478,33 @@ def restart_required(
     return keys
 
 
+def listen_socket(host: str, port: int, listen: str) -> socket.socket:
+    """The webhook server's listening socket, bound now; ListenFailed (one line) if it cannot."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ListenFailed(f"webhooks.listen {listen}: {exc.strerror or exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason = "address already in use (another process listens there)"
+        raise ListenFailed(f"webhooks.listen {listen}: {reason}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 async def run_daemon(config_path: Path, database_url: str | None = None) -> int:
     schedule, secrets = load_schedule(config_path, database_url=database_url)
     configure_logging(schedule.logging.level, schedule.logging.format)
-    daemon = Daemon(schedule, secrets, config_path, database_url)
-    return await daemon.run()
+    # One daemon per SQLite ledger, for the whole of its life.
+    with own_ledger(schedule.database.url):
+        daemon = Daemon(schedule, secrets, config_path, database_url)
+        return await daemon.run()

@@ -52,6 +52,18 @@ class UnknownRevision(LedgerError):
     exit_code = 2
 
 
+class LedgerInUse(LedgerError):
+    """Another daemon owns this SQLite ledger (one daemon per file; replicas need PostgreSQL)."""
+
+    exit_code = 4
+
+
+class ListenFailed(ShareSchedulerError):
+    """The webhook server cannot listen on ``webhooks.listen`` (most often: address in use)."""
+
+    exit_code = 5
+
+
 class NotFound(ShareSchedulerError):
     """A chat or line named on the command line does not exist in the ledger."""
 

@@ -22,6 +22,7 @@ from scheduler.ledger.dialect import upsert
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import lines
 from scheduler.ledger.models import CardState
+from scheduler.ledger.recompute import mark_for_reschedule
 from scheduler.linq.types import ContactCard
 
 log = structlog.get_logger("scheduler.cards")
@@ -168,6 +169,8 @@ async def observe_in(
             .values({c: sa.bindparam(f"b_{c}") for c in columns}),
             batch,
         )
+    # Committed with the change: a reschedule cut short is found and finished later.
+    await mark_for_reschedule(conn, [t.line for t in transitions if t.activity_changed])
     return transitions
 
 

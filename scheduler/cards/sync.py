@@ -16,6 +16,7 @@ card, so that two replicas (or the daemon and ``cards sync``) never write the sa
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +39,7 @@ from scheduler.errors import CardNotActive, LinqError, Unauthorized
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import lines
 from scheduler.ledger.models import CardState
-from scheduler.ledger.recompute import recompute_chats
+from scheduler.ledger.recompute import reschedule_marked_lines
 from scheduler.linq.client import LinqClient
 from scheduler.linq.types import ContactCard
 from scheduler.metrics import Metrics
@@ -125,6 +126,7 @@ class CardSync:
         policy: Policy,
         write_lease: timedelta,
         metrics: Metrics | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.ledger = ledger
         self.client = client
@@ -132,6 +134,9 @@ class CardSync:
         self.policy = policy
         self.write_lease = write_lease
         self.metrics = metrics or Metrics()
+        # Set on shutdown: a reschedule of many chats ends at its next batch (the line stays
+        # marked, and the next start finishes it).
+        self.stop = stop
 
     @classmethod
     def from_schedule(
@@ -142,6 +147,7 @@ class CardSync:
         client: LinqClient,
         policy: Policy,
         metrics: Metrics | None = None,
+        stop: asyncio.Event | None = None,
     ) -> CardSync:
         return cls(
             ledger=ledger,
@@ -150,6 +156,7 @@ class CardSync:
             policy=policy,
             write_lease=lease_for(schedule),
             metrics=metrics,
+            stop=stop,
         )
 
     def reconfigure(self, schedule: Schedule, policy: Policy) -> None:
@@ -172,6 +179,8 @@ class CardSync:
     async def run(self) -> SyncReport:
         """Read every card, record it, bring declared cards in line. Raises Unauthorized."""
         report = SyncReport(started_at=clock.now())
+        # Reschedules that a crash or a stop cut short (or that another process left marked).
+        await self._reschedule_marked(None)
         try:
             cards = await self.client.get_contact_cards()
         except Unauthorized:
@@ -219,10 +228,16 @@ class CardSync:
 
     async def _reschedule(self, transitions: list[CardTransition], report: SyncReport) -> None:
         report.transitions.extend(transitions)
-        for t in transitions:
-            if t.activity_changed:
-                changed = await recompute_chats(self.ledger, self.policy, line=t.line)
-                log.info("line.chats_rescheduled", line=t.line, chats=changed, card=t.after)
+        numbers = [t.line for t in transitions if t.activity_changed]
+        if numbers:
+            await self._reschedule_marked(numbers)
+
+    async def _reschedule_marked(self, numbers: list[str] | None) -> None:
+        done = await reschedule_marked_lines(
+            self.ledger, self.policy, numbers=numbers, stop=self.stop
+        )
+        for number, changed in done.items():
+            log.info("line.chats_rescheduled", line=number, chats=changed)
 
     async def _bring_in_line(self, number: str, report: SyncReport) -> None:
         for _ in range(MAX_WRITES_PER_LINE_RUN):

@@ -120,6 +120,10 @@ class Line(Base):
     card_write_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The last write Linq accepted; activation is polled from here until a deadline.
     card_written_at: Mapped[datetime | None]
+    # Changes of the card's activity whose reschedule of the line's chats has not finished:
+    # set in the same transaction as the change, cleared when every chat is recomputed, so a
+    # crash in between leaves the work marked for the next card check (or start-up).
+    reschedule_pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

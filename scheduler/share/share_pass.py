@@ -1,12 +1,11 @@
-"""One share pass: claim due chats in batches, call Linq with bounded concurrency, record.
+"""One share pass: claim due chats, call Linq with bounded concurrency, record.
 
-Claims flow through a short queue to ``concurrency`` workers: the next claims are taken while
-the last ones are in flight, so no worker idles between batches. The queue holds about
-``CLAIM_AHEAD_SECONDS`` of calls at the pass's current pace (at least ``CLAIM_LOOKAHEAD``
-times ``concurrency``, at most ``batch_size``), which bounds what a crash can cost: claims
-without an outcome count as shared. Against a slow API that is a few claims per worker; against
-a fast one, bigger and fewer claim transactions. Outcomes are written by one recorder in
-transactions of many chats.
+A claim is taken only for a worker about to call: each of the ``concurrency`` workers waits
+for its turn under the rate limit, then asks for one claim, and the asks that arrive while a
+claim transaction runs are served together by the next one (up to ``batch_size``). So claims
+without an outcome (which count as shared if the process dies: a missed day) never outnumber
+the calls in flight, and the claim transactions still grow with the load. Outcomes are written
+by one recorder in transactions of many chats.
 """
 
 from __future__ import annotations
@@ -46,38 +45,81 @@ from scheduler.share.limiter import RateLimiter
 
 log = structlog.get_logger("scheduler.share")
 
-_DONE = object()
 RECORD_BATCH = 200
-# Claims taken ahead of the workers: bigger batches per claim transaction against more claims
-# left open (counted as shared) if the process dies. About this much time's worth of calls...
-CLAIM_AHEAD_SECONDS = 1.0
-# ...and never fewer than this many per worker.
-CLAIM_LOOKAHEAD = 4
 # Outcomes wait at most this long in memory: longer means fewer, larger transactions.
 RECORD_INTERVAL = 0.1
 
 
-class _Pace:
-    """Calls finished per second, over about the last half second or more."""
+class _Claimer:
+    """Claims for the workers ready to call: each asks for one chat; the asks made while a
+    claim transaction runs are served together by the next one.
 
-    def __init__(self) -> None:
-        self.finished = 0
-        self._mark = (time.monotonic(), 0)
-        self._rate = 0.0
+    ``take(n)`` claims up to ``n`` chats; it returns ``None`` once nothing more is due (or the
+    pass must stop), and from then on every ask is answered ``None``. One claim transaction at
+    a time: the asks pile up into fewer, larger ones as the pace grows, and the claims never
+    contend with each other (on SQLite they would only queue for the one writer).
+    """
 
-    def per_second(self) -> float:
-        now = time.monotonic()
-        since, count = self._mark
-        if now - since >= 0.5:
-            self._rate = (self.finished - count) / (now - since)
-            self._mark = (now, self.finished)
-        return self._rate
+    def __init__(self, take: Callable[[int], Awaitable[list[Claim] | None]]) -> None:
+        self.take = take
+        self.asks: list[asyncio.Future[Claim | None]] = []
+        self.spare: list[Claim] = []
+        self.done = False
+        self._serving: asyncio.Task[None] | None = None
 
+    async def next(self) -> Claim | None:
+        if self.spare:
+            return self.spare.pop()
+        if self.done:
+            return None
+        ask: asyncio.Future[Claim | None] = asyncio.get_running_loop().create_future()
+        self.asks.append(ask)
+        # done() turns true as the serving coroutine returns, before any other task runs.
+        if self._serving is None or self._serving.done():
+            self._serving = asyncio.create_task(self._serve(), name="share-claimer")
+        return await ask
 
-def claims_ahead(pace: float, concurrency: int, batch_size: int) -> int:
-    """How many claims the queue should hold at a pace of ``pace`` calls per second."""
-    floor = CLAIM_LOOKAHEAD * concurrency
-    return max(floor, min(int(pace * CLAIM_AHEAD_SECONDS), batch_size))
+    async def _serve(self) -> None:
+        asks: list[asyncio.Future[Claim | None]] = []
+        try:
+            while self.asks and not self.done:
+                asks = [a for a in self.asks if not a.done()]
+                self.asks = []
+                claims = await self.take(len(asks)) if asks else []
+                if claims is None:
+                    self.done = True
+                    break
+                for ask in asks:
+                    if claims and not ask.done():
+                        ask.set_result(claims.pop())
+                    elif not ask.done():
+                        self.asks.append(ask)  # fewer claimed than asked: ask again
+                asks = []
+                # A worker cancelled meanwhile leaves its claim here for the release.
+                self.spare.extend(claims)
+        except BaseException as exc:
+            self.done = True
+            for ask in asks + self.asks:
+                if ask.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    ask.cancel()
+                else:
+                    ask.set_exception(exc)
+            self.asks = []
+            raise
+        for ask in asks + self.asks:
+            if not ask.done():
+                ask.set_result(None)
+        self.asks = []
+
+    async def close(self) -> list[Claim]:
+        """End the claiming; return the claims taken that no worker started."""
+        self.done = True
+        if self._serving is not None:
+            await asyncio.gather(self._serving, return_exceptions=True)
+        spare, self.spare = self.spare, []
+        return spare
 
 
 @dataclass
@@ -201,7 +243,6 @@ class SharePass:
         self.policy = policy
         self.instance = instance
         self.metrics = metrics or Metrics()
-        self._pace = _Pace()
         self.rng = rng or random.Random()
         self.limiter = RateLimiter(config.requests_per_second, burst=config.concurrency)
         self.stopping = asyncio.Event()
@@ -212,7 +253,6 @@ class SharePass:
         self.on_card_unusable = on_card_unusable
         self._rechecked: set[str] = set()  # lines whose card this pass asked to re-read
         self.last_report: PassReport | None = None
-        self._space = asyncio.Event()
 
     def reconfigure(self, config: SharePassConfig, policy: Policy) -> None:
         self.config = config
@@ -291,9 +331,6 @@ class SharePass:
 
     async def _pipeline(self, report: PassReport) -> None:
         cfg = self.config
-        queue: asyncio.Queue[Claim | object] = asyncio.Queue()
-        self._space = asyncio.Event()
-        self._pace = _Pace()
         recorder = _Recorder(
             self.ledger,
             self.policy,
@@ -302,24 +339,19 @@ class SharePass:
             on_recorded=self._recorded,
         )
         unstarted: list[Claim] = []
+        claimer = _Claimer(functools.partial(self._claim, report))
         recorder_task = asyncio.create_task(recorder.run(), name="share-recorder")
         workers = [
-            asyncio.create_task(self._worker(queue, recorder, unstarted, report))
+            asyncio.create_task(self._worker(claimer, recorder, unstarted, report))
             for _ in range(cfg.concurrency)
         ]
         try:
-            await self._produce(queue, report, unstarted)
-            for _ in workers:
-                await queue.put(_DONE)
             await asyncio.gather(*workers)
         finally:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            while not queue.empty():
-                item = queue.get_nowait()
-                if isinstance(item, Claim):
-                    unstarted.append(item)
+            unstarted.extend(await asyncio.shield(claimer.close()))
             recorder.closed = True
             recorder.wake.set()
             # Outcomes and releases must reach the ledger even when the pass is cancelled.
@@ -342,23 +374,15 @@ class SharePass:
             report.released += len(unstarted)
             log.info("share.claims_released", count=len(unstarted))
 
-    async def _produce(
-        self, queue: asyncio.Queue[Claim | object], report: PassReport, unstarted: list[Claim]
-    ) -> None:
+    async def _claim(self, report: PassReport, wanted: int) -> list[Claim] | None:
+        """Claim up to ``wanted`` due chats; ``None`` when the pass has nothing more to do."""
         cfg = self.config
         while not self.stopping.is_set() and self.auth_failure is None:
-            ahead = claims_ahead(self._pace.per_second(), cfg.concurrency, cfg.batch_size)
-            room = ahead - queue.qsize()
-            if room < ahead // 2:
-                self._space.clear()
-                await self._space.wait()
-                continue
-            now = clock.now()
             try:
                 result = await claim_batch(
                     self.ledger,
-                    now=now,
-                    limit=min(cfg.batch_size, room),
+                    now=clock.now(),
+                    limit=min(cfg.batch_size, wanted),
                     instance=self.instance,
                     lease=cfg.lease,
                     policy=self.policy,
@@ -367,32 +391,28 @@ class SharePass:
                 # Finish what is claimed; the next pass picks up the rest.
                 log.warning("pass.claims_interrupted", error=str(exc))
                 report.interrupted = True
-                return
+                return None
             report.ambiguous_resolved += result.ambiguous
-            if not result.claims:
-                if result.ambiguous or result.rescheduled:
-                    continue
-                return
             report.claimed += len(result.claims)
-            for index, claim in enumerate(result.claims):
-                if self.stopping.is_set():
-                    unstarted.extend(result.claims[index:])
-                    return
-                await queue.put(claim)
+            if result.claims:
+                return result.claims
+            if not (result.ambiguous or result.rescheduled):
+                return None
+        return None
 
     async def _worker(
         self,
-        queue: asyncio.Queue[Claim | object],
+        claimer: _Claimer,
         recorder: _Recorder,
         unstarted: list[Claim],
         report: PassReport,
     ) -> None:
-        while True:
-            item = await queue.get()
-            self._space.set()
-            if item is _DONE or not isinstance(item, Claim):
+        while not self.stopping.is_set() and self.auth_failure is None:
+            # The turn under the rate limit first: a claim is taken only to be sent at once.
+            await self.limiter.acquire()
+            claim = await claimer.next()
+            if claim is None:
                 return
-            claim = item
             if (
                 self.stopping.is_set()
                 or self.auth_failure is not None
@@ -400,9 +420,8 @@ class SharePass:
             ):
                 unstarted.append(claim)
                 continue
-            record = await self._share(claim, recorder)
+            record = await self._share(claim, recorder, turn_taken=True)
             recorder.add(record)
-            self._pace.finished += 1
             self._observe(record, report)
 
     def _observe(self, record: CallRecord, report: PassReport) -> None:
@@ -454,7 +473,11 @@ class SharePass:
                 if self.on_card_unusable is not None:
                     self.on_card_unusable(line)
 
-    async def _share(self, claim: Claim, recorder: _Recorder) -> CallRecord:
+    async def _share(
+        self, claim: Claim, recorder: _Recorder, *, turn_taken: bool = False
+    ) -> CallRecord:
+        """Call for ``claim`` with retries (``turn_taken``: the first call's turn under the
+        rate limit is already spent)."""
         cfg = self.config
         tries = 0
         maybe_applied = False
@@ -465,7 +488,8 @@ class SharePass:
         try:
             while True:
                 tries += 1
-                await self.limiter.acquire()
+                if tries > 1 or not turn_taken:
+                    await self.limiter.acquire()
                 t0 = time.perf_counter()
                 try:
                     result = await self.client.share_contact_card(claim.chat_id)

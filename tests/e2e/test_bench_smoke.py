@@ -10,6 +10,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 COMMANDS = {
+    "crash": ["--kills", "2", "--chats", "400", "--replicas", "2", "--max-gap", "0.3"],
     "share_pass": ["--chats", "60", "--runs", "1"],
     "latency_pass": ["--chats", "64", "--latency-ms", "20"],
     "due_query": ["--sizes", "600,1200", "--repeats", "2"],
