@@ -33,6 +33,11 @@ CHAT_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Not a column: the latest opt-out time the merged activities reported, which the writer
+# records on the recipient (account-wide) and pops before writing the chat.
+OPT_OUT_SEEN = "_opt_out_seen_at"
+
+
 def _min(a: datetime | None, b: datetime | None) -> datetime | None:
     if a is None:
         return b
@@ -70,6 +75,7 @@ def merge_activity(current: dict[str, Any] | None, act: ChatActivity) -> dict[st
     if act.opted_out and act.opted_out_at is not None:
         # Opting out is the recipient writing STOP: an inbound message at that time.
         inbound = _max(inbound, act.opted_out_at)
+        chat[OPT_OUT_SEEN] = _max(chat.get(OPT_OUT_SEEN), act.opted_out_at)
     chat["last_inbound_at"] = _max(previous_inbound, inbound)
     chat["status"] = _status(chat.get("status"), act, previous_inbound)
     return chat

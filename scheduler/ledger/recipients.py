@@ -1,0 +1,288 @@
+"""Recipients: opt-outs (2024) and blocks (2026) belong to a handle across the whole account.
+
+A recipient is opted out from the latest opt-out fact (a 403/2024 answer, or the STOP message
+itself) until an inbound message from them that is later still, in any chat on any line. Both
+are times of messages or answers, never of arrival, so the order in which webhooks and share
+outcomes reach the ledger does not change the result. A blocked recipient stays blocked until
+our account's blocked list no longer has them.
+
+Every 1:1 chat of a recipient follows the recipient's state in its ``status`` (group chats are
+never opted out or blocked as a whole), and its ``next_share_at`` is recomputed in the same
+transaction as the fact that changed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from scheduler.ledger.dialect import upsert
+from scheduler.ledger.driver import chunks
+from scheduler.ledger.engine import Ledger
+from scheduler.ledger.facts import chats, compute_next, select_chats_with_line
+from scheduler.ledger.models import RECIPIENT_STATUSES, ChatStatus, recipients_table
+from scheduler.rule import Policy
+
+recipients = recipients_table
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientFacts:
+    """What the ledger knows of one recipient handle."""
+
+    handle: str
+    opted_out_at: datetime | None = None
+    last_inbound_at: datetime | None = None
+    blocked_at: datetime | None = None
+
+    @property
+    def opted_out(self) -> bool:
+        # Ties go to the opt-out: the STOP message is itself an inbound message.
+        return self.opted_out_at is not None and (
+            self.last_inbound_at is None or self.last_inbound_at <= self.opted_out_at
+        )
+
+    @property
+    def status(self) -> ChatStatus:
+        """The status the recipient's 1:1 chats take (unless paused or gone)."""
+        if self.blocked_at is not None:
+            return ChatStatus.blocked
+        if self.opted_out:
+            return ChatStatus.opted_out
+        return ChatStatus.active
+
+    def merged(self, other: RecipientFacts) -> RecipientFacts:
+        """Both sets of facts: latest times win; a block is kept from its earliest sighting."""
+        return RecipientFacts(
+            self.handle,
+            _latest(self.opted_out_at, other.opted_out_at),
+            _latest(self.last_inbound_at, other.last_inbound_at),
+            _earliest(self.blocked_at, other.blocked_at),
+        )
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+def one_to_one_handle(recipients_column: str | None, is_group: bool | None) -> str | None:
+    """The recipient of a 1:1 chat, or None for a group or a chat without a known recipient."""
+    if is_group or not recipients_column or "," in recipients_column:
+        return None
+    return recipients_column
+
+
+def chat_status_for(current: str, recipient: RecipientFacts | None) -> str:
+    """The status a 1:1 chat should have given its recipient's facts."""
+    if current not in RECIPIENT_STATUSES:
+        return current
+    return ChatStatus.active if recipient is None else recipient.status
+
+
+def _facts(row: Any) -> RecipientFacts:
+    return RecipientFacts(row.handle, row.opted_out_at, row.last_inbound_at, row.blocked_at)
+
+
+async def recipient_facts(
+    conn: AsyncConnection, handles: Iterable[str]
+) -> dict[str, RecipientFacts]:
+    found: dict[str, RecipientFacts] = {}
+    for part in chunks(sorted(set(handles))):
+        rows = await conn.execute(sa.select(recipients).where(recipients.c.handle.in_(part)))
+        for row in rows:
+            found[row.handle] = _facts(row)
+    return found
+
+
+def _later(column: sa.ColumnElement[Any], new: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    # The later of the stored and the new time, NULL counting as "nothing known".
+    return sa.case((sa.or_(column.is_(None), column < new), new), else_=column)
+
+
+def _earlier(column: sa.ColumnElement[Any], new: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.case((sa.or_(column.is_(None), column > new), new), else_=column)
+
+
+async def note_recipients(
+    conn: AsyncConnection, facts: Iterable[RecipientFacts], now: datetime
+) -> tuple[dict[str, RecipientFacts], set[str]]:
+    """Record new facts about recipients, in the caller's transaction.
+
+    Returns every named handle's facts afterwards, and the handles whose status changed (whose
+    1:1 chats must follow: :func:`follow_recipients`). The stored times only move forward (a
+    block only backward), so concurrent writers and replayed facts cannot undo each other.
+    """
+    incoming: dict[str, RecipientFacts] = {}
+    for fact in facts:
+        known = incoming.get(fact.handle)
+        incoming[fact.handle] = fact if known is None else known.merged(fact)
+    if not incoming:
+        return {}, set()
+    before = await recipient_facts(conn, incoming)
+    after: dict[str, RecipientFacts] = {}
+    writes: list[dict[str, Any]] = []
+    changed: set[str] = set()
+    for handle, fact in incoming.items():
+        old = before.get(handle)
+        new = fact if old is None else old.merged(fact)
+        after[handle] = new
+        if new != old:
+            writes.append(
+                {
+                    "handle": handle,
+                    "opted_out_at": new.opted_out_at,
+                    "last_inbound_at": new.last_inbound_at,
+                    "blocked_at": new.blocked_at,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        if (old.status if old is not None else ChatStatus.active) != new.status:
+            changed.add(handle)
+    if writes:
+        stmt = upsert(recipients, conn.dialect.name)
+        new_row = stmt.excluded
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[recipients.c.handle],
+                set_={
+                    "opted_out_at": _later(recipients.c.opted_out_at, new_row.opted_out_at),
+                    "last_inbound_at": _later(
+                        recipients.c.last_inbound_at, new_row.last_inbound_at
+                    ),
+                    "blocked_at": _earlier(recipients.c.blocked_at, new_row.blocked_at),
+                    "updated_at": new_row.updated_at,
+                },
+            ),
+            writes,
+        )
+    return after, changed
+
+
+async def follow_recipients(
+    conn: AsyncConnection, handles: Iterable[str], policy: Policy, now: datetime
+) -> int:
+    """Give every 1:1 chat of ``handles`` its recipient's status and recompute its
+    ``next_share_at``, in the caller's transaction; return how many chats changed.
+
+    A chat in flight (claimed) takes the status now and keeps its lease: the outcome's
+    recorder recomputes it from the status it reads.
+    """
+    wanted = sorted(set(handles))
+    if not wanted:
+        return 0
+    known = await recipient_facts(conn, wanted)
+    updates: list[dict[str, Any]] = []
+    for part in chunks(wanted):
+        rows = await conn.execute(
+            select_chats_with_line()
+            .where(chats.c.recipients.in_(part))
+            .where(~chats.c.is_group)
+            .where(chats.c.status.in_([str(s) for s in RECIPIENT_STATUSES]))
+        )
+        for row in rows:
+            status = chat_status_for(row.status, known.get(row.recipients))
+            if status == row.status:
+                continue
+            nxt = row.next_share_at
+            if row.claim_attempt_id is None:
+                nxt = compute_next(row, policy, now, status=status)
+            updates.append({"b_chat_id": row.chat_id, "b_status": status, "b_next": nxt})
+    if updates:
+        await conn.execute(
+            sa.update(chats)
+            .where(chats.c.chat_id == sa.bindparam("b_chat_id"))
+            .values(
+                status=sa.bindparam("b_status"),
+                next_share_at=sa.bindparam("b_next"),
+                updated_at=now,
+            ),
+            updates,
+        )
+    return len(updates)
+
+
+async def record_recipient_facts(
+    conn: AsyncConnection, facts: Iterable[RecipientFacts], policy: Policy, now: datetime
+) -> set[str]:
+    """Note facts and make the chats of every recipient whose status changed follow it."""
+    _, changed = await note_recipients(conn, facts, now)
+    await follow_recipients(conn, changed, policy, now)
+    return changed
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedSync:
+    blocked: int
+    unblocked: int
+
+
+async def sync_blocked_handles(
+    ledger: Ledger,
+    listed: Mapping[str, datetime],
+    *,
+    read_started_at: datetime,
+    policy: Policy,
+    now: datetime,
+) -> BlockedSync:
+    """Make the ledger's blocks match our account's blocked list (``handle -> blocked_at``).
+
+    A handle the list no longer has is unblocked, unless the ledger learnt of its block (a
+    2026 answer) after the list was read: the list may predate it.
+    """
+    async with ledger.write() as conn:
+        stale = await conn.execute(
+            sa.select(recipients.c.handle)
+            .where(recipients.c.blocked_at.is_not(None))
+            .where(recipients.c.blocked_at < read_started_at)
+        )
+        to_unblock = sorted({row.handle for row in stale} - listed.keys())
+        for part in chunks(to_unblock):
+            await conn.execute(
+                sa.update(recipients)
+                .where(recipients.c.handle.in_(part))
+                .values(blocked_at=None, updated_at=now)
+            )
+        _, newly_blocked = await note_recipients(
+            conn,
+            [RecipientFacts(handle, blocked_at=at) for handle, at in listed.items()],
+            now,
+        )
+        await follow_recipients(conn, [*to_unblock, *newly_blocked], policy, now)
+    return BlockedSync(blocked=len(newly_blocked), unblocked=len(to_unblock))
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientCounts:
+    opted_out: int
+    blocked: int
+
+
+async def recipient_counts(conn: AsyncConnection) -> RecipientCounts:
+    r = recipients
+    opted_out = sa.and_(
+        r.c.opted_out_at.is_not(None),
+        sa.or_(r.c.last_inbound_at.is_(None), r.c.last_inbound_at <= r.c.opted_out_at),
+    )
+    row = (
+        await conn.execute(
+            sa.select(
+                sa.func.count().filter(opted_out).label("opted_out"),
+                sa.func.count().filter(r.c.blocked_at.is_not(None)).label("blocked"),
+            )
+        )
+    ).one()
+    return RecipientCounts(opted_out=int(row.opted_out or 0), blocked=int(row.blocked or 0))
