@@ -81,7 +81,12 @@ def decide(
         return Decision(Outcome.ambiguous, counts_as_shared=True, error=text)
     if isinstance(error, CardNotActive):
         return Decision(
-            Outcome.rejected, line_card_state=CardState.pending, line_error=text, error=text
+            # Not active, and GET cannot tell a pending card from a missing one: unknown
+            # until the card is read again.
+            Outcome.rejected,
+            line_card_state=CardState.unknown,
+            line_error=text,
+            error=text,
         )
     if isinstance(error, ChatNotFound):
         return Decision(Outcome.rejected, chat_status=ChatStatus.gone, error=text)

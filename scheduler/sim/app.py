@@ -24,6 +24,7 @@ from scheduler.sim.control import control_routes
 from scheduler.sim.model import SimError
 from scheduler.sim.routes_cards import card_routes
 from scheduler.sim.routes_chats import chat_routes
+from scheduler.sim.routes_handles import handle_routes
 from scheduler.sim.settings import SimSettings
 from scheduler.sim.state import SimState
 from scheduler.sim.webhooks import WebhookDispatcher
@@ -85,6 +86,7 @@ def create_app(settings: SimSettings) -> Starlette:
     api_routes = [
         *card_routes(sim),
         *chat_routes(sim),
+        *handle_routes(sim),
         Route("/v3/{rest:path}", v3(sim, unknown), methods=["GET", "POST", "PATCH", "DELETE"]),
     ]
 
