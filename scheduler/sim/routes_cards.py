@@ -31,7 +31,7 @@ def card_routes(sim: Simulator) -> list[Route]:
         return json_response({"contact_cards": [c.to_json(at) for c in cards]}, trace_id)
 
     def logged(handler: Handler) -> Handler:
-        """Log every card call that reaches the endpoint, with its answer (``/_sim/cards/calls``)."""
+        """Log each card call that reaches the endpoint with its answer (``/_sim/cards/calls``)."""
 
         async def endpoint(request: Request, trace_id: str) -> Response:
             number = request.query_params.get("phone_number")

@@ -15,8 +15,9 @@ Where the documentation is silent, these choices are made:
   2022 leaves the card as it was.
 - Share checks run in this order: 2001 unknown chat, 2005 line not on the account, 2027 line
   ineligible, 2012 no active card, 2026 recipient blocked, 2024 recipient opted out, 1004 no
-  outbound message, 1007 shared less than 5 minutes ago. Only applied shares start the 5-minute window. The timeout fault holds only
-  answers to applied shares (the ambiguous case); refusals are answered at once.
+  outbound message, 1007 shared less than 5 minutes ago. Only applied shares start the
+  5-minute window. The timeout fault holds only answers to applied shares (the ambiguous
+  case); refusals are answered at once.
 - ``POST /v3/chats`` to the same recipients from the same number over the same service reuses
   the existing chat (and sends the message there) instead of opening a second one.
 - Lists (chats, messages) are in creation order, oldest first; cursors are opaque.
@@ -275,7 +276,7 @@ class SimState:
     def record_card_call(
         self, method: str, number: str | None, status: int, code: int | None
     ) -> None:
-        """Every card request and its answer, for tests that count writes (``/_sim/cards/calls``)."""
+        """Every card request and its answer, for tests that count writes."""
         self.card_calls.append(
             {
                 "method": method,
