@@ -26,6 +26,7 @@ from scheduler.errors import ConfigError, LedgerError, LinqError, Unauthorized
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
+from scheduler.ledger.line_eligibility import ineligible_lines
 from scheduler.linq.client import LinqClient
 from scheduler.linq.types import ContactCard
 from scheduler.logs import redact_text
@@ -139,6 +140,16 @@ async def _check_ledger(report: _Report, schedule: Schedule) -> dict[str, int]:
                 .group_by(chats.c.line)
             ):
                 counts[str(number)] = int(n)
+            for line in await ineligible_lines(conn):
+                # Linq refuses activity on the line (2027, FLAGGED): its chats wait.
+                report.add(
+                    f"line {line.number}",
+                    "warn",
+                    f"not eligible to send since {_iso(line.ineligible_since)}"
+                    f" ({line.reason or 'no reason given'}); sharing on it waits, next probe"
+                    f" at {_iso(line.probe_at) if line.probe_at else 'unknown'}, or resumes"
+                    " when Linq reports the line ACTIVE",
+                )
         return counts
     except LedgerError as exc:
         report.add("schema", "fail", str(exc))

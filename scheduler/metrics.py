@@ -78,6 +78,20 @@ class Metrics:
             ["line"],
             registry=r,
         )
+        self.line_ineligible = Gauge(
+            "share_scheduler_line_ineligible",
+            "1 while Linq refuses activity on the line (403/2027, or FLAGGED / CRITICAL): its"
+            " chats wait for the line's probe or its ACTIVE report.",
+            ["line"],
+            registry=r,
+        )
+        self.recipients = Gauge(
+            "share_scheduler_recipients",
+            "Recipients held across every chat and line, by state (opted_out: 2024 until they"
+            " write again; blocked: on our account's blocked list, 2026).",
+            ["state"],
+            registry=r,
+        )
         self.due_chats = Gauge(
             "share_scheduler_due_chats", "Chats due now (at the last pass).", registry=r
         )

@@ -37,6 +37,7 @@ def _column(s: LineStats) -> list[object]:
     statuses = [s.by_status.get(status.value, 0) for status in ChatStatus]
     return [
         s.card_state or "-",
+        "-" if s.ineligible is None else ("yes" if s.ineligible else "no"),
         s.chats,
         *statuses,
         ", ".join(f"{k} {v}" for k, v in sorted(s.by_service.items())) or "-",
@@ -52,6 +53,7 @@ def _column(s: LineStats) -> list[object]:
 
 _ROWS = [
     "card",
+    "ineligible (2027)",
     "chats",
     *(f"  {status.value}" for status in ChatStatus),
     "services",
@@ -101,7 +103,7 @@ def export(
     ] = None,
     line: Annotated[str | None, typer.Option("--line", help="Only this line (E.164).")] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="active, paused, opted_out, gone.")
+        str | None, typer.Option("--status", help="active, paused, opted_out, blocked, gone.")
     ] = None,
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,

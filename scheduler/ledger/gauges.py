@@ -1,4 +1,5 @@
-"""The ledger-derived gauges of ``/metrics``: due chats, chats by status, card active per line.
+"""The ledger-derived gauges of ``/metrics``: due chats, chats by status, card active and
+ineligible per line, recipients opted out and blocked.
 
 The due count is an index range scan on ``next_share_at`` (cheap after every pass); the
 status and line gauges scan the chats and run with the card job, less often.
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
 from scheduler.ledger.models import CardState, ChatStatus
+from scheduler.ledger.recipients import recipient_counts
 from scheduler.metrics import Metrics
 
 __all__ = ["count_due", "refresh_due", "refresh_ledger_gauges"]
@@ -39,10 +41,16 @@ async def refresh_due(ledger: Ledger, metrics: Metrics, now: datetime) -> None:
 
 async def refresh_ledger_gauges(ledger: Ledger, metrics: Metrics, now: datetime) -> None:
     async with ledger.read() as conn:
-        for row in await conn.execute(sa.select(lines.c.number, lines.c.card_state)):
+        for row in await conn.execute(
+            sa.select(lines.c.number, lines.c.card_state, lines.c.ineligible_since)
+        ):
             metrics.card_active.labels(line=row.number).set(
                 1 if row.card_state == CardState.active else 0
             )
+            metrics.line_ineligible.labels(line=row.number).set(
+                0 if row.ineligible_since is None else 1
+            )
+        held = await recipient_counts(conn)
         counts = {status.value: 0 for status in ChatStatus}
         for status, n in await conn.execute(
             sa.select(chats.c.status, sa.func.count()).group_by(chats.c.status)
@@ -51,4 +59,6 @@ async def refresh_ledger_gauges(ledger: Ledger, metrics: Metrics, now: datetime)
     # Every status is set, so one that empties drops to 0 instead of keeping its last value.
     for status, n in counts.items():
         metrics.chats_by_status.labels(status=status).set(n)
+    metrics.recipients.labels(state="opted_out").set(held.opted_out)
+    metrics.recipients.labels(state="blocked").set(held.blocked)
     await refresh_due(ledger, metrics, now)

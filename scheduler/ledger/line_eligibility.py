@@ -33,7 +33,7 @@ def probe_backoff(previous_seconds: int) -> timedelta:
 @dataclass(frozen=True, slots=True)
 class LineEligibility:
     number: str
-    ineligible_since: datetime | None
+    ineligible_since: datetime
     reason: str | None
     probe_at: datetime | None
     backoff: timedelta
