@@ -3,6 +3,7 @@ handles, ineligible lines, and the card lifecycle (pending cards are never PATCH
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -29,10 +30,10 @@ DAVE = "+12125550104"
 OPENS = DAY1_0800_NY + timedelta(hours=1, minutes=30)  # 09:30 local, inside the window
 
 
-def _cli(daemon: DaemonProcess, *args: str) -> str:
+def _cli(daemon: DaemonProcess, *args: str, check: bool = True) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "scheduler", *args, "-c", str(daemon.config_path)],
-        check=True,
+        check=check,
         capture_output=True,
         text=True,
         env=daemon.env,
@@ -154,10 +155,15 @@ def test_an_ineligible_line_pauses_and_resumes_on_the_active_webhook(stack: Stac
     refused = sum(len(_codes(stack, c)) for c in on_l2)
     time.sleep(1.5)  # passes go by: the line waits for its probe (minutes away)
     assert sum(len(_codes(stack, c)) for c in on_l2) == refused
-    status = _cli(daemon, "cards", "status", "--json")
-    assert '"ineligible": true' in status.replace(" ", "").replace(":true", ": true")
-    stats = _cli(daemon, "ledger", "stats", "--json")
-    assert L2 in stats and "ineligible" in stats
+    cards = {row["line"]: row for row in json.loads(_cli(daemon, "cards", "status", "--json"))}
+    assert cards[L2]["ineligible"] is True and cards[L1]["ineligible"] is False
+    assert cards[L2]["paused"] is False  # Linq's pause, not the operator's
+    assert "2027" in cards[L2]["ineligible_reason"]
+    stats = json.loads(_cli(daemon, "ledger", "stats", "--json"))
+    assert {s["line"]: s["ineligible"] for s in stats["lines"]} == {L1: False, L2: True}
+    assert stats["totals"]["lines_ineligible"] == 1
+    doctor = _cli(daemon, "doctor", check=False)
+    assert f"line {L2}" in doctor and f"line {L1}" not in doctor
 
     # Linq reports the line ACTIVE again (phone_number.status_updated): sharing resumes today.
     sim.control("POST", f"lines/{L2}/status", json={"status": "ACTIVE"})

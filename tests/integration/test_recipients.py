@@ -17,6 +17,7 @@ from scheduler.errors import HandleBlocked, LineIneligible, LinqError, OptedOut
 from scheduler.ingest.apply import apply_event
 from scheduler.ingest.events import parse_event
 from scheduler.ingest.writer import apply_events
+from scheduler.ledger.chat_ops import set_chat_paused
 from scheduler.ledger.claims import CallRecord, claim_batch, record_results
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
@@ -401,3 +402,14 @@ async def test_status_updated_webhooks_pause_and_resume_the_line_in_time_order(
     rows = await _rows(ledger)
     assert rows["alice-a"].next_share_at == resumed_at
     assert rows["alice-a"].last_shared_at is None
+
+
+async def test_resuming_a_chat_gives_it_its_recipients_state(ledger: Ledger) -> None:
+    await _world(ledger)
+    pol = policy()
+    await set_chat_paused(ledger, "alice-b", paused=True, policy=pol, now=T0)
+    await _share(ledger, "alice-a", OptedOut(OPTED_OUT, status=403, code=2024), T0)
+    assert (await _rows(ledger))["alice-b"].status == ChatStatus.paused  # the operator's
+    change = await set_chat_paused(ledger, "alice-b", paused=False, policy=pol, now=T0)
+    assert change.after == ChatStatus.opted_out
+    assert (await _rows(ledger))["alice-b"].next_share_at is None
