@@ -11,6 +11,7 @@ from typing import Any
 
 from scheduler.ingest.events import ChatActivity
 from scheduler.ledger.models import ChatStatus
+from scheduler.times import earliest, latest
 
 CHAT_DEFAULTS: dict[str, Any] = {
     "line": None,
@@ -38,18 +39,6 @@ CHAT_DEFAULTS: dict[str, Any] = {
 OPT_OUT_SEEN = "_opt_out_seen_at"
 
 
-def _min(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    return a if b is None else min(a, b)
-
-
-def _max(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    return a if b is None else max(a, b)
-
-
 def merge_activity(current: dict[str, Any] | None, act: ChatActivity) -> dict[str, Any]:
     """The chat's columns after ``act``; ``current`` is None for a chat not yet known.
 
@@ -68,15 +57,15 @@ def merge_activity(current: dict[str, Any] | None, act: ChatActivity) -> dict[st
         chat["is_group"] = act.is_group
     if act.service and (chat.get("service") is None or not act.historical):
         chat["service"] = act.service
-    chat["first_outbound_at"] = _min(chat.get("first_outbound_at"), act.outbound_at)
-    chat["last_outbound_at"] = _max(chat.get("last_outbound_at"), act.outbound_at)
+    chat["first_outbound_at"] = earliest(chat.get("first_outbound_at"), act.outbound_at)
+    chat["last_outbound_at"] = latest(chat.get("last_outbound_at"), act.outbound_at)
     previous_inbound = chat.get("last_inbound_at")
     inbound = act.inbound_at
     if act.opted_out and act.opted_out_at is not None:
         # Opting out is the recipient writing STOP: an inbound message at that time.
-        inbound = _max(inbound, act.opted_out_at)
-        chat[OPT_OUT_SEEN] = _max(chat.get(OPT_OUT_SEEN), act.opted_out_at)
-    chat["last_inbound_at"] = _max(previous_inbound, inbound)
+        inbound = latest(inbound, act.opted_out_at)
+        chat[OPT_OUT_SEEN] = latest(chat.get(OPT_OUT_SEEN), act.opted_out_at)
+    chat["last_inbound_at"] = latest(previous_inbound, inbound)
     chat["status"] = _status(chat.get("status"), act, previous_inbound)
     return chat
 

@@ -27,6 +27,7 @@ from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, select_chats_with_line
 from scheduler.ledger.models import RECIPIENT_STATUSES, ChatStatus, recipients_table
 from scheduler.rule import Policy
+from scheduler.times import earliest, latest
 
 recipients = recipients_table
 
@@ -60,22 +61,10 @@ class RecipientFacts:
         """Both sets of facts: latest times win; a block is kept from its earliest sighting."""
         return RecipientFacts(
             self.handle,
-            _latest(self.opted_out_at, other.opted_out_at),
-            _latest(self.last_inbound_at, other.last_inbound_at),
-            _earliest(self.blocked_at, other.blocked_at),
+            latest(self.opted_out_at, other.opted_out_at),
+            latest(self.last_inbound_at, other.last_inbound_at),
+            earliest(self.blocked_at, other.blocked_at),
         )
-
-
-def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    return a if b is None else max(a, b)
-
-
-def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    return a if b is None else min(a, b)
 
 
 def one_to_one_handle(recipients_column: str | None, is_group: bool | None) -> str | None:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.demo.processes import DaemonProcess, free_port, write_schedule
+from scheduler.demo.processes import DaemonProcess, SimProcess, free_port, write_schedule
 from tests.e2e.conftest import DAY1_0800_NY
 from tests.e2e.harness import Stack, ledger_chats, wait_for
 
@@ -66,13 +66,19 @@ def _inbound(stack: Stack, chat_id: str, text: str) -> dict[str, Any]:
     return result
 
 
-def test_opt_outs_and_blocks_hold_for_the_recipient_on_every_line(stack: Stack) -> None:
+def _two_lines(stack: Stack) -> tuple[SimProcess, DaemonProcess]:
+    """The simulator and a running daemon, with active cards on both lines."""
     port = free_port()
     sim = stack.start_sim(port, activation_delay=0.2)
     daemon = stack.add_daemon({"lines": [{"number": L1}, {"number": L2}]}, port=port)
     daemon.start()
     stack.create_card(L1)
     stack.create_card(L2, "Acme Sales")
+    return sim, daemon
+
+
+def test_opt_outs_and_blocks_hold_for_the_recipient_on_every_line(stack: Stack) -> None:
+    sim, daemon = _two_lines(stack)
     alice1 = stack.create_chat(L1, [ALICE])
     alice2 = stack.create_chat(L2, [ALICE])
     bob1 = stack.create_chat(L1, [BOB])
@@ -133,12 +139,7 @@ def test_opt_outs_and_blocks_hold_for_the_recipient_on_every_line(stack: Stack) 
 
 
 def test_an_ineligible_line_pauses_and_resumes_on_the_active_webhook(stack: Stack) -> None:
-    port = free_port()
-    sim = stack.start_sim(port, activation_delay=0.2)
-    daemon = stack.add_daemon({"lines": [{"number": L1}, {"number": L2}]}, port=port)
-    daemon.start()
-    stack.create_card(L1)
-    stack.create_card(L2, "Acme Sales")
+    sim, daemon = _two_lines(stack)
     on_l1 = [stack.create_chat(L1, [ALICE]), stack.create_chat(L1, [BOB])]
     on_l2 = [stack.create_chat(L2, [CAROL]), stack.create_chat(L2, [DAVE])]
     stack.drain_webhooks()

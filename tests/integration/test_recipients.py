@@ -75,6 +75,16 @@ async def _line(ledger: Ledger, number: str) -> Any:
         return (await conn.execute(sa.select(lines).where(lines.c.number == number))).one()
 
 
+def _first_try(now: datetime) -> dict[str, Any]:
+    """decide()'s arguments for the first try of a claim."""
+    return {
+        "now": now,
+        "maybe_applied": False,
+        "consecutive_failures": 0,
+        "failure_backoff": timedelta(minutes=5),
+    }
+
+
 async def _share(
     ledger: Ledger, chat_id: str, error: LinqError | None, now: datetime
 ) -> CallRecord:
@@ -89,14 +99,7 @@ async def _share(
         chat_ids=[chat_id],
     )
     [claim] = claimed.claims
-    decision = decide(
-        error,
-        now=now,
-        maybe_applied=False,
-        consecutive_failures=0,
-        failure_backoff=timedelta(minutes=5),
-    )
-    record = CallRecord(claim, decision, now, tries=1)
+    record = CallRecord(claim, decide(error, **_first_try(now)), now, tries=1)
     assert await record_results(ledger, [record], policy(), now) == []
     return record
 
@@ -312,18 +315,15 @@ async def test_a_2027_pauses_the_line_and_probes_it_with_a_doubling_backoff(
     )
     on_a = [c for c in claimed.claims if c.line == LINE_A]
     assert len(on_a) == 1
-    decision = decide(
-        refused,
-        now=probe_at,
-        maybe_applied=False,
-        consecutive_failures=0,
-        failure_backoff=timedelta(minutes=5),
-    )
+    decision = decide(refused, **_first_try(probe_at))
     await record_results(
         ledger,
         [
             CallRecord(
-                c, decision if c.line == LINE_A else decide(None, **_ok(probe_at)), probe_at, 1
+                c,
+                decision if c.line == LINE_A else decide(None, **_first_try(probe_at)),
+                probe_at,
+                1,
             )
             for c in claimed.claims
         ],
@@ -341,22 +341,13 @@ async def test_a_2027_pauses_the_line_and_probes_it_with_a_doubling_backoff(
     )
     [probe] = [c for c in claimed.claims if c.line == LINE_A]
     await record_results(
-        ledger, [CallRecord(probe, decide(None, **_ok(second)), second, 1)], policy(), second
+        ledger, [CallRecord(probe, decide(None, **_first_try(second)), second, 1)], policy(), second
     )
     line = await _line(ledger, LINE_A)
     assert line.ineligible_since is None and line.probe_at is None
     rows = await _rows(ledger)
     waiting = [c for c in ("alice-a", "carol-a") if c != probe.chat_id]
     assert all(rows[c].next_share_at == second for c in waiting)
-
-
-def _ok(now: datetime) -> dict[str, Any]:
-    return {
-        "now": now,
-        "maybe_applied": False,
-        "consecutive_failures": 0,
-        "failure_backoff": timedelta(minutes=5),
-    }
 
 
 def test_the_probe_backoff_doubles_up_to_its_cap() -> None:
