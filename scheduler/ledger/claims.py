@@ -264,6 +264,9 @@ async def _record_line_facts(
     again); return the lines' facts as they now are, for the chats' recompute."""
     known: dict[str, tuple[str | None, datetime | None]] = {}
     overrides: dict[str, LineFacts] = {}
+    # One 2027 fact per line per batch: chats claimed together, refused together, are one
+    # refusal of the line (their backoff must not double once per chat).
+    refused_lines: set[str] = set()
     for rec in records:
         d = rec.decision
         number = rec.claim.line
@@ -291,9 +294,15 @@ async def _record_line_facts(
                 .values(next_share_at=None)
             )
         elif d.line_ineligible:
-            probe_at = await mark_line_ineligible(
+            if number in refused_lines:
+                continue
+            refused_lines.add(number)
+            marked = await mark_line_ineligible(
                 conn, number, at=rec.finished_at, reason=d.error or "2027", now=now
             )
+            if marked is None:
+                continue  # a later fact about the line is already recorded
+            probe_at = marked
             log.warning("line.ineligible", line=number, probe_at=probe_at, source="share")
         elif d.counts_as_shared and d.outcome == Outcome.shared and probe_at is not None:
             # The probe went through: the line delivers again.

@@ -25,7 +25,7 @@ from scheduler.ledger.line_eligibility import PROBE_FIRST, PROBE_MAX, probe_back
 from scheduler.ledger.models import ChatStatus, Outcome
 from scheduler.ledger.recipients import recipient_counts, sync_blocked_handles
 from scheduler.share.decisions import decide
-from tests.factories import add_line, policy
+from tests.factories import add_chat, add_line, policy
 
 LINE_A = "+14155550100"
 LINE_B = "+14155550111"
@@ -38,21 +38,7 @@ LEASE = timedelta(minutes=2)
 async def _chat(
     ledger: Ledger, chat_id: str, line: str, recipients: str, *, is_group: bool = False
 ) -> None:
-    async with ledger.write() as conn:
-        await conn.execute(
-            sa.insert(chats).values(
-                chat_id=chat_id,
-                line=line,
-                recipients=recipients,
-                is_group=is_group,
-                service="iMessage",
-                first_outbound_at=T0 - timedelta(hours=1),
-                last_outbound_at=T0 - timedelta(hours=1),
-                next_share_at=T0,
-                created_at=T0,
-                updated_at=T0,
-            )
-        )
+    await add_chat(ledger, chat_id, line, recipients, now=T0, is_group=is_group, next_share_at=T0)
 
 
 async def _world(ledger: Ledger) -> None:
@@ -404,3 +390,20 @@ async def test_resuming_a_chat_gives_it_its_recipients_state(ledger: Ledger) -> 
     change = await set_chat_paused(ledger, "alice-b", paused=False, policy=pol, now=T0)
     assert change.after == ChatStatus.opted_out
     assert (await _rows(ledger))["alice-b"].next_share_at is None
+
+
+async def test_several_2027_answers_in_one_batch_pause_the_line_once(ledger: Ledger) -> None:
+    await _world(ledger)
+    await _chat(ledger, "carol-a", LINE_A, "+12125550103")
+    claimed = await claim_batch(
+        ledger, now=T0, limit=10, instance="t", lease=LEASE, policy=policy()
+    )
+    on_a = [c for c in claimed.claims if c.line == LINE_A]
+    assert len(on_a) == 2  # the line was not known to be ineligible when they were claimed
+    refused = decide(LineIneligible("ineligible", status=403, code=2027), **_first_try(T0))
+    await record_results(ledger, [CallRecord(c, refused, T0, 1) for c in on_a], policy(), T0)
+    line = await _line(ledger, LINE_A)
+    # One fact about the line, not two: the first wait, not a wait doubled per chat.
+    assert line.probe_at == T0 + PROBE_FIRST
+    rows = await _rows(ledger)
+    assert {rows[c.chat_id].next_share_at for c in on_a} == {T0 + PROBE_FIRST}
