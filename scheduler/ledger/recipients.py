@@ -75,10 +75,19 @@ def one_to_one_handle(recipients_column: str | None, is_group: bool | None) -> s
 
 
 def chat_status_for(current: str, recipient: RecipientFacts | None) -> str:
-    """The status a 1:1 chat should have given its recipient's facts."""
+    """The status a 1:1 chat should have given its recipient's facts.
+
+    Paused and gone chats keep theirs. A chat opted out on its own (a health hint without a
+    time, or a ledger from before recipients were kept) stays so while the recipient has no
+    opt-out on record: only a later inbound message on that chat clears it (the merge).
+    """
     if current not in RECIPIENT_STATUSES:
         return current
-    return ChatStatus.active if recipient is None else recipient.status
+    if recipient is not None and recipient.status != ChatStatus.active:
+        return recipient.status
+    if current == ChatStatus.opted_out and (recipient is None or recipient.opted_out_at is None):
+        return current
+    return ChatStatus.active
 
 
 def _facts(row: Any) -> RecipientFacts:

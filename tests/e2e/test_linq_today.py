@@ -160,6 +160,9 @@ def test_an_ineligible_line_pauses_and_resumes_on_the_active_webhook(stack: Stac
     assert cards[L2]["ineligible"] is True and cards[L1]["ineligible"] is False
     assert cards[L2]["paused"] is False  # Linq's pause, not the operator's
     assert "2027" in cards[L2]["ineligible_reason"]
+    # Both chats were refused in one pass: one refusal of the line, the first backoff (5 min).
+    probe_at = datetime.fromisoformat(cards[L2]["probe_at"])
+    assert OPENS + timedelta(minutes=5) <= probe_at <= OPENS + timedelta(minutes=6)
     stats = json.loads(_cli(daemon, "ledger", "stats", "--json"))
     assert {s["line"]: s["ineligible"] for s in stats["lines"]} == {L1: False, L2: True}
     assert stats["totals"]["lines_ineligible"] == 1

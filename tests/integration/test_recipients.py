@@ -407,3 +407,26 @@ async def test_several_2027_answers_in_one_batch_pause_the_line_once(ledger: Led
     assert line.probe_at == T0 + PROBE_FIRST
     rows = await _rows(ledger)
     assert {rows[c.chat_id].next_share_at for c in on_a} == {T0 + PROBE_FIRST}
+
+
+async def test_a_chat_opted_out_before_recipients_were_kept_stays_so_until_it_hears_back(
+    ledger: Ledger,
+) -> None:
+    # A ledger migrated from 0002: the chat is opted out, its recipient has no record.
+    await add_line(ledger, LINE_A, T0)
+    await add_chat(ledger, "legacy", LINE_A, ALICE, now=T0, status=ChatStatus.opted_out)
+    sent = {
+        "event_id": "sent",
+        "event_type": "message.sent",
+        "data": {
+            "direction": "outbound",
+            "service": "iMessage",
+            "sent_at": T0.isoformat(),
+            "chat": {"id": "legacy", "owner_handle": {"handle": LINE_A, "is_me": True}},
+        },
+    }
+    await _inbound(ledger, sent, T0)
+    assert (await _rows(ledger))["legacy"].status == ChatStatus.opted_out
+    later = T0 + timedelta(minutes=5)
+    await _inbound(ledger, _message("hi", "legacy", LINE_A, ALICE, later), later)
+    assert (await _rows(ledger))["legacy"].status == ChatStatus.active
