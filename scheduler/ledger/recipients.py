@@ -133,7 +133,8 @@ async def note_recipients(
     after: dict[str, RecipientFacts] = {}
     writes: list[dict[str, Any]] = []
     changed: set[str] = set()
-    for handle, fact in incoming.items():
+    # In handle order: replicas writing the same recipients lock their rows in one order.
+    for handle, fact in sorted(incoming.items()):
         old = before.get(handle)
         new = fact if old is None else old.merged(fact)
         after[handle] = new
@@ -200,6 +201,7 @@ async def follow_recipients(
                 nxt = compute_next(row, policy, now, status=status)
             updates.append({"b_chat_id": row.chat_id, "b_status": status, "b_next": nxt})
     if updates:
+        updates.sort(key=lambda u: str(u["b_chat_id"]))  # one lock order across replicas
         await conn.execute(
             sa.update(chats)
             .where(chats.c.chat_id == sa.bindparam("b_chat_id"))
