@@ -2,10 +2,13 @@
 
     python -m bench.webhook_ingest [--events 5000] [--connections 16]
                                    [--databases sqlite,postgresql]
+                                   [--direction outbound|inbound|both]
 
 The load process pre-builds every signed request and replays them over keep-alive
 connections with a minimal HTTP/1.1 client, so that its own cost stays small next to the
-daemon's. Reports sustained events/second and p50/p99 response times.
+daemon's. Reports sustained events/second and p50/p99 response times. ``inbound`` posts
+``message.received`` from one recipient per chat (each batch also records what it says of
+its recipients, account-wide); ``both`` runs the two and prints inbound/outbound as a ratio.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from scheduler.ingest.signing import sign
 SECRET = "bench-webhook-secret"
 
 
-def _requests(count: int, port: int) -> list[bytes]:
+def _requests(count: int, port: int, inbound: bool = False) -> list[bytes]:
     out = []
+    event_type = "message.received" if inbound else "message.sent"
     stamp = int(time.time())
     sent = datetime.now(UTC).isoformat()
     for i in range(count):
@@ -38,12 +42,12 @@ def _requests(count: int, port: int) -> list[bytes]:
             {
                 "api_version": "v3",
                 "event_id": uuid.uuid4().hex,
-                "event_type": "message.sent",
+                "event_type": event_type,
                 "created_at": sent,
                 "webhook_version": "2026-02-03",
                 "data": {
                     "id": f"msg-{i}",
-                    "direction": "outbound",
+                    "direction": "inbound" if inbound else "outbound",
                     "service": "iMessage",
                     "sent_at": sent,
                     "chat": {
@@ -52,7 +56,11 @@ def _requests(count: int, port: int) -> list[bytes]:
                         "owner_handle": {"handle": LINE, "is_me": True},
                         "health_status": {"status": "HEALTHY"},
                     },
-                    "sender_handle": {"handle": LINE, "is_me": True},
+                    "sender_handle": (
+                        {"handle": f"+1212{5550000 + i % (count // 2 or 1):07d}", "is_me": False}
+                        if inbound
+                        else {"handle": LINE, "is_me": True}
+                    ),
                     "parts": [{"type": "text", "value": "hello"}],
                 },
             }
@@ -60,7 +68,7 @@ def _requests(count: int, port: int) -> list[bytes]:
         head = (
             f"POST /webhooks/linq HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"X-Webhook-Event: message.sent\r\nX-Webhook-Timestamp: {stamp}\r\n"
+            f"X-Webhook-Event: {event_type}\r\nX-Webhook-Timestamp: {stamp}\r\n"
             f"X-Webhook-Signature: {sign(SECRET, stamp, body)}\r\n\r\n"
         ).encode()
         out.append(head + body)
@@ -100,12 +108,14 @@ async def _load(
     return time.perf_counter() - t0, latencies, errors
 
 
-def _load_process(port: int, count: int, connections: int, out: Any) -> None:
-    requests = _requests(count, port)
+def _load_process(port: int, count: int, connections: int, inbound: bool, out: Any) -> None:
+    requests = _requests(count, port, inbound)
     out.send(asyncio.run(_load(port, requests, connections)))
 
 
-def run_one(kind: str, events: int, connections: int, api_base: str) -> list[Any]:
+def run_one(
+    kind: str, events: int, connections: int, api_base: str, inbound: bool = False
+) -> list[Any]:
     with ledger_url(kind) as url:
         workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
         port = free_port()
@@ -128,7 +138,7 @@ def run_one(kind: str, events: int, connections: int, api_base: str) -> list[Any
             for count in (200, events):
                 parent, child = multiprocessing.Pipe()
                 proc = multiprocessing.Process(
-                    target=_load_process, args=(port, count, connections, child)
+                    target=_load_process, args=(port, count, connections, inbound, child)
                 )
                 proc.start()
                 seconds, latencies, errors = parent.recv()
@@ -138,7 +148,8 @@ def run_one(kind: str, events: int, connections: int, api_base: str) -> list[Any
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-    return [kind, events, connections, events / seconds, p50, p99, errors]
+    direction = "inbound" if inbound else "outbound"
+    return [kind, direction, events, connections, events / seconds, p50, p99, errors]
 
 
 def main() -> None:
@@ -146,17 +157,26 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--direction", choices=["outbound", "inbound", "both"], default="outbound")
     args = parser.parse_args()
+    directions = {"outbound": [False], "inbound": [True], "both": [False, True]}[args.direction]
     rows = []
     with simulator() as sim:
         for kind in args.databases.split(","):
-            rows.append(run_one(kind, args.events, args.connections, sim.api_base))
+            for inbound in directions:
+                rows.append(run_one(kind, args.events, args.connections, sim.api_base, inbound))
     table(
-        "webhook ingest: signed message.sent events (half of them repeat a chat)",
-        ["ledger", "events", "connections", "events/s", "p50 ms", "p99 ms", "non-200"],
-        rows,
+        "webhook ingest: signed message.sent / message.received events (half repeat a chat)",
+        ["ledger", "events", "direction", "connections", "events/s", "p50 ms", "p99 ms", "non-200"],
+        [[r[0], r[2], r[1], *r[3:]] for r in rows],
     )
-    print("\nsummary: " + "; ".join(f"{r[0]} {r[3]:.0f} events/s, p99 {r[5]:.1f} ms" for r in rows))
+    parts = [f"{r[0]} {r[1]} {r[4]:.0f} events/s, p99 {r[6]:.1f} ms" for r in rows]
+    if args.direction == "both":
+        rates = {(r[0], r[1]): r[4] for r in rows}
+        for kind in args.databases.split(","):
+            ratio = rates[(kind, "inbound")] / rates[(kind, "outbound")]
+            parts.append(f"{kind} inbound/outbound {ratio:.2f}")
+    print("\nsummary: " + "; ".join(parts))
 
 
 if __name__ == "__main__":
