@@ -21,8 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.ledger.dialect import upsert
-from scheduler.ledger.driver import chunks
+from scheduler.ledger.driver import Driver, chunks, codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, select_chats_with_line
 from scheduler.ledger.models import RECIPIENT_STATUSES, ChatStatus, recipients_table
@@ -90,28 +89,61 @@ def chat_status_for(current: str, recipient: RecipientFacts | None) -> str:
     return ChatStatus.active
 
 
-def _facts(row: Any) -> RecipientFacts:
-    return RecipientFacts(row.handle, row.opted_out_at, row.last_inbound_at, row.blocked_at)
+_COLUMNS = ["handle", "opted_out_at", "last_inbound_at", "blocked_at", "created_at", "updated_at"]
+_FACT_COLUMNS = _COLUMNS[:4]
+# Rows per multi-row upsert: six parameters each, far below both databases' limits.
+_UPSERT_ROWS = 200
+
+
+def _facts(values: dict[str, Any]) -> RecipientFacts:
+    return RecipientFacts(
+        values["handle"], values["opted_out_at"], values["last_inbound_at"], values["blocked_at"]
+    )
 
 
 async def recipient_facts(
     conn: AsyncConnection, handles: Iterable[str]
 ) -> dict[str, RecipientFacts]:
+    """What the ledger knows of ``handles`` (those it has a row for)."""
+    db = await driver_of(conn)
+    table = codec(recipients, db.dialect)
+    read = table.reader(_FACT_COLUMNS)
+    select = (
+        f"SELECT {table.columns(_FACT_COLUMNS)} FROM {table.name} WHERE {table.q['handle']} IN "
+    )
     found: dict[str, RecipientFacts] = {}
     for part in chunks(sorted(set(handles))):
-        rows = await conn.execute(sa.select(recipients).where(recipients.c.handle.in_(part)))
-        for row in rows:
-            found[row.handle] = _facts(row)
+        for row in await db.fetch(f"{select}({db.marks(len(part))})", part):
+            fact = _facts(read(row))
+            found[fact.handle] = fact
     return found
 
 
-def _later(column: sa.ColumnElement[Any], new: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    # The later of the stored and the new time, NULL counting as "nothing known".
-    return sa.case((sa.or_(column.is_(None), column < new), new), else_=column)
+def _upsert_sql(db: Driver, rows: int) -> str:
+    """A multi-row upsert whose stored times only move forward (a block's only backward), so
+    that concurrent writers and replayed facts cannot undo each other."""
+    table = codec(recipients, db.dialect)
+    q = table.q
+    current = {name: f"{table.name}.{q[name]}" for name in _COLUMNS}
 
+    def later(name: str) -> str:
+        return (
+            f"{q[name]} = CASE WHEN {current[name]} IS NULL OR {current[name]} < excluded.{q[name]}"
+            f" THEN excluded.{q[name]} ELSE {current[name]} END"
+        )
 
-def _earlier(column: sa.ColumnElement[Any], new: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    return sa.case((sa.or_(column.is_(None), column > new), new), else_=column)
+    earlier_block = (
+        f"{q['blocked_at']} = CASE WHEN {current['blocked_at']} IS NULL"
+        f" OR {current['blocked_at']} > excluded.{q['blocked_at']}"
+        f" THEN excluded.{q['blocked_at']} ELSE {current['blocked_at']} END"
+    )
+    return (
+        f"INSERT INTO {table.name} ({table.columns(_COLUMNS)}) "
+        f"VALUES {db.rows_of(len(_COLUMNS), rows)} "
+        f"ON CONFLICT ({q['handle']}) DO UPDATE SET {later('opted_out_at')}, "
+        f"{later('last_inbound_at')}, {earlier_block}, "
+        f"{q['updated_at']} = excluded.{q['updated_at']}"
+    )
 
 
 async def note_recipients(
@@ -120,8 +152,8 @@ async def note_recipients(
     """Record new facts about recipients, in the caller's transaction.
 
     Returns every named handle's facts afterwards, and the handles whose status changed (whose
-    1:1 chats must follow: :func:`follow_recipients`). The stored times only move forward (a
-    block only backward), so concurrent writers and replayed facts cannot undo each other.
+    1:1 chats must follow: :func:`follow_recipients`). The webhook hot path runs this once per
+    batch: two driver-level statements (read, then one upsert of what changed).
     """
     incoming: dict[str, RecipientFacts] = {}
     for fact in facts:
@@ -131,7 +163,7 @@ async def note_recipients(
         return {}, set()
     before = await recipient_facts(conn, incoming)
     after: dict[str, RecipientFacts] = {}
-    writes: list[dict[str, Any]] = []
+    writes: list[RecipientFacts] = []
     changed: set[str] = set()
     # In handle order: replicas writing the same recipients lock their rows in one order.
     for handle, fact in sorted(incoming.items()):
@@ -139,35 +171,22 @@ async def note_recipients(
         new = fact if old is None else old.merged(fact)
         after[handle] = new
         if new != old:
-            writes.append(
-                {
-                    "handle": handle,
-                    "opted_out_at": new.opted_out_at,
-                    "last_inbound_at": new.last_inbound_at,
-                    "blocked_at": new.blocked_at,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            writes.append(new)
         if (old.status if old is not None else ChatStatus.active) != new.status:
             changed.add(handle)
     if writes:
-        stmt = upsert(recipients, conn.dialect.name)
-        new_row = stmt.excluded
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[recipients.c.handle],
-                set_={
-                    "opted_out_at": _later(recipients.c.opted_out_at, new_row.opted_out_at),
-                    "last_inbound_at": _later(
-                        recipients.c.last_inbound_at, new_row.last_inbound_at
-                    ),
-                    "blocked_at": _earlier(recipients.c.blocked_at, new_row.blocked_at),
-                    "updated_at": new_row.updated_at,
-                },
-            ),
-            writes,
-        )
+        db = await driver_of(conn)
+        bind = codec(recipients, db.dialect).binder(_COLUMNS)
+        for start in range(0, len(writes), _UPSERT_ROWS):
+            part = writes[start : start + _UPSERT_ROWS]
+            params = [
+                value
+                for f in part
+                for value in bind(
+                    [f.handle, f.opted_out_at, f.last_inbound_at, f.blocked_at, now, now]
+                )
+            ]
+            await db.execute(_upsert_sql(db, len(part)), params)
     return after, changed
 
 
