@@ -3,11 +3,14 @@
     python -m bench.webhook_ingest [--events 5000] [--connections 16]
                                    [--databases sqlite,postgresql]
                                    [--schemes standard,legacy]
+                                   [--direction outbound|inbound|both]
 
 The load process pre-builds every signed request and replays them over keep-alive
 connections with a minimal HTTP/1.1 client, so that its own cost stays small next to the
 daemon's. Reports sustained events/second and p50/p99 response times, per signature scheme
-(Standard Webhooks, or the legacy X-Webhook-* headers), and the ratio of the two.
+(Standard Webhooks, or the legacy X-Webhook-* headers), and the ratio of the two. ``inbound``
+posts ``message.received`` from one recipient per chat (each batch also records what it says
+of its recipients, account-wide); ``both`` runs the two and prints inbound/outbound.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ SECRET = "whsec_YmVuY2gtd2ViaG9vay1zZWNyZXQtMDEyMzQ1Njc4OQ=="
 SCHEMES = ("standard", "legacy")
 
 
-def _signature_headers(scheme: str, event_id: str, stamp: int, body: bytes) -> str:
+def _signature_headers(scheme: str, event_id: str, event_type: str, stamp: int, body: bytes) -> str:
     if scheme == "standard":
         signature = sign_standard(standard_webhook(SECRET), event_id, stamp, body)
         return (
@@ -48,13 +51,14 @@ def _signature_headers(scheme: str, event_id: str, stamp: int, body: bytes) -> s
             f"webhook-signature: {signature}\r\n"
         )
     return (
-        f"X-Webhook-Event: message.sent\r\nX-Webhook-Timestamp: {stamp}\r\n"
+        f"X-Webhook-Event: {event_type}\r\nX-Webhook-Timestamp: {stamp}\r\n"
         f"X-Webhook-Signature: {sign(SECRET, stamp, body)}\r\n"
     )
 
 
-def _requests(count: int, port: int, scheme: str) -> list[bytes]:
+def _requests(count: int, port: int, scheme: str, inbound: bool = False) -> list[bytes]:
     out = []
+    event_type = "message.received" if inbound else "message.sent"
     stamp = int(time.time())
     sent = datetime.now(UTC).isoformat()
     for i in range(count):
@@ -63,12 +67,12 @@ def _requests(count: int, port: int, scheme: str) -> list[bytes]:
             {
                 "api_version": "v3",
                 "event_id": event_id,
-                "event_type": "message.sent",
+                "event_type": event_type,
                 "created_at": sent,
                 "webhook_version": "2026-02-03",
                 "data": {
                     "id": f"msg-{i}",
-                    "direction": "outbound",
+                    "direction": "inbound" if inbound else "outbound",
                     "service": "iMessage",
                     "sent_at": sent,
                     "chat": {
@@ -77,7 +81,11 @@ def _requests(count: int, port: int, scheme: str) -> list[bytes]:
                         "owner_handle": {"handle": LINE, "is_me": True},
                         "health_status": {"status": "HEALTHY"},
                     },
-                    "sender_handle": {"handle": LINE, "is_me": True},
+                    "sender_handle": (
+                        {"handle": f"+1212{5550000 + i % (count // 2 or 1):07d}", "is_me": False}
+                        if inbound
+                        else {"handle": LINE, "is_me": True}
+                    ),
                     "parts": [{"type": "text", "value": "hello"}],
                 },
             }
@@ -85,7 +93,7 @@ def _requests(count: int, port: int, scheme: str) -> list[bytes]:
         head = (
             f"POST /webhooks/linq HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"{_signature_headers(scheme, event_id, stamp, body)}\r\n"
+            f"{_signature_headers(scheme, event_id, event_type, stamp, body)}\r\n"
         ).encode()
         out.append(head + body)
     return out
@@ -124,12 +132,16 @@ async def _load(
     return time.perf_counter() - t0, latencies, errors
 
 
-def _load_process(port: int, count: int, connections: int, scheme: str, out: Any) -> None:
-    requests = _requests(count, port, scheme)
+def _load_process(
+    port: int, count: int, connections: int, scheme: str, inbound: bool, out: Any
+) -> None:
+    requests = _requests(count, port, scheme, inbound)
     out.send(asyncio.run(_load(port, requests, connections)))
 
 
-def run_one(kind: str, events: int, connections: int, api_base: str, scheme: str) -> list[Any]:
+def run_one(
+    kind: str, events: int, connections: int, api_base: str, scheme: str, inbound: bool = False
+) -> list[Any]:
     with ledger_url(kind) as url:
         workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
         port = free_port()
@@ -152,7 +164,7 @@ def run_one(kind: str, events: int, connections: int, api_base: str, scheme: str
             for count in (200, events):
                 parent, child = multiprocessing.Pipe()
                 proc = multiprocessing.Process(
-                    target=_load_process, args=(port, count, connections, scheme, child)
+                    target=_load_process, args=(port, count, connections, scheme, inbound, child)
                 )
                 proc.start()
                 seconds, latencies, errors = parent.recv()
@@ -162,7 +174,8 @@ def run_one(kind: str, events: int, connections: int, api_base: str, scheme: str
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-    return [kind, scheme, events, connections, events / seconds, p50, p99, errors]
+    direction = "inbound" if inbound else "outbound"
+    return [kind, scheme, direction, events, connections, events / seconds, p50, p99, errors]
 
 
 def verify_cost(rounds: int = 20000) -> list[Any]:
@@ -203,19 +216,34 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--schemes", default=",".join(SCHEMES))
+    parser.add_argument("--direction", choices=["outbound", "inbound", "both"], default="outbound")
     args = parser.parse_args()
     schemes = args.schemes.split(",")
     unknown = set(schemes) - set(SCHEMES)
     if unknown:
         parser.error(f"--schemes: unknown {', '.join(sorted(unknown))} (use {', '.join(SCHEMES)})")
+    directions = {"outbound": [False], "inbound": [True], "both": [False, True]}[args.direction]
     rows = []
     with simulator() as sim:
         for kind in args.databases.split(","):
             for scheme in schemes:
-                rows.append(run_one(kind, args.events, args.connections, sim.api_base, scheme))
+                for inbound in directions:
+                    rows.append(
+                        run_one(kind, args.events, args.connections, sim.api_base, scheme, inbound)
+                    )
     table(
-        "webhook ingest: signed message.sent events (half of them repeat a chat)",
-        ["ledger", "scheme", "events", "connections", "events/s", "p50 ms", "p99 ms", "non-200"],
+        "webhook ingest: signed message.sent / message.received events (half repeat a chat)",
+        [
+            "ledger",
+            "scheme",
+            "direction",
+            "events",
+            "connections",
+            "events/s",
+            "p50 ms",
+            "p99 ms",
+            "non-200",
+        ],
         rows,
     )
     costs = verify_cost()
@@ -224,13 +252,22 @@ def main() -> None:
         ["scheme", "body bytes", "us/delivery"],
         costs,
     )
-    parts = [f"{r[0]} {r[1]} {r[4]:.0f} events/s, p99 {r[6]:.1f} ms" for r in rows]
+    parts = [f"{r[0]} {r[1]} {r[2]} {r[5]:.0f} events/s, p99 {r[7]:.1f} ms" for r in rows]
     parts.append(f"verification standard/legacy time {costs[0][2] / costs[1][2]:.2f}")
-    by_key = {(r[0], r[1]): r[4] for r in rows}
+    by_key = {(r[0], r[1], r[2]): r[5] for r in rows}
     for kind in args.databases.split(","):
-        if (kind, "standard") in by_key and (kind, "legacy") in by_key:
-            ratio = by_key[(kind, "standard")] / by_key[(kind, "legacy")]
-            parts.append(f"{kind} standard/legacy throughput {ratio:.2f}")
+        for direction in ("outbound", "inbound"):
+            standard = by_key.get((kind, "standard", direction))
+            legacy = by_key.get((kind, "legacy", direction))
+            if standard and legacy:
+                ratio = standard / legacy
+                parts.append(f"{kind} {direction} standard/legacy throughput {ratio:.2f}")
+        for scheme in schemes:
+            inbound_rate = by_key.get((kind, scheme, "inbound"))
+            outbound_rate = by_key.get((kind, scheme, "outbound"))
+            if inbound_rate and outbound_rate:
+                ratio = inbound_rate / outbound_rate
+                parts.append(f"{kind} {scheme} inbound/outbound {ratio:.2f}")
     print("\nsummary: " + "; ".join(parts))
 
 

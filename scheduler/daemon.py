@@ -28,10 +28,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from scheduler import clock
 from scheduler.cards import CardSync, sync_configured_lines
 from scheduler.config import Schedule, Secrets, load_schedule
-from scheduler.errors import ConfigError, LedgerUnavailable, ListenFailed, Unauthorized
+from scheduler.errors import ConfigError, LedgerUnavailable, LinqError, ListenFailed, Unauthorized
 from scheduler.http.app import Runtime, create_app
 from scheduler.ingest.apply import prune_events
 from scheduler.ingest.backfill import scheduled_backfill
+from scheduler.ingest.blocked import refresh_blocked_handles
 from scheduler.ledger import schema
 from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.engine import Ledger
@@ -196,6 +197,16 @@ class Daemon:
         finally:
             if task is not None:
                 self._background.discard(task)
+
+    async def blocked_handles_job(self) -> None:
+        if self.stopping.is_set():
+            return
+        try:
+            await refresh_blocked_handles(self.ledger, self.client, self.policy)
+        except LedgerUnavailable as exc:
+            log.warning("blocked_handles.skipped", reason="ledger_unavailable", error=str(exc))
+        except LinqError as exc:
+            log.warning("blocked_handles.read_failed", error=str(exc), trace_id=exc.trace_id)
 
     async def _refresh_gauges(self) -> None:
         await refresh_ledger_gauges(
@@ -366,6 +377,14 @@ class Daemon:
             coalesce=True,
             # Soon after start too: a daemon restarted daily would otherwise never prune.
             next_run_time=start + timedelta(minutes=1),
+        )
+        self.scheduler.add_job(
+            self.blocked_handles_job,
+            IntervalTrigger(hours=24),
+            id="blocked_handles",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=start + timedelta(seconds=1),
         )
         every = cfg.backfill.interval
         self.scheduler.add_job(

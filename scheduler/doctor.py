@@ -28,6 +28,7 @@ from scheduler.errors import ConfigError, LedgerError, LinqError, Unauthorized
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
+from scheduler.ledger.line_eligibility import LineEligibility, ineligible_lines
 from scheduler.linq.client import LinqClient
 from scheduler.linq.types import ContactCard
 from scheduler.logs import redact_text
@@ -113,12 +114,22 @@ class LineInfo:
 
     chats: int = 0
     paused: bool = False
+    ineligible: LineEligibility | None = None
 
     def states(self) -> list[str]:
         """Why the line shares nothing now, one phrase per state (none: it may share)."""
         found = []
         if self.paused:
             found.append("paused by an operator (`share-scheduler line resume` ends it)")
+        if self.ineligible is not None:
+            line = self.ineligible
+            # Linq refuses activity on the line (2027, FLAGGED): its chats wait.
+            found.append(
+                f"not eligible to send since {_iso(line.ineligible_since)}"
+                f" ({line.reason or 'no reason given'}); sharing on it waits, next probe"
+                f" at {_iso(line.probe_at) if line.probe_at else 'unknown'}, or resumes"
+                " when Linq reports the line ACTIVE"
+            )
         return found
 
 
@@ -199,8 +210,13 @@ async def _line_infos(ledger: Ledger) -> dict[str, LineInfo]:
             .group_by(chats.c.line)
         ):
             counts[str(number)] = int(n)
+        ineligible = {line.number: line for line in await ineligible_lines(conn)}
     return {
-        number: LineInfo(chats=counts.get(number, 0), paused=paused.get(number, False))
+        number: LineInfo(
+            chats=counts.get(number, 0),
+            paused=paused.get(number, False),
+            ineligible=ineligible.get(number),
+        )
         for number in sorted(set(paused) | set(counts))
     }
 

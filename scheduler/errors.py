@@ -130,7 +130,15 @@ class AccessDenied(LinqAPIError):
 
 
 class OptedOut(LinqAPIError):
-    """403 / 2024: the recipient opted out."""
+    """403 / 2024: the recipient opted out (account-wide, until they write again)."""
+
+
+class HandleBlocked(LinqAPIError):
+    """403 / 2026: the recipient's handle is blocked by our own account."""
+
+
+class LineIneligible(LinqAPIError):
+    """403 / 2027: the line is not eligible to send now (reads keep working)."""
 
 
 class ChatNotFound(LinqAPIError):

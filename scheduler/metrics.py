@@ -35,7 +35,8 @@ LINE_GAUGES = {
     "paused": ("share_scheduler_line_paused", "1 when an operator paused sharing on the line."),
     "ineligible": (
         "share_scheduler_line_ineligible",
-        "1 when Linq reports the line cannot share contact cards.",
+        "1 while Linq refuses activity on the line (403/2027, or FLAGGED / CRITICAL): its"
+        " chats wait for the line's probe or its ACTIVE report.",
     ),
     "due_now": (
         "share_scheduler_line_due_chats",
@@ -153,6 +154,14 @@ class Metrics:
             "share_scheduler_card_activation_timeouts",
             "Card writes given up on because the card did not turn active in time.",
             ["line"],
+            registry=r,
+        )
+        self.line_ineligible = self.line["ineligible"]
+        self.recipients = Gauge(
+            "share_scheduler_recipients",
+            "Recipients held across every chat and line, by state (opted_out: 2024 until they"
+            " write again; blocked: on our account's blocked list, 2026).",
+            ["state"],
             registry=r,
         )
         self.due_chats = Gauge(

@@ -56,6 +56,7 @@ _ACTIVE = ChatStatus.active.value
 _STATUS_REASONS = {
     ChatStatus.paused.value: "chat_paused",
     ChatStatus.opted_out.value: "opted_out",
+    ChatStatus.blocked.value: "blocked",
     ChatStatus.gone.value: "gone",
 }
 
@@ -83,6 +84,8 @@ class LineFacts:
     card_active: bool
     paused: bool
     timezone: str | None
+    # While the line is ineligible (2027, FLAGGED), no share before its next probe.
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +338,9 @@ def next_share_at(
     retry = chat.not_before
     if retry is not None and retry > lower:
         lower = retry
+    probe = line.not_before
+    if probe is not None and probe > lower:
+        lower = probe
     deadline = _inactive_deadline(chat, policy)
     if deadline is not None and lower >= deadline:
         return None

@@ -72,6 +72,36 @@ async def add_chats(
     return ids
 
 
+async def add_chat(
+    ledger: Ledger,
+    chat_id: str,
+    line: str,
+    recipients: str,
+    *,
+    now: datetime,
+    is_group: bool = False,
+    status: str = ChatStatus.active,
+    next_share_at: datetime | None = None,
+) -> None:
+    """One iMessage chat whose first outbound message was an hour before ``now``."""
+    async with ledger.write() as conn:
+        await conn.execute(
+            sa.insert(chats).values(
+                chat_id=chat_id,
+                line=line,
+                recipients=recipients,
+                is_group=is_group,
+                service="iMessage",
+                first_outbound_at=now - timedelta(hours=1),
+                last_outbound_at=now - timedelta(hours=1),
+                status=status,
+                next_share_at=next_share_at,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
 async def chat_row(ledger: Ledger, chat_id: str) -> sa.Row[tuple[object, ...]]:
     async with ledger.read() as conn:
         row = (await conn.execute(sa.select(chats).where(chats.c.chat_id == chat_id))).one()

@@ -145,6 +145,10 @@ async def observe_in(
         if row is not None and any(w > seen_at for w in parse_log(row.card_write_log)):
             log.debug("card.observation_stale", line=number)
             continue
+        if card is None and row is not None and row.card_state == CardState.pending:
+            # GET lists active cards only: a card our write left pending is missing from it,
+            # not gone. Posting it again would only spend the budget.
+            continue
         values = observed_values(card, now)
         state = values["card_state"]
         before = row.card_state if row is not None else CardState.unknown

@@ -6,10 +6,12 @@
   the card's, since sending it makes Linq upload the image again;
 - ``last_name`` / ``image_url`` left out of the schedule mean "leave as is": a PATCH cannot
   clear a field (omitted fields keep their value);
-- fields match but the card stays inactive after failed writes (a 4004 stores the card and
-  leaves it inactive): write it again, with the smallest body (``first_name``);
-- fields match, card inactive after our write: poll until active, with backoff, and give up
-  loudly after ``activation_timeout``.
+- a card that is not active is never PATCHed (Linq answers 404/2012): a change made while it
+  is pending waits for activation and then goes out as one PATCH;
+- a card left inactive by failed writes (a 4004 stores it and leaves it inactive) is written
+  again with ``POST`` and every desired field (Linq accepts a POST on a pending card);
+- card inactive after our write: poll until active, with backoff, and give up loudly after
+  ``activation_timeout``. A card that ``GET`` does not list meanwhile is still ours, pending.
 Every write waits for the number's budget (:mod:`scheduler.cards.budget`).
 """
 
@@ -129,11 +131,14 @@ def plan_card(
     active = view.state == CardState.active
     if view.state == CardState.absent or view.observed is None:
         write, fields = Action.create, desired.body()
+    elif active:
+        write, fields = Action.patch, changed_fields(desired, view.observed)
+    elif view.budget.failures > 0:
+        # Left inactive by a failed write: set it up again (POST is accepted while pending).
+        write, fields = Action.create, desired.body()
     else:
-        fields = changed_fields(desired, view.observed)
-        write = Action.patch
-        if not fields and not active and view.budget.failures > 0:
-            fields = {"first_name": desired.first_name}
+        # Pending after our write: no PATCH before activation; the change waits for it.
+        write, fields = Action.patch, {}
     if fields:
         if view.budget.blocked:
             return CardPlan(Action.blocked, fields, None, via=write)

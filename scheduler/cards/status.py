@@ -37,6 +37,11 @@ def line_status(row: Any, config: CardsConfig, now: datetime) -> dict[str, Any]:
     return {
         "line": row.number,
         "paused": bool(row.paused),
+        # Linq refuses activity on the line (2027, FLAGGED): paused by Linq until it resumes.
+        "ineligible": row.ineligible_since is not None,
+        "ineligible_since": row.ineligible_since,
+        "ineligible_reason": row.ineligible_reason,
+        "probe_at": row.probe_at,
         "managed": managed,
         "desired": _fields(view.desired),
         "observed": _fields(view.observed),

@@ -114,7 +114,9 @@ def status(
             *(
                 escape(text)
                 for text in (
-                    r["line"] + (" (paused)" if r["paused"] else ""),
+                    r["line"]
+                    + (" (paused)" if r["paused"] else "")
+                    + (f" (ineligible, probe {_when(r['probe_at'])})" if r["ineligible"] else ""),
                     _state_text(r),
                     _when(r["since"]),
                     _card_text(r["desired"]) if r["managed"] else "(observed only)",

@@ -68,7 +68,7 @@ def list_(
     due: Annotated[bool, typer.Option("--due", help="Only chats due now.")] = False,
     line: Annotated[str | None, typer.Option("--line", help="Only this line (E.164).")] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="active, paused, opted_out, gone.")
+        str | None, typer.Option("--status", help="active, paused, opted_out, blocked, gone.")
     ] = None,
     never_shared: Annotated[
         bool, typer.Option("--never-shared", help="Only chats never shared.")

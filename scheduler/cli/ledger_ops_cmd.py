@@ -107,7 +107,7 @@ def export(
     ] = None,
     line: Annotated[str | None, typer.Option("--line", help="Only this line (E.164).")] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="active, paused, opted_out, gone.")
+        str | None, typer.Option("--status", help="active, paused, opted_out, blocked, gone.")
     ] = None,
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,

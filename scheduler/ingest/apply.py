@@ -13,18 +13,28 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.ingest.events import ChatActivity, Event
-from scheduler.ingest.merge import CHAT_DEFAULTS, merge_activity
+from scheduler.ingest.events import ChatActivity, Event, LineStatus
+from scheduler.ingest.merge import CHAT_DEFAULTS, OPT_OUT_SEEN, merge_activity
 from scheduler.ledger.dialect import insert_ignore
 from scheduler.ledger.driver import Driver, chunks, codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chat_facts, chats, line_facts, lines
-from scheduler.ledger.models import CardState, webhook_events_table
+from scheduler.ledger.line_eligibility import mark_line_eligible, mark_line_ineligible
+from scheduler.ledger.models import CardState, ChatStatus, webhook_events_table
+from scheduler.ledger.recipients import (
+    RecipientFacts,
+    chat_status_for,
+    follow_recipients,
+    note_recipients,
+    one_to_one_handle,
+)
 from scheduler.rule import LineFacts, Policy, next_share_at
 
 webhook_events = webhook_events_table
+log = structlog.get_logger("scheduler.ingest")
 ApplyResult = Literal["applied", "duplicate", "ignored"]
 Merge = Callable[[dict[str, Any] | None], dict[str, Any]]
 
@@ -54,13 +64,13 @@ async def ensure_line(conn: AsyncConnection, number: str, now: datetime) -> None
 
 
 _CHAT_COLUMNS = [c.name for c in chats.c]
-_LINE_COLUMNS = ["number", "card_state", "paused", "timezone"]
+_LINE_COLUMNS = ["number", "card_state", "paused", "timezone", "probe_at"]
 # Rows per multi-row INSERT: 20 columns each, far below both databases' parameter limits.
 _INSERT_ROWS = 200
 
 
 def _facts_of(line: dict[str, Any]) -> LineFacts:
-    return line_facts(line["card_state"], line["paused"], line["timezone"])
+    return line_facts(line["card_state"], line["paused"], line["timezone"], line["probe_at"])
 
 
 async def _current_rows(
@@ -164,6 +174,10 @@ async def upsert_chats(
     db = await driver_of(conn)
     current, facts = await _current_rows(db, list(merges))
     merged_rows = {chat_id: merge(current.get(chat_id)) for chat_id, merge in merges.items()}
+    opt_outs = {chat_id: merged.pop(OPT_OUT_SEEN, None) for chat_id, merged in merged_rows.items()}
+    changed_recipients: set[str] = set()
+    if write:
+        changed_recipients = await _follow_recipients_in_batch(conn, merged_rows, opt_outs, now)
     numbers = {m["line"] for m in merged_rows.values() if m.get("line")}
     missing = numbers - facts.keys()
     if missing:
@@ -196,7 +210,40 @@ async def upsert_chats(
             await _insert_chats(db, inserts)
         if updates:
             await _update_chats(db, updates)
+        # The recipients' chats outside this batch (other lines) follow too.
+        await follow_recipients(conn, changed_recipients, policy, now)
     return counts
+
+
+async def _follow_recipients_in_batch(
+    conn: AsyncConnection,
+    merged_rows: dict[str, dict[str, Any]],
+    opt_outs: dict[str, datetime | None],
+    now: datetime,
+) -> set[str]:
+    """Record what the batch says of its 1:1 chats' recipients (inbound times, opt-outs) and
+    give those chats their recipient's status; return the recipients whose status changed."""
+    handles: dict[str, str] = {}
+    facts: list[RecipientFacts] = []
+    for chat_id, merged in merged_rows.items():
+        handle = one_to_one_handle(merged.get("recipients"), merged.get("is_group"))
+        if handle is None:
+            continue
+        handles[chat_id] = handle
+        facts.append(
+            RecipientFacts(
+                handle,
+                opted_out_at=opt_outs.get(chat_id),
+                last_inbound_at=merged.get("last_inbound_at"),
+            )
+        )
+    known, changed = await note_recipients(conn, facts, now)
+    for chat_id, handle in handles.items():
+        merged = merged_rows[chat_id]
+        merged["status"] = chat_status_for(
+            merged.get("status", ChatStatus.active), known.get(handle)
+        )
+    return changed
 
 
 def merge_all(acts: Iterable[ChatActivity]) -> Merge:
@@ -230,10 +277,28 @@ async def apply_event(ledger: Ledger, event: Event, policy: Policy, now: datetim
         )
         if inserted.first() is None:
             return "duplicate"
+        if event.line_status is not None:
+            await apply_line_status(conn, event.line_status, now)
+            return "applied"
         if event.activity is None:
             return "ignored"
         await upsert_activity(conn, event.activity, policy, now)
         return "applied"
+
+
+async def apply_line_status(conn: AsyncConnection, status: LineStatus, now: datetime) -> None:
+    """A ``phone_number.status_updated``: FLAGGED or CRITICAL pauses the line, ACTIVE resumes
+    it; a report older than the line's latest eligibility fact changes nothing."""
+    if status.eligible:
+        if await mark_line_eligible(conn, status.line, at=status.changed_at, now=now):
+            log.info("line.eligible", line=status.line, source="webhook")
+        return
+    reason = f"phone_number.status_updated: {status.status}, reputation {status.reputation}"
+    probe_at = await mark_line_ineligible(
+        conn, status.line, at=status.changed_at, reason=reason, now=now
+    )
+    if probe_at is not None:
+        log.warning("line.ineligible", line=status.line, probe_at=probe_at, source="webhook")
 
 
 async def prune_events(ledger: Ledger, older_than: datetime) -> int:

@@ -27,7 +27,12 @@ PARTICIPANT_EVENTS = frozenset({"participant.added", "participant.removed"})
 CARD_EVENTS = frozenset({"contact_card.created", "contact_card.updated", "contact_card.deleted"})
 # Read and deliberately ignored (still their own metric label).
 IGNORED_EVENTS = frozenset({"message.failed", "contact_card.received"})
-KNOWN_EVENTS = MESSAGE_EVENTS | CHAT_EVENTS | PARTICIPANT_EVENTS | CARD_EVENTS | IGNORED_EVENTS
+LINE_STATUS_EVENT = "phone_number.status_updated"
+KNOWN_EVENTS = (
+    MESSAGE_EVENTS | CHAT_EVENTS | PARTICIPANT_EVENTS | CARD_EVENTS | IGNORED_EVENTS
+) | {LINE_STATUS_EVENT}
+LINE_STATUSES = frozenset({"ACTIVE", "FLAGGED"})
+LINE_REPUTATIONS = frozenset({"HEALTHY", "AT_RISK", "CRITICAL"})
 MAX_ID_LENGTH = 128
 # Times outside this range are not activity Linq can have seen; rejecting them also keeps
 # date arithmetic in the sharing rule (+ intervals, + inactivity days) from overflowing.
@@ -61,11 +66,27 @@ class ChatActivity:
 
 
 @dataclass(frozen=True, slots=True)
+class LineStatus:
+    """A ``phone_number.status_updated``: whether the line may deliver, as of ``changed_at``."""
+
+    line: str
+    status: str
+    reputation: str
+    changed_at: datetime
+
+    @property
+    def eligible(self) -> bool:
+        # FLAGGED, or a CRITICAL reputation, means Linq refuses activity on the line (2027).
+        return self.status == "ACTIVE" and self.reputation != "CRITICAL"
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     event_id: str
     event_type: str
     activity: ChatActivity | None = None
     card_number: str | None = None
+    line_status: LineStatus | None = None
 
 
 def parse_time(value: Any, field: str) -> datetime | None:
@@ -295,6 +316,27 @@ def _card_number(data: dict[str, Any]) -> str | None:
     return _line(data.get("phone_number"), "data.phone_number")
 
 
+def _choice(value: Any, field: str, allowed: frozenset[str]) -> str:
+    if value not in allowed:
+        raise EventError(f"{field}: expected one of {', '.join(sorted(allowed))}")
+    return str(value)
+
+
+def _line_status(data: dict[str, Any]) -> LineStatus:
+    line = _line(data.get("phone_number"), "data.phone_number")
+    changed_at = parse_time(data.get("changed_at"), "data.changed_at")
+    if line is None:
+        raise EventError("data.phone_number: missing")
+    if changed_at is None:
+        raise EventError("data.changed_at: missing")
+    return LineStatus(
+        line=line,
+        status=_choice(data.get("new_status"), "data.new_status", LINE_STATUSES),
+        reputation=_choice(data.get("new_reputation"), "data.new_reputation", LINE_REPUTATIONS),
+        changed_at=changed_at,
+    )
+
+
 def parse_event(payload: Any) -> Event:
     """Validate an envelope; raise EventError naming the first bad field."""
     envelope = _obj(payload, "body", required=True)
@@ -314,4 +356,7 @@ def parse_event(payload: Any) -> Event:
         return Event(event_id, event_type, membership)
     if event_type in CARD_EVENTS:
         return Event(event_id, event_type, card_number=_card_number(_obj(data, "data")))
+    if event_type == LINE_STATUS_EVENT:
+        status = _line_status(_obj(data, "data", required=True))
+        return Event(event_id, event_type, line_status=status)
     return Event(event_id, event_type)

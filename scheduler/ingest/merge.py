@@ -11,6 +11,7 @@ from typing import Any
 
 from scheduler.ingest.events import ChatActivity
 from scheduler.ledger.models import ChatStatus
+from scheduler.times import earliest, latest
 
 CHAT_DEFAULTS: dict[str, Any] = {
     "line": None,
@@ -33,16 +34,9 @@ CHAT_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _min(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    return a if b is None else min(a, b)
-
-
-def _max(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    return a if b is None else max(a, b)
+# Not a column: the latest opt-out time the merged activities reported, which the writer
+# records on the recipient (account-wide) and pops before writing the chat.
+OPT_OUT_SEEN = "_opt_out_seen_at"
 
 
 def merge_activity(current: dict[str, Any] | None, act: ChatActivity) -> dict[str, Any]:
@@ -74,14 +68,15 @@ def merge_activity(current: dict[str, Any] | None, act: ChatActivity) -> dict[st
         # A message sent over iMessage proves the chat is one; an SMS message proves nothing
         # (Apple downgrades single messages), so it never sets the chat's service.
         chat["service"] = act.message_service
-    chat["first_outbound_at"] = _min(chat.get("first_outbound_at"), act.outbound_at)
-    chat["last_outbound_at"] = _max(chat.get("last_outbound_at"), act.outbound_at)
+    chat["first_outbound_at"] = earliest(chat.get("first_outbound_at"), act.outbound_at)
+    chat["last_outbound_at"] = latest(chat.get("last_outbound_at"), act.outbound_at)
     previous_inbound = chat.get("last_inbound_at")
     inbound = act.inbound_at
     if act.opted_out and act.opted_out_at is not None:
         # Opting out is the recipient writing STOP: an inbound message at that time.
-        inbound = _max(inbound, act.opted_out_at)
-    chat["last_inbound_at"] = _max(previous_inbound, inbound)
+        inbound = latest(inbound, act.opted_out_at)
+        chat[OPT_OUT_SEEN] = latest(chat.get(OPT_OUT_SEEN), act.opted_out_at)
+    chat["last_inbound_at"] = latest(previous_inbound, inbound)
     chat["status"] = _status(chat.get("status"), act, previous_inbound)
     return chat
 

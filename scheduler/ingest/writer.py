@@ -21,11 +21,12 @@ from scheduler.errors import LedgerUnavailable
 from scheduler.ingest.apply import (
     ApplyResult,
     apply_event,
+    apply_line_status,
     merge_all,
     upsert_chats,
     webhook_events,
 )
-from scheduler.ingest.events import ChatActivity, Event
+from scheduler.ingest.events import ChatActivity, Event, LineStatus
 from scheduler.ledger.driver import codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.rule import Policy
@@ -72,11 +73,16 @@ async def apply_events(
     async with ledger.write() as conn:
         fresh = await _record_ids(conn, events, now)
         by_chat: dict[str, list[ChatActivity]] = {}
+        statuses: list[LineStatus] = []
         for event in events:
             if event.event_id not in fresh:
                 results.append("duplicate")
                 continue
             fresh.discard(event.event_id)
+            if event.line_status is not None:
+                statuses.append(event.line_status)
+                results.append("applied")
+                continue
             if event.activity is None:
                 results.append("ignored")
                 continue
@@ -86,6 +92,9 @@ async def apply_events(
             await upsert_chats(
                 conn, {chat: merge_all(acts) for chat, acts in by_chat.items()}, policy, now
             )
+        # Each status is ordered by its own time, so applying them in any order is the same.
+        for status in sorted(statuses, key=lambda s: s.changed_at):
+            await apply_line_status(conn, status, now)
     return results
 
 

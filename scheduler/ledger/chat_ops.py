@@ -18,6 +18,7 @@ from scheduler.errors import NotFound, ShareSchedulerError
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, select_chats_with_line
 from scheduler.ledger.models import ChatStatus
+from scheduler.ledger.recipients import chat_status_for, one_to_one_handle, recipient_facts
 from scheduler.rule import Policy
 
 __all__ = ["ChatStateError", "StatusChange", "set_chat_paused"]
@@ -65,6 +66,12 @@ async def set_chat_paused(
         if row.status != other:
             wanted = "an active chat can be paused" if paused else "a paused chat can be resumed"
             raise ChatStateError(f"chat {chat_id!r} is {row.status}: only {wanted}")
+        if not paused:
+            # The recipient may have opted out or been blocked meanwhile (on any line).
+            handle = one_to_one_handle(row.recipients, row.is_group)
+            if handle is not None:
+                facts = (await recipient_facts(conn, [handle])).get(handle)
+                want = ChatStatus(chat_status_for(want, facts))
         values: dict[str, Any] = {"status": want, "updated_at": now}
         nxt = row.next_share_at
         if row.claim_attempt_id is None:

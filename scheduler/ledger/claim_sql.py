@@ -44,7 +44,8 @@ _FACT_COLUMNS = (
 _SELECT_FACTS = (
     "SELECT "
     + ", ".join(f"c.{name}" for name in _FACT_COLUMNS)
-    + ", l.card_state, l.paused, l.timezone FROM chats c LEFT JOIN lines l ON l.number = c.line"
+    + ", l.card_state, l.paused, l.timezone, l.probe_at"
+    + " FROM chats c LEFT JOIN lines l ON l.number = c.line"
 )
 
 
@@ -66,6 +67,7 @@ _SQLITE_CONVERTERS: tuple[Callable[[Any], Any] | None, ...] = (
     None,
     bool,
     None,
+    _parse_sqlite_time,
 )
 
 
@@ -93,6 +95,7 @@ class ChatState:
     line_card_state: str | None
     line_paused: bool | None
     line_timezone: str | None
+    line_probe_at: datetime | None
 
 
 # The claim's statements, named so that bench.due_query can time them through the bare drivers.

@@ -17,16 +17,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scheduler.ledger.claim_sql import AttemptFinish, ChatState, ChatUpdate, ClaimSQL
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, line_facts
 from scheduler.ledger.facts import lines as Line_table
+from scheduler.ledger.line_eligibility import hold_probe, mark_line_eligible, mark_line_ineligible
 from scheduler.ledger.models import CardState, ChatStatus, Outcome, attempts_table
+from scheduler.ledger.recipients import RecipientFacts, one_to_one_handle, record_recipient_facts
 from scheduler.rule import LineFacts, Policy
 from scheduler.share.decisions import Decision
 
 attempts = attempts_table
+log = structlog.get_logger("scheduler.share")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,8 @@ async def claim_batch(
         due: list[ChatState] = []
         expired: list[ChatState] = []
         reschedule: list[tuple[str, datetime | None]] = []
+        # An ineligible line gets one share (its probe) per backoff; its other chats wait.
+        probes: dict[str, datetime] = {}
         for row in rows:
             if row.claim_attempt_id is not None:
                 if row.claim_expires_at is not None and row.claim_expires_at > now:
@@ -139,12 +146,19 @@ async def claim_batch(
                 due.append(row)
                 continue
             nxt = compute_next(row, policy, now)
+            if nxt is not None and nxt <= now and row.line and row.line_probe_at is not None:
+                if row.line in probes:
+                    nxt = probes[row.line]
+                else:
+                    probes[row.line] = now + lease
             if nxt is not None and nxt <= now:
                 due.append(row)
             elif nxt != row.next_share_at:
                 reschedule.append((row.chat_id, nxt))
         result = ClaimResult(claims=[])
         result.ambiguous = await _resolve_ambiguous(sql, expired, policy, now)
+        for number, until in probes.items():
+            await hold_probe(conn, number, until)
         if reschedule:
             await sql.reschedule(reschedule)
             result.rescheduled = len(reschedule)
@@ -169,33 +183,7 @@ async def record_results(
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
         rows = {row.chat_id: row for row in await sql.chats([r.claim.chat_id for r in records])}
-        line_overrides: dict[str, LineFacts] = {}
-        for rec in records:
-            d = rec.decision
-            if d.line_card_state is not None and rec.claim.line is not None:
-                await conn.execute(
-                    sa.update(Line_table)
-                    .where(Line_table.c.number == rec.claim.line)
-                    .values(
-                        card_state=d.line_card_state,
-                        card_state_since=now,
-                        last_error=d.line_error,
-                        updated_at=now,
-                    )
-                )
-                # The line's other chats stop until the card is seen active again.
-                await conn.execute(
-                    sa.update(chats)
-                    .where(chats.c.line == rec.claim.line)
-                    .where(chats.c.claim_attempt_id.is_(None))
-                    .values(next_share_at=None)
-                )
-                row = rows.get(rec.claim.chat_id)
-                line_overrides[rec.claim.line] = line_facts(
-                    d.line_card_state,
-                    row.line_paused if row is not None else False,
-                    row.line_timezone if row is not None else None,
-                )
+        line_overrides = await _record_line_facts(conn, records, rows, now)
         finish, updates = [], []
         for rec in records:
             d = rec.decision
@@ -237,7 +225,95 @@ async def record_results(
         # Conditional on outcome='started': a claim already resolved elsewhere keeps its verdict.
         await sql.finish_attempts(finish)
         await sql.update_chats(updates, now)
+        # After the chats' own updates: the recipient's other chats (other lines) follow.
+        await record_recipient_facts(conn, _recipient_facts(records, rows), policy, now)
     return lost
+
+
+def _recipient_facts(
+    records: Sequence[CallRecord], rows: dict[str, ChatState]
+) -> list[RecipientFacts]:
+    """Opt-outs (2024) and blocks (2026) learnt from the answers, for 1:1 chats."""
+    facts = []
+    for rec in records:
+        d = rec.decision
+        row = rows.get(rec.claim.chat_id)
+        if row is None or not (d.recipient_opted_out or d.recipient_blocked):
+            continue
+        handle = one_to_one_handle(row.recipients, row.is_group)
+        if handle is None:
+            continue  # group chats are never opted out or blocked as a whole
+        at = rec.finished_at
+        facts.append(
+            RecipientFacts(
+                handle,
+                opted_out_at=at if d.recipient_opted_out else None,
+                blocked_at=at if d.recipient_blocked else None,
+            )
+        )
+    return facts
+
+
+async def _record_line_facts(
+    conn: AsyncConnection,
+    records: Sequence[CallRecord],
+    rows: dict[str, ChatState],
+    now: datetime,
+) -> dict[str, LineFacts]:
+    """Apply what the answers say of the lines (card not active, line ineligible or eligible
+    again); return the lines' facts as they now are, for the chats' recompute."""
+    known: dict[str, tuple[str | None, datetime | None]] = {}
+    overrides: dict[str, LineFacts] = {}
+    # One 2027 fact per line per batch: chats claimed together, refused together, are one
+    # refusal of the line (their backoff must not double once per chat).
+    refused_lines: set[str] = set()
+    for rec in records:
+        d = rec.decision
+        number = rec.claim.line
+        row = rows.get(rec.claim.chat_id)
+        if number is None or row is None:
+            continue
+        card_state, probe_at = known.get(number, (row.line_card_state, row.line_probe_at))
+        if d.line_card_state is not None:
+            card_state = d.line_card_state
+            await conn.execute(
+                sa.update(Line_table)
+                .where(Line_table.c.number == number)
+                .values(
+                    card_state=d.line_card_state,
+                    card_state_since=now,
+                    last_error=d.line_error,
+                    updated_at=now,
+                )
+            )
+            # The line's other chats stop until the card is seen active again.
+            await conn.execute(
+                sa.update(chats)
+                .where(chats.c.line == number)
+                .where(chats.c.claim_attempt_id.is_(None))
+                .values(next_share_at=None)
+            )
+        elif d.line_ineligible:
+            if number in refused_lines:
+                continue
+            refused_lines.add(number)
+            marked = await mark_line_ineligible(
+                conn, number, at=rec.finished_at, reason=d.error or "2027", now=now
+            )
+            if marked is None:
+                continue  # a later fact about the line is already recorded
+            probe_at = marked
+            log.warning("line.ineligible", line=number, probe_at=probe_at, source="share")
+        elif d.counts_as_shared and d.outcome == Outcome.shared and probe_at is not None:
+            # The probe went through: the line delivers again.
+            if await mark_line_eligible(conn, number, at=rec.finished_at, now=now):
+                log.info("line.eligible", line=number, source="share")
+            probe_at = None
+        else:
+            continue
+        known[number] = (card_state, probe_at)
+        overrides[number] = line_facts(card_state, row.line_paused, row.line_timezone, probe_at)
+    return overrides
 
 
 async def release_claims(

@@ -20,6 +20,7 @@ CHAT_WITH_LINE = [
     lines.c.card_state.label("line_card_state"),
     lines.c.paused.label("line_paused"),
     lines.c.timezone.label("line_timezone"),
+    lines.c.probe_at.label("line_probe_at"),
 ]
 CHAT_JOIN_LINE = chats.outerjoin(lines, lines.c.number == chats.c.line)
 
@@ -52,15 +53,23 @@ def chat_facts(row: Any, **changes: Any) -> ChatFacts:
 
 
 @lru_cache(maxsize=1024)
-def line_facts(card_state: str | None, paused: bool | None, timezone: str | None) -> LineFacts:
+def line_facts(
+    card_state: str | None,
+    paused: bool | None,
+    timezone: str | None,
+    probe_at: datetime | None = None,
+) -> LineFacts:
     # A handful of distinct lines serve every chat of a batch: build each one's facts once.
     return LineFacts(
-        card_active=card_state == CardState.active, paused=bool(paused), timezone=timezone
+        card_active=card_state == CardState.active,
+        paused=bool(paused),
+        timezone=timezone,
+        not_before=probe_at,
     )
 
 
 def line_facts_of(row: Any) -> LineFacts:
-    return line_facts(row.line_card_state, row.line_paused, row.line_timezone)
+    return line_facts(row.line_card_state, row.line_paused, row.line_timezone, row.line_probe_at)
 
 
 def compute_next(

@@ -1,4 +1,5 @@
-"""The ledger-derived gauges of ``/metrics``: due chats, chats by status, per-line states.
+"""The ledger-derived gauges of ``/metrics``: due chats, chats by status, per-line states,
+recipients opted out and blocked.
 
 The due count is an index range scan on ``next_share_at`` (cheap after every pass); the
 status and per-line gauges come from ``ledger stats``' grouped counts (a scan of the chats)
@@ -52,6 +53,7 @@ async def refresh_ledger_gauges(
             line.line,
             card_active=1 if line.card_state == CardState.active else 0,
             paused=1 if line.paused else 0,
+            ineligible=1 if line.ineligible else 0,
             due_now=line.due_now,
             shared_today=line.shared_today,
             chats=line.chats,
@@ -61,4 +63,6 @@ async def refresh_ledger_gauges(
         metrics.chats_by_status.labels(status=status.value).set(
             stats.total.by_status.get(status.value, 0)
         )
+    metrics.recipients.labels(state="opted_out").set(stats.recipients_opted_out)
+    metrics.recipients.labels(state="blocked").set(stats.recipients_blocked)
     metrics.due_chats.set(stats.total.due_now)

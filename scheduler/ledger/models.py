@@ -75,7 +75,14 @@ class ChatStatus(StrEnum):
     active = "active"
     paused = "paused"
     opted_out = "opted_out"
+    # The recipient's handle is on our account's blocked list (2026).
+    blocked = "blocked"
     gone = "gone"
+
+
+# Statuses that follow the recipient's account-wide state (opt-out, block); paused and gone
+# chats keep theirs (an operator's decision; a gone chat does not come back).
+RECIPIENT_STATUSES = frozenset({ChatStatus.active, ChatStatus.opted_out, ChatStatus.blocked})
 
 
 class Outcome(StrEnum):
@@ -124,6 +131,14 @@ class Line(Base):
     # set in the same transaction as the change, cleared when every chat is recomputed, so a
     # crash in between leaves the work marked for the next card check (or start-up).
     reschedule_pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Line eligibility (2027 answers, phone_number.status_updated): null = eligible. While
+    # ineligible, one share on the line is tried at probe_at; each refusal doubles the wait.
+    ineligible_since: Mapped[datetime | None]
+    ineligible_reason: Mapped[str | None] = mapped_column(Text)
+    probe_at: Mapped[datetime | None]
+    probe_backoff_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Time of the latest eligibility fact applied, so that a stale webhook changes nothing.
+    eligibility_changed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -133,7 +148,8 @@ class Chat(Base):
 
     chat_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     line: Mapped[str | None] = mapped_column(String(16), index=True)
-    recipients: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Indexed: an opt-out or a block changes every 1:1 chat of the recipient at once.
+    recipients: Mapped[str] = mapped_column(Text, default="", server_default="", index=True)
     is_group: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     service: Mapped[str | None] = mapped_column(String(16))
     first_outbound_at: Mapped[datetime | None]
@@ -198,6 +214,26 @@ class BackfillState(Base):
     chats_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class Recipient(Base):
+    """A recipient handle's account-wide state: opt-outs (2024) and blocks (2026) hold across
+    every chat and every line, not for one chat.
+
+    Opted out while ``opted_out_at`` is set and no later inbound message is known
+    (``last_inbound_at``): both are message or answer times, so arrival order does not matter.
+    Ties go to the opt-out (the STOP message is itself inbound).
+    """
+
+    __tablename__ = "recipients"
+
+    handle: Mapped[str] = mapped_column(String(320), primary_key=True)
+    opted_out_at: Mapped[datetime | None]
+    last_inbound_at: Mapped[datetime | None]
+    # On our account's blocked list since (null: not blocked).
+    blocked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
 class WebhookEvent(Base):
     __tablename__ = "webhook_events"
 
@@ -232,3 +268,4 @@ attempts_table = cast(Table, ShareAttempt.__table__)
 webhook_events_table = cast(Table, WebhookEvent.__table__)
 backfill_state_table = cast(Table, BackfillState.__table__)
 operator_actions_table = cast(Table, OperatorAction.__table__)
+recipients_table = cast(Table, Recipient.__table__)

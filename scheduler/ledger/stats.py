@@ -20,6 +20,7 @@ from scheduler.ledger.claims import attempts
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
 from scheduler.ledger.models import SHARED_OUTCOMES, ChatStatus
+from scheduler.ledger.recipients import recipient_counts
 
 __all__ = ["LedgerStats", "LineStats", "day_start", "ledger_stats", "report_zone"]
 
@@ -43,6 +44,10 @@ class LineStats:
     line: str | None
     card_state: str | None = None
     paused: bool | None = None
+    # Linq refuses activity on the line (2027, FLAGGED): its own pause, apart from ``paused``.
+    ineligible: bool | None = None
+    ineligible_since: datetime | None = None
+    probe_at: datetime | None = None
     chats: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     by_service: dict[str, int] = field(default_factory=dict)
@@ -57,6 +62,8 @@ class LineStats:
         found = []
         if self.paused:
             found.append("paused")
+        if self.ineligible:
+            found.append("ineligible")
         return found
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,6 +72,9 @@ class LineStats:
             "card_state": self.card_state,
             "paused": self.paused,
             "states": self.states(),
+            "ineligible": self.ineligible,
+            "ineligible_since": self.ineligible_since,
+            "probe_at": self.probe_at,
             "chats": self.chats,
             "by_status": dict(sorted(self.by_status.items())),
             "by_service": dict(sorted(self.by_service.items())),
@@ -85,11 +95,24 @@ class LedgerStats:
     today: date
     total: LineStats
     lines: list[LineStats]
+    recipients_opted_out: int = 0
+    recipients_blocked: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         totals = self.total.as_dict()
-        for key in ("line", "card_state", "paused", "states"):
+        for key in (
+            "line",
+            "card_state",
+            "paused",
+            "states",
+            "ineligible",
+            "ineligible_since",
+            "probe_at",
+        ):
             totals.pop(key)
+        totals["lines_ineligible"] = sum(1 for s in self.lines if s.ineligible)
+        totals["recipients_opted_out"] = self.recipients_opted_out
+        totals["recipients_blocked"] = self.recipients_blocked
         return {
             "now": self.now,
             "zone": self.zone,
@@ -117,10 +140,19 @@ async def ledger_stats(ledger: Ledger, *, now: datetime, zone: ZoneInfo) -> Ledg
 
     async with ledger.read() as conn:
         for row in await conn.execute(
-            sa.select(lines.c.number, lines.c.card_state, lines.c.paused)
+            sa.select(
+                lines.c.number,
+                lines.c.card_state,
+                lines.c.paused,
+                lines.c.ineligible_since,
+                lines.c.probe_at,
+            )
         ):
             s = of(row.number)
             s.card_state, s.paused = row.card_state, bool(row.paused)
+            s.ineligible = row.ineligible_since is not None
+            s.ineligible_since, s.probe_at = row.ineligible_since, row.probe_at
+        recipients = await recipient_counts(conn)
         for line, status, n in await conn.execute(
             sa.select(chats.c.line, chats.c.status, sa.func.count()).group_by(
                 chats.c.line, chats.c.status
@@ -189,7 +221,15 @@ async def ledger_stats(ledger: Ledger, *, now: datetime, zone: ZoneInfo) -> Ledg
     for status in ChatStatus:
         total.by_status.setdefault(status.value, 0)
     ordered = sorted(per_line.values(), key=lambda s: (s.line is None, s.line or ""))
-    return LedgerStats(now=now, zone=zone.key, today=today, total=total, lines=ordered)
+    return LedgerStats(
+        now=now,
+        zone=zone.key,
+        today=today,
+        total=total,
+        lines=ordered,
+        recipients_opted_out=recipients.opted_out,
+        recipients_blocked=recipients.blocked,
+    )
 
 
 def _utc(value: Any) -> datetime | None:

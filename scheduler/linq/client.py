@@ -24,6 +24,7 @@ from scheduler.config import LinqConfig, Secret
 from scheduler.errors import LinqAPIError, LinqError, LinqTransportError
 from scheduler.linq import envelope
 from scheduler.linq.types import (
+    BlockedHandle,
     Chat,
     ChatPage,
     ContactCard,
@@ -237,6 +238,16 @@ class LinqClient:
             "PATCH", "/v3/contact_card", params={"phone_number": phone_number}, json=body
         )
         return self._model(ContactCard, _unwrap(data, "contact_card"), "PATCH", "/v3/contact_card")
+
+    # Blocked handles
+
+    async def get_blocked_handles(self) -> list[BlockedHandle]:
+        """Every handle our account has blocked (one list, newest first)."""
+        data = await self._json("GET", "/v3/blocked_handles")
+        items = data.get("blocked_handles") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise self._unexpected("GET", "/v3/blocked_handles", 200, "expected a list")
+        return [self._model(BlockedHandle, i, "GET", "/v3/blocked_handles") for i in items]
 
     # Sharing
 

@@ -27,6 +27,8 @@ from scheduler.errors import (
     CardSetupIncomplete,
     CardWriteThrottled,
     ChatNotFound,
+    HandleBlocked,
+    LineIneligible,
     LinqAPIError,
     OptedOut,
     RateLimited,
@@ -51,6 +53,8 @@ _BY_CODE: dict[int, type[LinqAPIError]] = {
     2014: CardExists,
     2022: CardSetupIncomplete,
     2024: OptedOut,
+    2026: HandleBlocked,
+    2027: LineIneligible,
     4004: CardWriteThrottled,
 }
 

@@ -150,6 +150,14 @@ class MessagePage(_Model):
     next_cursor: Cursor = None
 
 
+class BlockedHandle(_Model):
+    """One entry of ``GET /v3/blocked_handles``: a handle our account has blocked."""
+
+    handle: str
+    blocked_at: UTCDateTime
+    reason: str | None = None
+
+
 class ShareResult(_Model):
     http_status: int
     trace_id: str | None = None

@@ -1,7 +1,9 @@
 """What a share call's result means for the chat, its line and the daemon. Pure code.
 
 The table follows linq-api.md: 2012 re-checks the card without burning the chat's day, 2024
-opts the chat out, 2001 retires it, 2004 stops all API work, 2005 marks the line broken.
+opts the recipient out (on every chat, every line), 2026 marks the recipient blocked, 2027
+pauses the line (not the chat), 2001 retires the chat, 2004 stops all API work, 2005 marks the
+line broken.
 A call that may have reached Linq but gave no answer counts as shared: a missed day is cheap,
 a double share is spam.
 """
@@ -16,6 +18,8 @@ from scheduler.errors import (
     BadRequest,
     CardNotActive,
     ChatNotFound,
+    HandleBlocked,
+    LineIneligible,
     LinqError,
     LinqTransportError,
     OptedOut,
@@ -40,6 +44,10 @@ class Decision:
     line_error: str | None = None
     stop_all: bool = False
     error: str | None = None
+    # Account-wide facts about the chat's recipient (2024, 2026) and its line (2027).
+    recipient_opted_out: bool = False
+    recipient_blocked: bool = False
+    line_ineligible: bool = False
 
 
 def describe(exc: LinqError) -> str:
@@ -73,12 +81,28 @@ def decide(
         return Decision(Outcome.ambiguous, counts_as_shared=True, error=text)
     if isinstance(error, CardNotActive):
         return Decision(
-            Outcome.rejected, line_card_state=CardState.pending, line_error=text, error=text
+            # Not active, and GET cannot tell a pending card from a missing one: unknown
+            # until the card is read again.
+            Outcome.rejected,
+            line_card_state=CardState.unknown,
+            line_error=text,
+            error=text,
         )
     if isinstance(error, ChatNotFound):
         return Decision(Outcome.rejected, chat_status=ChatStatus.gone, error=text)
     if isinstance(error, OptedOut):
-        return Decision(Outcome.rejected, chat_status=ChatStatus.opted_out, error=text)
+        return Decision(
+            Outcome.rejected,
+            chat_status=ChatStatus.opted_out,
+            recipient_opted_out=True,
+            error=text,
+        )
+    if isinstance(error, HandleBlocked):
+        return Decision(
+            Outcome.rejected, chat_status=ChatStatus.blocked, recipient_blocked=True, error=text
+        )
+    if isinstance(error, LineIneligible):
+        return Decision(Outcome.rejected, line_ineligible=True, error=text)
     if isinstance(error, Unauthorized):
         return Decision(Outcome.failed, stop_all=True, error=text)
     if isinstance(error, AccessDenied):

@@ -40,7 +40,7 @@ __all__ = ["FORCE_CANNOT_OVERRIDE", "ManualShare", "cli_instance_id", "share_now
 log = structlog.get_logger("scheduler.share")
 
 # Reasons that --force does not override.
-FORCE_CANNOT_OVERRIDE = frozenset({"opted_out", "gone", "card_inactive", "no_outbound"})
+FORCE_CANNOT_OVERRIDE = frozenset({"opted_out", "blocked", "gone", "card_inactive", "no_outbound"})
 
 
 @dataclass

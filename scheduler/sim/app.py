@@ -25,6 +25,7 @@ from scheduler.sim.model import SimError
 from scheduler.sim.participants import participant_routes
 from scheduler.sim.routes_cards import card_routes
 from scheduler.sim.routes_chats import chat_routes
+from scheduler.sim.routes_handles import handle_routes
 from scheduler.sim.routes_numbers import phone_number_routes
 from scheduler.sim.routes_webhooks import webhook_subscription_routes
 from scheduler.sim.settings import SimSettings
@@ -91,6 +92,7 @@ def create_app(settings: SimSettings) -> Starlette:
         *participant_routes(sim),
         *webhook_subscription_routes(sim),
         *phone_number_routes(sim),
+        *handle_routes(sim),
         Route("/v3/{rest:path}", v3(sim, unknown), methods=["GET", "POST", "PATCH", "DELETE"]),
     ]
 

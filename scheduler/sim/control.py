@@ -6,6 +6,12 @@
 - ``GET  /_sim/calls[?chat_id=]``            -> every share call with its status and code
 - ``POST /_sim/faults``                      -> partial update of the knobs, returns all knobs
 - ``POST /_sim/chats/{id}/inbound``          -> ``{"text", "from"?}``: the recipient writes in
+                                               (``{"dropped": true}`` from a blocked handle)
+- ``GET  /_sim/cards/calls``                 -> every contact card call with its answer
+- ``POST /_sim/blocked_handles``             -> ``{"handle", "blocked", "reason"?}``: block or
+                                               unblock a handle on the account's list
+- ``POST /_sim/lines/{phone}/status``        -> ``{"status", "reputation"?}``: flag or restore
+                                               a line (sends ``phone_number.status_updated``)
 - ``DELETE /_sim/cards/{phone}``             -> delete a card
 - ``POST /_sim/seed``                        -> bulk-create chats
 - ``POST /_sim/webhooks``                    -> ``{"enabled", "url"?, "secret"?}``
@@ -126,6 +132,8 @@ def control_routes(sim: Simulator) -> list[Route]:
             raise ControlError(400, "from must be a handle string")
         chat_id = request.path_params["chat_id"]
         message = state.receive_message(chat_id, text, sender)
+        if message is None:
+            return _ok({"dropped": True})
         return _ok({"message": message.to_json(), "chat": state.chat_json(state.chats[chat_id])})
 
     async def fail_message(request: Request) -> Response:
@@ -135,6 +143,35 @@ def control_routes(sim: Simulator) -> list[Route]:
             raise ControlError(400, "code must be a whole number")
         message = state.fail_message(request.path_params["message_id"], code)
         return _ok({"message": message.to_json()})
+
+    async def card_calls(request: Request) -> Response:
+        return _ok({"calls": list(state.card_calls)})
+
+    async def blocked_handles(request: Request) -> Response:
+        body = await _body(request)
+        handle = body.get("handle")
+        blocked = body.get("blocked", True)
+        reason = body.get("reason")
+        if not isinstance(handle, str) or not handle:
+            raise ControlError(400, "handle is required")
+        if not isinstance(blocked, bool):
+            raise ControlError(400, "blocked must be true or false")
+        if reason is not None and not isinstance(reason, str):
+            raise ControlError(400, "reason must be a string")
+        if blocked:
+            state.block(handle, reason)
+        else:
+            state.unblock(handle)
+        return _ok({"blocked_handles": state.blocked_handles()})
+
+    async def line_status(request: Request) -> Response:
+        body = await _body(request)
+        data = state.set_line_status(
+            request.path_params["phone"],
+            str(body.get("status", "")),
+            str(body.get("reputation", "HEALTHY")),
+        )
+        return _ok(data)
 
     async def delete_card(request: Request) -> Response:
         if not state.delete_card(request.path_params["phone"]):
@@ -206,8 +243,11 @@ def control_routes(sim: Simulator) -> list[Route]:
         Route("/_sim/calls", guarded(calls), methods=["GET"]),
         Route("/_sim/faults", guarded(faults), methods=["POST"]),
         Route("/_sim/chats/{chat_id}/inbound", guarded(inbound), methods=["POST"]),
+        Route("/_sim/cards/calls", guarded(card_calls), methods=["GET"]),
         Route("/_sim/cards/{phone}", guarded(delete_card), methods=["DELETE"]),
         Route("/_sim/messages/{message_id}/fail", guarded(fail_message), methods=["POST"]),
+        Route("/_sim/blocked_handles", guarded(blocked_handles), methods=["POST"]),
+        Route("/_sim/lines/{phone}/status", guarded(line_status), methods=["POST"]),
         Route("/_sim/seed", guarded(seed), methods=["POST"]),
         Route("/_sim/webhooks", guarded(configure_webhooks), methods=["POST"]),
         Route("/_sim/webhooks", guarded(webhook_stats), methods=["GET"]),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from scheduler import clock
-from scheduler.sim.api import Simulator, json_response, query_phone, read_json, v3
+from scheduler.sim.api import Handler, Simulator, json_response, query_phone, read_json, v3
+from scheduler.sim.model import SimError
 
 
 def card_routes(sim: Simulator) -> list[Route]:
@@ -27,9 +30,40 @@ def card_routes(sim: Simulator) -> list[Route]:
         at = clock.now()
         return json_response({"contact_cards": [c.to_json(at) for c in cards]}, trace_id)
 
-    by_method = {"POST": v3(sim, create), "PATCH": v3(sim, update), "GET": v3(sim, read)}
+    def logged(handler: Handler) -> Handler:
+        """Log each card call that reaches the endpoint with its answer (``/_sim/cards/calls``)."""
+
+        async def endpoint(request: Request, trace_id: str) -> Response:
+            number = request.query_params.get("phone_number")
+            if request.method == "POST":
+                number = await _body_phone(request)
+            try:
+                response = await handler(request, trace_id)
+            except SimError as err:
+                state.record_card_call(request.method, number, err.status, err.code)
+                raise
+            state.record_card_call(request.method, number, response.status_code, None)
+            return response
+
+        return endpoint
+
+    by_method = {
+        "POST": v3(sim, logged(create)),
+        "PATCH": v3(sim, logged(update)),
+        "GET": v3(sim, logged(read)),
+    }
 
     async def dispatch(request: Request) -> Response:
         return await by_method[request.method](request)
 
     return [Route("/v3/contact_card", dispatch, methods=["GET", "POST", "PATCH"])]
+
+
+async def _body_phone(request: Request) -> str | None:
+    """The ``phone_number`` of a POST body, for the call log only (the handler validates)."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return None
+    number = body.get("phone_number") if isinstance(body, dict) else None
+    return number if isinstance(number, str) else None

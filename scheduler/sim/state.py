@@ -13,14 +13,24 @@ Where the documentation is silent, these choices are made:
   ``PATCH`` answered 2012 still spends a slot, as a gateway limiter would. Calls refused with
   429 do not. A 4004 leaves the card stored but inactive until the next successful write; a
   2022 leaves the card as it was.
-- Share checks run in this order: 2001 unknown chat, 2005 line not on the account, 2012 no
-  active card, 2024 recipient opted out, 1004 no outbound message, 1007 shared less than
-  5 minutes ago. Only applied shares start the 5-minute window. The timeout fault holds only
-  answers to applied shares (the ambiguous case); refusals are answered at once.
+- Share checks run in this order: 2001 unknown chat, 2005 line not on the account, 2027 line
+  ineligible, 2012 no active card, 2026 recipient blocked, 2024 recipient opted out, 1004 no
+  outbound message, 1007 shared less than 5 minutes ago. Only applied shares start the
+  5-minute window. The timeout fault holds only answers to applied shares (the ambiguous
+  case); refusals are answered at once.
 - ``POST /v3/chats`` to the same recipients from the same number over the same service reuses
   the existing chat (and sends the message there) instead of opening a second one.
 - Lists (chats, messages) are in creation order, oldest first; cursors are opaque.
-- Opt-outs hold per (our number, recipient) pair, across all chats of that pair.
+- Opt-outs hold per recipient across the whole account (every chat, every line), as Linq
+  has it; the chat's ``health_status`` says ``OPTED_OUT`` only in the 1:1 chat where the
+  keyword arrived. Group chats are never marked nor blocked.
+- Cards: ``POST`` on a pending card is accepted (setup continues, the card stays pending for
+  the activation delay); 2014 only once the card is active. ``PATCH`` needs an active card
+  (404/2012 otherwise). ``GET`` lists active cards only; a one-number ``GET`` of a pending card
+  answers 404/2012 like a missing one.
+- Blocked handles (our account's list): direct sends and shares to them answer 403/2026, their
+  inbound messages are dropped before webhooks. An ineligible line (flagged by a test) answers
+  403/2027 to every share, send and new chat on it; reads keep working.
 - Error codes where the documentation only gives a range: 1001 malformed request or parameter,
   1002 phone number not E.164, 1003 required field missing, 1004 share without an outbound
   message, 1005 unsupported value (service, message part type).
@@ -60,9 +70,9 @@ CARD_WRITE_WINDOW = timedelta(minutes=10)
 SHARE_INTERVAL = timedelta(minutes=5)
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
-OPT_OUT_WORDS = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "OPT OUT", "REVOKE"}
-)
+OPT_OUT_WORDS = frozenset({"STOP", "UNSUBSCRIBE", "OPTOUT", "CANCEL", "END", "QUIT"})
+# "OPT OUT" in any casing, with or without a space or a hyphen.
+_OPT_OUT_PHRASE = re.compile(r"OPT[ -]?OUT")
 _UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))
 _UUID4_SET = (0x4 << 76) | (0x2 << 62)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -143,8 +153,12 @@ class SimState:
         self.chat_order: list[Chat] = []
         self.chats_by_line: dict[str, list[Chat]] = {}
         self._chat_keys: dict[tuple[str, str, tuple[str, ...]], Chat] = {}
-        self.opted_out: set[tuple[str, str]] = set()
-        self._health_changed: dict[tuple[str, str], datetime] = {}
+        # Account-wide: handle -> the 1:1 chat where the keyword arrived (its health shows it).
+        self.opted_out: dict[str, str | None] = {}
+        self._health_changed: dict[str, datetime] = {}
+        self.blocked: dict[str, tuple[datetime, str | None]] = {}
+        self.ineligible_lines: dict[str, str] = {}  # number -> reputation while FLAGGED
+        self.card_calls: list[dict[str, Any]] = []
         self.shares: list[Share] = []
         self.shares_by_chat: dict[str, list[Share]] = {}
         self.calls: list[ShareCall] = []
@@ -214,8 +228,10 @@ class SimState:
         image_url = _optional_str(body, "image_url")
         at = clock.now()
         self._spend_card_write(number, at)
-        if number in self.cards:
-            raise SimError(409, 2014, f"a contact card already exists for {number}")
+        existing = self.cards.get(number)
+        if existing is not None and existing.is_active(at):
+            raise SimError(409, 2014, f"an active contact card already exists for {number}")
+        # A pending card is set up again with this body (setup continues).
         card = Card(number, first_name, last_name, image_url, None)
         self._card_write_fault(card)
         card.active_at = at + timedelta(seconds=self.settings.activation_delay)
@@ -238,8 +254,9 @@ class SimState:
         at = clock.now()
         self._spend_card_write(number, at)
         card = self.cards.get(number)
-        if card is None:
-            raise SimError(404, 2012, f"no contact card for {number}")
+        if card is None or not card.is_active(at):
+            # PATCH fetches the current active card and merges the fields given.
+            raise SimError(404, 2012, f"no active contact card for {number}")
         self._card_write_fault(card)
         change = {
             name: {"from": getattr(card, name), "to": value}
@@ -255,14 +272,30 @@ class SimState:
         return card
 
     def get_cards(self, number: str | None) -> list[Card]:
+        """The active cards ("retrieve the active card(s)"): a pending card is not listed."""
+        at = clock.now()
         if number is None:
-            return list(self.cards.values())
+            return [card for card in self.cards.values() if card.is_active(at)]
         number = check_phone(number)
         self.check_line(number)
         card = self.cards.get(number)
-        if card is None:
-            raise SimError(404, 2012, f"no contact card for {number}")
+        if card is None or not card.is_active(at):
+            raise SimError(404, 2012, f"no active contact card for {number}")
         return [card]
+
+    def record_card_call(
+        self, method: str, number: str | None, status: int, code: int | None
+    ) -> None:
+        """Every card request and its answer, for tests that count writes."""
+        self.card_calls.append(
+            {
+                "method": method,
+                "phone_number": number,
+                "at": iso(clock.now()),
+                "status": status,
+                "code": code,
+            }
+        )
 
     def delete_card(self, number: str, trace_id: str = "") -> bool:
         card = self.cards.pop(number, None)
@@ -277,11 +310,11 @@ class SimState:
     def health(self, chat: Chat) -> dict[str, Any]:
         updated = chat.created_at
         status = "HEALTHY"
-        for recipient in chat.recipients:
-            pair = (chat.from_number, recipient.handle)
-            if pair in self.opted_out:
+        if not chat.is_group:
+            handle = chat.recipients[0].handle
+            if self.opted_out.get(handle, "") == chat.id:
                 status = "OPTED_OUT"
-            changed = self._health_changed.get(pair)
+            changed = self._health_changed.get(handle)
             if changed is not None and changed > updated:
                 updated = changed
         return {
@@ -291,7 +324,54 @@ class SimState:
         }
 
     def is_opted_out(self, chat: Chat) -> bool:
-        return any((chat.from_number, r.handle) in self.opted_out for r in chat.recipients)
+        """Group chats are never blocked; a 1:1 chat is, on every line, once its recipient
+        opted out anywhere."""
+        return not chat.is_group and chat.recipients[0].handle in self.opted_out
+
+    def is_blocked(self, chat: Chat) -> bool:
+        return not chat.is_group and chat.recipients[0].handle in self.blocked
+
+    def check_eligible(self, number: str) -> None:
+        if number in self.ineligible_lines:
+            raise SimError(403, 2027, f"{number} is not eligible to send right now")
+
+    def block(self, handle: str, reason: str | None = None) -> None:
+        self.blocked.setdefault(handle, (clock.now(), reason))
+
+    def unblock(self, handle: str) -> bool:
+        return self.blocked.pop(handle, None) is not None
+
+    def blocked_handles(self) -> list[dict[str, Any]]:
+        """``GET /v3/blocked_handles``: newest first."""
+        entries = sorted(self.blocked.items(), key=lambda item: item[1][0], reverse=True)
+        return [
+            {"handle": handle, "blocked_at": iso(at), "reason": reason}
+            for handle, (at, reason) in entries
+        ]
+
+    def set_line_status(self, number: str, status: str, reputation: str) -> dict[str, Any]:
+        """Flag (or restore) a line; emits ``phone_number.status_updated`` when it changes."""
+        number = check_phone(number)
+        if status not in ("ACTIVE", "FLAGGED"):
+            raise SimError(400, 1005, "status must be ACTIVE or FLAGGED")
+        if reputation not in ("HEALTHY", "AT_RISK", "CRITICAL"):
+            raise SimError(400, 1005, "reputation must be HEALTHY, AT_RISK or CRITICAL")
+        previous_reputation = self.ineligible_lines.get(number, "HEALTHY")
+        previous_status = "FLAGGED" if number in self.ineligible_lines else "ACTIVE"
+        if status == "FLAGGED" or reputation == "CRITICAL":
+            self.ineligible_lines[number] = reputation
+        else:
+            self.ineligible_lines.pop(number, None)
+        data = {
+            "phone_number": number,
+            "previous_status": previous_status,
+            "new_status": status,
+            "previous_reputation": previous_reputation,
+            "new_reputation": reputation,
+            "changed_at": iso(clock.now()),
+        }
+        self._emit("phone_number.status_updated", number, data, "")
+        return data
 
     def chat_json(self, chat: Chat) -> dict[str, Any]:
         return chat.to_json(self.health(chat))
@@ -339,8 +419,11 @@ class SimState:
         if service not in SERVICES:
             raise SimError(400, 1005, f"service must be one of {', '.join(SERVICES)}")
         self.check_line(number)
-        if any((number, handle) in self.opted_out for handle in to):
-            raise SimError(403, 2024, "a recipient has opted out")
+        self.check_eligible(number)
+        if len(to) == 1 and to[0] in self.blocked:
+            raise SimError(403, 2026, "the recipient is blocked by this account")
+        if len(to) == 1 and to[0] in self.opted_out:
+            raise SimError(403, 2024, "the recipient has opted out")
         at = clock.now()
         chat = self._chat_keys.get((number, service, tuple(sorted(to))))
         created = chat is None
@@ -356,6 +439,9 @@ class SimState:
         chat = self.get_chat(chat_id)
         parts = check_parts(body.get("message"))
         self.check_line(chat.from_number)
+        self.check_eligible(chat.from_number)
+        if self.is_blocked(chat):
+            raise SimError(403, 2026, "the recipient is blocked by this account")
         if self.is_opted_out(chat):
             raise SimError(403, 2024, "the recipient has opted out")
         message = self._add_message(chat, chat.me, parts, clock.now())
@@ -364,8 +450,9 @@ class SimState:
 
     def receive_message(
         self, chat_id: str, text: str, sender: str | None = None, trace_id: str = ""
-    ) -> Message:
-        """A recipient writes in: STOP and its synonyms opt out, anything else opts back in."""
+    ) -> Message | None:
+        """A recipient writes in: STOP and its synonyms opt them out everywhere, anything else
+        opts them back in everywhere. A blocked handle's message is dropped (None)."""
         chat = self.get_chat(chat_id)
         if sender is None:
             handle = chat.recipients[0]
@@ -374,15 +461,17 @@ class SimState:
             if not found:
                 raise SimError(400, 1001, f"{sender} is not a recipient of chat {chat_id}")
             handle = found[0]
+        if handle.handle in self.blocked:
+            return None  # dropped before webhooks
         at = clock.now()
-        pair = (chat.from_number, handle.handle)
-        stop = " ".join(text.split()).upper() in OPT_OUT_WORDS
-        if stop != (pair in self.opted_out):
-            if stop:
-                self.opted_out.add(pair)
-            else:
-                self.opted_out.discard(pair)
-            self._health_changed[pair] = at
+        who = handle.handle
+        stop = is_opt_out_keyword(text) and not chat.is_group
+        if stop:
+            self.opted_out[who] = chat.id
+            self._health_changed[who] = at
+        elif who in self.opted_out:
+            del self.opted_out[who]
+            self._health_changed[who] = at
         message = self._add_message(chat, handle, [{"type": "text", "value": text}], at)
         self._emit_message(chat, message, trace_id)
         return message
@@ -512,10 +601,13 @@ class SimState:
         """Apply one share call's rules; raise SimError with the documented code on refusal."""
         chat = self.get_chat(chat_id)
         self.check_line(chat.from_number)
+        self.check_eligible(chat.from_number)
         at = clock.now()
         card = self.cards.get(chat.from_number)
         if card is None or not card.is_active(at):
             raise SimError(404, 2012, f"no active contact card for {chat.from_number}")
+        if self.is_blocked(chat):
+            raise SimError(403, 2026, "the recipient is blocked by this account")
         if self.is_opted_out(chat):
             raise SimError(403, 2024, "the recipient has opted out")
         if not chat.has_outbound:
@@ -552,6 +644,8 @@ class SimState:
             "shares": len(self.shares),
             "share_calls": len(self.calls),
             "opted_out": len(self.opted_out),
+            "blocked": len(self.blocked),
+            "ineligible_lines": len(self.ineligible_lines),
         }
 
 
@@ -581,6 +675,12 @@ def card_event_data(
     if change:
         data["change"] = change
     return data
+
+
+def is_opt_out_keyword(text: str) -> bool:
+    """The whole trimmed message is one of Linq's opt-out keywords."""
+    word = text.strip().upper()
+    return word in OPT_OUT_WORDS or _OPT_OUT_PHRASE.fullmatch(word) is not None
 
 
 def _optional_str(body: dict[str, Any], name: str) -> str | None:

@@ -14,7 +14,7 @@ COMMANDS = {
     "share_pass": ["--chats", "60", "--runs", "1"],
     "latency_pass": ["--chats", "64", "--latency-ms", "20"],
     "due_query": ["--sizes", "600,1200", "--repeats", "2"],
-    "webhook_ingest": ["--events", "100", "--connections", "4"],
+    "webhook_ingest": ["--events", "100", "--connections", "4", "--direction", "both"],
     "memory": ["--chats", "2000"],
     "naive": ["--sizes", "600", "--timed-adds", "50"],
     "export_rss": ["--chats", "2000"],

@@ -356,7 +356,7 @@ async def test_drift_in_the_schedule_sends_one_patch_with_only_the_changed_field
 
 
 async def test_a_post_answered_2014_switches_to_a_patch_of_the_differing_fields(
-    ledger: Ledger, sim: SimHandle
+    ledger: Ledger, sim: SimHandle, at: Callable[[datetime], None]
 ) -> None:
     raced: list[bool] = []
 
@@ -365,6 +365,8 @@ async def test_a_post_answered_2014_switches_to_a_patch_of_the_differing_fields(
             raced.append(True)
             created = await _direct(sim, "POST", json={"phone_number": LINE, "first_name": "Acme"})
             assert created.is_success
+            # 2014 only once that card is active (a POST on a pending card is accepted).
+            at(T0 + 2 * MIN)
 
     rig = Rig(ledger, sim, Recorder(before=someone_creates_it_first))
     try:
@@ -402,7 +404,8 @@ async def test_429_waits_retry_after(
             ("PATCH", {"params": {"phone_number": LINE}, "json": {"first_name": "Other 3"}}),
         ]
     ):
-        at(T0 + minute * MIN)
+        # A card is PATCHed once active (the activation delay is a minute).
+        at(T0 + minute * (MIN + timedelta(seconds=10)))
         assert (await _direct(sim, method, **kwargs)).is_success
     at(T0 + 3 * MIN)
     report = await rig.run()
@@ -441,8 +444,8 @@ async def test_4004_waits_at_least_ten_minutes_and_longer_after_each(
     line = await _line(rig.ledger)
     assert line.card_next_write_at - first.at >= timedelta(minutes=10)
     assert line.card_write_failures == 1
-    # 4004 stored the card but left it inactive: no sharing meanwhile.
-    assert line.card_state == CardState.pending
+    # 4004 stored the card but left it inactive: GET does not list it, no sharing meanwhile.
+    assert line.card_state == CardState.absent
 
     at(T0 + 9 * MIN + timedelta(seconds=50))
     await rig.run()
@@ -451,8 +454,12 @@ async def test_4004_waits_at_least_ten_minutes_and_longer_after_each(
     at(T0 + 10 * MIN + timedelta(seconds=5))
     await rig.run()
     second = rig.recorder.writes()[1]
-    # Same fields, still inactive: written again with the smallest body.
-    assert (second.method, second.body, second.status) == ("PATCH", {"first_name": "Acme"}, 503)
+    # Still not active: set up again with POST (a PATCH needs an active card).
+    assert (second.method, second.body, second.status) == (
+        "POST",
+        {"phone_number": LINE, **CARD},
+        503,
+    )
     line = await _line(rig.ledger)
     assert line.card_next_write_at - second.at >= timedelta(minutes=20)
 
@@ -640,7 +647,7 @@ async def test_a_deleted_card_stops_the_line_and_its_re_creation_resumes_it_with
     assert late_codes and set(late_codes) == {2012}
     assert rig.unusable == [LINE]  # once for the line, however many of its chats were refused
     line = await _line(rig.ledger)
-    assert line.card_state == CardState.pending
+    assert line.card_state == CardState.unknown  # not active; pending or gone: read again
     rows = await _chats(rig.ledger)
     assert all(rows[c].last_shared_at is None and rows[c].share_count == 0 for c in late)
     assert all(r.next_share_at is None for r in rows.values())

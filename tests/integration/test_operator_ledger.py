@@ -102,7 +102,14 @@ async def test_stats_per_line_and_total(ledger: Ledger, filled: dict[str, list[s
     assert data["today"] == "2026-03-03"
     totals = data["totals"]
     assert totals["chats"] == 7
-    assert totals["by_status"] == {"active": 6, "gone": 0, "opted_out": 1, "paused": 0}
+    assert totals["by_status"] == {
+        "active": 6,
+        "blocked": 0,
+        "gone": 0,
+        "opted_out": 1,
+        "paused": 0,
+    }
+    assert (totals["lines_ineligible"], totals["recipients_blocked"]) == (0, 0)
     assert totals["by_service"] == {"SMS": 1, "iMessage": 6}
     assert (totals["shared_today"], totals["shared_yesterday"]) == (1, 2)
     assert totals["attempts_24h"] == {"ambiguous": 1, "failed": 1, "shared": 2}

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from scheduler import clock
 from scheduler.config import Secret, SharePassConfig
 from scheduler.ingest.apply import apply_event
+from scheduler.ingest.blocked import refresh_blocked_handles
 from scheduler.ingest.events import parse_event
 from scheduler.ledger.claims import attempts
 from scheduler.ledger.engine import Ledger
@@ -119,5 +120,46 @@ async def test_a_2024_on_share_opts_out_until_the_recipient_writes_again(
     await _share_pass(ledger, client)
     row = await _chat(ledger, chat_id)
     assert row.share_count == 1 and row.last_shared_at is not None
+    async with sim_server.async_control() as control:
+        assert [s["chat_id"] for s in await control.shares()] == [chat_id]
+
+
+async def test_the_blocked_list_read_blocks_and_unblocks_the_recipient_everywhere(
+    ledger: Ledger, client: LinqClient, sim_server: SimHandle, clock_file: Path
+) -> None:
+    await add_line(ledger, LINE, T0)
+    async with sim_server.async_control() as control:
+        chat_id = (await control.create_chat(LINE, [CUSTOMER]))["chat"]["id"]
+        await control.block(CUSTOMER)
+    created = {
+        "event_id": "e-0",
+        "event_type": "chat.created",
+        "data": {
+            "id": chat_id,
+            "is_group": False,
+            "service": "iMessage",
+            "handles": [{"handle": LINE, "is_me": True}, {"handle": CUSTOMER, "is_me": False}],
+        },
+    }
+    sent = _event("e-1", chat_id, "message.sent", clock.now())
+    for event in (created, sent):
+        await apply_event(ledger, parse_event(event), policy(), clock.now())
+
+    synced = await refresh_blocked_handles(ledger, client, policy())
+    assert (synced.blocked, synced.unblocked) == (1, 0)
+    row = await _chat(ledger, chat_id)
+    assert row.status == ChatStatus.blocked and row.next_share_at is None
+    await _share_pass(ledger, client)
+    async with sim_server.async_control() as control:
+        assert await control.calls() == []  # a blocked recipient is not tried
+
+        clock.set_clock_file(clock_file, T0 + timedelta(hours=1))
+        await control.block(CUSTOMER, blocked=False)
+    synced = await refresh_blocked_handles(ledger, client, policy())
+    assert (synced.blocked, synced.unblocked) == (0, 1)
+    row = await _chat(ledger, chat_id)
+    assert row.status == ChatStatus.active
+    assert row.next_share_at is not None and row.next_share_at <= clock.now()  # today
+    await _share_pass(ledger, client)
     async with sim_server.async_control() as control:
         assert [s["chat_id"] for s in await control.shares()] == [chat_id]

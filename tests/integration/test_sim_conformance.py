@@ -182,7 +182,12 @@ def test_card_activates_after_the_delay_on_the_shared_clock(
     }
     assert created.headers["X-Trace-Id"]
     one = {"phone_number": LINE}
-    assert api.get("/v3/contact_card", params=one).json()["contact_cards"][0]["is_active"] is False
+    # GET retrieves the active cards: a pending card is not found (2012) nor listed.
+    error_of(api.get("/v3/contact_card", params=one), 404, 2012)
+    assert api.get("/v3/contact_card").json()["contact_cards"] == []
+    error_of(api.patch("/v3/contact_card", params=one, json={"first_name": "B"}), 404, 2012)
+    pending = api.post("/v3/contact_card", json={"phone_number": LINE, "first_name": "Acme"})
+    assert pending.status_code == 200  # POST on a pending card: setup continues
     advance(clock_file, 5)
     assert api.get("/v3/contact_card", params=one).json()["contact_cards"][0]["is_active"] is True
     advance(clock_file, 3 * 86400)
@@ -212,9 +217,10 @@ def test_card_writes_share_a_budget_of_three_per_ten_minutes(
     for name in ("B", "C"):
         ok = api.patch("/v3/contact_card", params={"phone_number": LINE}, json={"first_name": name})
         assert ok.status_code == 200
+        advance(clock_file, 5)  # a PATCHed card is active again once the change is applied
     limited = api.patch("/v3/contact_card", params={"phone_number": LINE}, json={"last_name": "Z"})
     error = error_of(limited, 429, 1007)
-    assert 535 <= error["retry_after"] <= 540
+    assert 525 <= error["retry_after"] <= 530
     assert limited.headers["Retry-After"] == str(error["retry_after"])
     advance(clock_file, error["retry_after"])
     again = api.patch("/v3/contact_card", params={"phone_number": LINE}, json={"last_name": "Z"})
@@ -227,12 +233,12 @@ def test_card_fault_knobs(api: httpx.Client, control: SimControl, clock_file: Pa
     throttled = api.post("/v3/contact_card", json={"phone_number": LINE, "first_name": "A"})
     error_of(throttled, 503, 4004)
     advance(clock_file, 600)
-    card = api.get("/v3/contact_card", params={"phone_number": LINE}).json()["contact_cards"][0]
-    assert card["is_active"] is False
-    failed = api.patch("/v3/contact_card", params={"phone_number": LINE}, json={"first_name": "B"})
+    # Left not active: missing from GET, and only a POST sets it up again.
+    error_of(api.get("/v3/contact_card", params={"phone_number": LINE}), 404, 2012)
+    failed = api.post("/v3/contact_card", json={"phone_number": LINE, "first_name": "B"})
     error_of(failed, 500, 2022)
     assert control.state()["knobs"]["card_2022_next"] == 0
-    ok = api.patch("/v3/contact_card", params={"phone_number": LINE}, json={"first_name": "B"})
+    ok = api.post("/v3/contact_card", json={"phone_number": LINE, "first_name": "B"})
     assert ok.json()["first_name"] == "B"
 
 
@@ -496,7 +502,7 @@ def test_webhooks_arrive_signed_and_in_order(
 
 
 def test_webhooks_retry_on_5xx_and_429_but_not_on_other_4xx(
-    api: httpx.Client, control: SimControl, receiver: Receiver
+    api: httpx.Client, control: SimControl, receiver: Receiver, clock_file: Path
 ) -> None:
     receiver.deliveries.clear()
     control.webhooks(enabled=True, url=receiver.url)
@@ -507,6 +513,7 @@ def test_webhooks_retry_on_5xx_and_429_but_not_on_other_4xx(
     assert len({json.loads(body)["event_id"] for _, body in receiver.deliveries}) == 1
 
     receiver.script[:] = [400]
+    advance(clock_file, 5)  # the card is active: it can be PATCHed
     api.patch("/v3/contact_card", params={"phone_number": LINE}, json={"first_name": "B"})
     assert control.drain(10)
     assert len(receiver.deliveries) == 4

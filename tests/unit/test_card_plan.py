@@ -69,10 +69,15 @@ def test_an_active_card_as_declared_needs_nothing() -> None:
     assert plan.at is None
 
 
-def test_a_pending_card_with_drift_is_patched_too() -> None:
+def test_a_pending_card_with_drift_is_never_patched_before_activation() -> None:
+    # Linq answers 404/2012 to a PATCH on a card that is not active: the change waits.
     observed = CardFields("Old", "Support", "https://example.com/a.png")
-    plan = _plan(CardView(ACME, observed, CardState.pending))
-    assert plan.fields == {"first_name": "Acme"}
+    written = _plan(CardView(ACME, observed, CardState.pending, written_at=T0))
+    assert written.action == Action.awaiting_activation and not written.writes
+    assert not _plan(CardView(ACME, observed, CardState.pending)).writes
+    # Once active, the whole pending change goes out in one PATCH.
+    plan = _plan(CardView(ACME, observed, CardState.active))
+    assert (plan.action, plan.fields) == (Action.patch, {"first_name": "Acme"})
 
 
 def test_after_a_write_activation_is_polled_with_backoff_then_given_up() -> None:
@@ -100,7 +105,7 @@ def test_an_inactive_card_we_did_not_write_is_left_to_linq() -> None:
     assert plan.at is None
 
 
-def test_a_card_left_inactive_by_failed_writes_is_written_again_with_the_smallest_body() -> None:
+def test_a_card_left_inactive_by_failed_writes_is_posted_again_with_every_field() -> None:
     budget = WriteBudget().reserve(T0, MOST).settle(T0, T0, WriteResult.throttled)
     later = budget.next_write_at
     assert later is not None
@@ -108,10 +113,11 @@ def test_a_card_left_inactive_by_failed_writes_is_written_again_with_the_smalles
     waiting = _plan(view, T0 + timedelta(minutes=5))
     assert waiting.action == Action.wait_budget
     assert waiting.at == later
-    assert waiting.via == Action.patch
+    assert waiting.via == Action.create
     plan = _plan(view, later)
-    assert plan.action == Action.patch
-    assert plan.fields == {"first_name": "Acme"}
+    # POST is accepted on a pending card; a PATCH would be refused (404/2012).
+    assert plan.action == Action.create
+    assert plan.fields == ACME.body()
 
 
 def test_a_needed_write_waits_for_the_budget() -> None:

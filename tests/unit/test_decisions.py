@@ -67,7 +67,7 @@ def test_connect_failure_is_a_plain_failure_with_growing_backoff() -> None:
 @pytest.mark.parametrize(
     ("error", "status", "card", "stop"),
     [
-        (CardNotActive("x", status=404, code=2012), None, CardState.pending, False),
+        (CardNotActive("x", status=404, code=2012), None, CardState.unknown, False),
         (ChatNotFound("x", status=404, code=2001), ChatStatus.gone, None, False),
         (OptedOut("x", status=403, code=2024), ChatStatus.opted_out, None, False),
         (AccessDenied("x", status=403, code=2005), None, CardState.failed, False),

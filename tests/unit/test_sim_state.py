@@ -92,16 +92,36 @@ def test_card_starts_inactive_and_activates_after_the_delay(
         "is_active": False,
     }
     clock.tick(timedelta(seconds=4.9))
-    assert not state.get_cards(LINE)[0].is_active(clock.now())
+    # GET retrieves the active cards: a pending one is missing from both reads.
+    assert state.get_cards(None) == []
+    with raises(404, 2012):
+        state.get_cards(LINE)
     clock.tick(timedelta(seconds=0.1))
     assert state.get_cards(LINE)[0].is_active(clock.now())
+    assert [c.phone_number for c in state.get_cards(None)] == [LINE]
 
 
-def test_second_post_is_a_conflict(state: SimState) -> None:
+def test_post_on_a_pending_card_is_accepted_and_a_conflict_once_active(
+    state: SimState, clock: FakeClock
+) -> None:
     state.create_card({"phone_number": LINE, "first_name": "Acme"})
+    state.create_card({"phone_number": LINE, "first_name": "Other"})  # setup continues
+    assert state.cards[LINE].first_name == "Other"
+    clock.tick(timedelta(seconds=5))
     with raises(409, 2014):
-        state.create_card({"phone_number": LINE, "first_name": "Other"})
-    assert state.cards[LINE].first_name == "Acme"
+        state.create_card({"phone_number": LINE, "first_name": "Third"})
+    assert state.cards[LINE].first_name == "Other"
+
+
+def test_patch_on_a_card_that_is_not_active_is_2012(state: SimState, clock: FakeClock) -> None:
+    state.create_card({"phone_number": LINE, "first_name": "Acme"})
+    with raises(404, 2012):
+        state.update_card(LINE, {"first_name": "Other"})
+    clock.tick(timedelta(seconds=5))
+    state.update_card(LINE, {"first_name": "Other"})
+    # Briefly not active again while the change is applied (the refused PATCH spent a slot).
+    assert not state.cards[LINE].is_active(clock.now())
+    assert len(state.card_writes[LINE]) == 3
 
 
 @pytest.mark.parametrize(
@@ -149,11 +169,14 @@ def test_patch_without_a_card_is_2012(state: SimState) -> None:
         state.update_card(LINE, {"first_name": "Acme"})
 
 
-def test_get_one_missing_card_is_2012_and_all_cards_lists_them(state: SimState) -> None:
+def test_get_one_missing_card_is_2012_and_all_cards_lists_them(
+    state: SimState, clock: FakeClock
+) -> None:
     with raises(404, 2012):
         state.get_cards(LINE)
     state.create_card({"phone_number": LINE, "first_name": "A"})
     state.create_card({"phone_number": OTHER_LINE, "first_name": "B"})
+    clock.tick(timedelta(seconds=5))
     assert [c.phone_number for c in state.get_cards(None)] == [LINE, OTHER_LINE]
 
 
@@ -199,9 +222,9 @@ def test_4004_leaves_the_card_inactive_until_the_next_good_write(
     assert state.settings.card_4004_next == 0
     clock.tick(timedelta(hours=1))
     assert not state.cards[LINE].is_active(clock.now())
-    with raises(409, 2014):
-        state.create_card({"phone_number": LINE, "first_name": "A"})
-    state.update_card(LINE, {})
+    with raises(404, 2012):
+        state.update_card(LINE, {})  # not active: nothing to PATCH
+    state.create_card({"phone_number": LINE, "first_name": "A"})  # accepted while pending
     clock.tick(timedelta(seconds=5))
     assert state.cards[LINE].is_active(clock.now())
 
