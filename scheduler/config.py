@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from scheduler.config_yaml import YamlProblem, load_yaml, read_schedule_text
 from scheduler.errors import ConfigError, ConfigProblem
 
 CONFIG_ENV = "SHARE_SCHEDULER_CONFIG"
@@ -65,7 +66,7 @@ def _check_zone(name: str) -> str:
 def _check_e164(value: Any) -> Any:
     if isinstance(value, int):
         raise ValueError("phone numbers must be quoted strings in E.164, e.g. '+14155550100'")
-    if not isinstance(value, str) or not E164.match(value):
+    if not isinstance(value, str) or not E164.fullmatch(value):
         raise ValueError(f"{value!r} is not an E.164 phone number (+ then 8-15 digits)")
     return value
 
@@ -519,11 +520,12 @@ def load_schedule(
     """Read and validate the schedule file; raise ConfigError listing every problem."""
     source = str(path)
     try:
-        text = Path(path).read_text()
+        text = read_schedule_text(Path(path))
+        data = load_yaml(text)
     except OSError as exc:
         raise ConfigError(source, [ConfigProblem("", f"cannot read: {exc.strerror}")]) from exc
-    try:
-        data = yaml.safe_load(text)
+    except YamlProblem as exc:
+        raise ConfigError(source, [ConfigProblem("", str(exc))]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

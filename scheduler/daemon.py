@@ -114,6 +114,7 @@ class Daemon:
         self.token_error: str | None = None
         self.ledger_error: str | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._reload_lock = asyncio.Lock()
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -228,18 +229,40 @@ class Daemon:
 
     # -- reload ----------------------------------------------------------------------------
 
-    def reload(self) -> None:
+    def request_reload(self) -> None:
+        """The SIGHUP handler: read the file off the event loop, one reload at a time."""
         if self.config_path is None:
             return
-        try:
-            schedule, secrets = load_schedule(self.config_path, database_url=self.database_url)
-        except ConfigError as exc:
-            log.error(
-                "config.reload_rejected",
-                path=str(self.config_path),
-                problems=[str(p) for p in exc.problems],
-            )
+        self._spawn(self.reload())
+
+    async def reload(self) -> None:
+        if self.config_path is None:
             return
+        async with self._reload_lock:
+            try:
+                # In a thread: reading and validating a hostile or huge file must not stop
+                # webhooks, /healthz and shares in the meantime.
+                schedule, secrets = await asyncio.to_thread(
+                    load_schedule, self.config_path, database_url=self.database_url
+                )
+            except ConfigError as exc:
+                log.error(
+                    "config.reload_rejected",
+                    path=str(self.config_path),
+                    problems=[str(p) for p in exc.problems],
+                )
+                return
+            except Exception as exc:  # whatever the file did, the old schedule stays
+                log.error(
+                    "config.reload_rejected", path=str(self.config_path), problems=[repr(exc)]
+                )
+                return
+            if self.stopping.is_set():
+                return
+            self._apply(schedule, secrets)
+
+    def _apply(self, schedule: Schedule, secrets: Secrets) -> None:
+        assert self.config_path is not None
         old = self.schedule
         pending = restart_required(old, schedule, self.secrets, secrets)
         self.schedule = schedule
@@ -306,7 +329,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         start = datetime.now(UTC)
         if self.ledger.is_sqlite:
             self._spawn(Checkpointer(self.ledger).run(self.stopping))
