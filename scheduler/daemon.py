@@ -77,7 +77,9 @@ class Daemon:
         self.policy = Policy.from_config(schedule.sharing)
         self.metrics = Metrics()
         # SQLite: commits never stop to checkpoint; the Checkpointer task does it (run()).
-        self.ledger = Ledger.from_config(schedule.database, background_checkpoint=True)
+        self.ledger = Ledger.from_config(
+            schedule.database, background_checkpoint=True, create_missing=True
+        )
         if secrets.api_key is None:
             raise ConfigError(str(config_path), [])
         self.client = LinqClient.from_config(schedule.linq, secrets.api_key)

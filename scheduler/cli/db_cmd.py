@@ -21,7 +21,8 @@ def upgrade(
     schedule, _ = load(config, database_url)
 
     async def _run() -> tuple[str | None, str | None]:
-        ledger = Ledger.from_config(schedule.database)
+        # The one command besides `run` that may create the ledger.
+        ledger = Ledger.from_config(schedule.database, create_missing=True)
         try:
             return await schema.upgrade(ledger, revision)
         finally:
