@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from scheduler import clock
+from scheduler.cli.args import ChatIdArgument
 from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
@@ -21,7 +20,7 @@ from scheduler.rule import Policy
 
 chat_app = typer.Typer(help="Pause or resume one chat's sharing.", no_args_is_help=True)
 
-ChatId = Annotated[str, typer.Argument(help="The chat id (Linq's).", show_default=False)]
+ChatId = ChatIdArgument
 
 
 def _change(

@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from scheduler import clock
+from scheduler.cli.args import ChatIdArgument
 from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
@@ -97,7 +98,7 @@ def list_(
 
 @ledger_app.command("show")
 def show(
-    chat_id: Annotated[str, typer.Argument(help="The chat id.")],
+    chat_id: ChatIdArgument,
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
     json: JsonOption = False,

@@ -190,14 +190,18 @@ class LinqWebhook:
         if verdict != SignatureVerdict.valid:
             return reject(401, f"signature_{verdict}", "invalid webhook signature")
         try:
-            event = parse_event(json.loads(body))
+            payload = json.loads(body)
         except ValueError:
             # JSONDecodeError, UnicodeDecodeError, and integers beyond Python's digit limit.
             return reject(400, "malformed", "body is not valid JSON")
-        except EventError as exc:
-            return reject(400, "invalid", f"invalid event: {exc}")
         except RecursionError:
             return reject(400, "malformed", "body nests too deeply")
+        try:
+            # Apart from the decoding: EventError is a ValueError too, and its message names
+            # the bad field.
+            event = parse_event(payload)
+        except EventError as exc:
+            return reject(400, "invalid", f"invalid event: {exc}")
         try:
             result = await runtime.event_writer().submit(event)
         except LedgerUnavailable as exc:
