@@ -329,6 +329,27 @@ class WebhooksConfig(_Model):
         return self
 
 
+class HttpConfig(_Model):
+    """Bounds on what one client may make the HTTP server hold (webhooks, probes, metrics)."""
+
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    max_headers: int = Field(default=100, ge=10, le=1000)
+    header_timeout: Duration = timedelta(seconds=10)
+    body_timeout: Duration = timedelta(seconds=30)
+    keep_alive: Duration = timedelta(seconds=5)
+    max_connections: int = Field(default=1000, ge=10, le=100_000)
+    max_requests_in_flight: int = Field(default=256, ge=1, le=100_000)
+
+    @field_validator("header_timeout", "body_timeout", "keep_alive")
+    @classmethod
+    def _http_positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        if value > timedelta(minutes=10):
+            raise ValueError("must be at most 10m")
+        return value
+
+
 class BackfillConfig(_Model):
     """The scheduled reconcile against GET /v3/chats (also ``share-scheduler backfill``)."""
 
@@ -364,6 +385,7 @@ class Schedule(_Model):
     cards: CardsConfig = Field(default_factory=CardsConfig)
     lines: list[LineConfig] = Field(default_factory=list)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     backfill: BackfillConfig = Field(default_factory=BackfillConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

@@ -13,14 +13,12 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
-import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -29,6 +27,7 @@ from scheduler.cards import CardSync, sync_configured_lines
 from scheduler.config import Schedule, Secrets, load_schedule
 from scheduler.errors import ConfigError, LedgerUnavailable, Unauthorized
 from scheduler.http.app import Runtime, create_app
+from scheduler.http.server import Server, ServerLimits, build_server
 from scheduler.ingest.apply import prune_events
 from scheduler.ingest.backfill import scheduled_backfill
 from scheduler.ledger import schema
@@ -49,14 +48,6 @@ log = structlog.get_logger("scheduler.daemon")
 
 def default_instance_id() -> str:
     return os.environ.get("SHARE_SCHEDULER_INSTANCE") or f"{socket.gethostname()}-{os.getpid()}"
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the daemon owns shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 class Daemon:
@@ -370,19 +361,11 @@ class Daemon:
             coalesce=True,
             next_run_time=start + (timedelta(seconds=5) if cfg.backfill.at_start else every),
         )
-        server: _Server | None = None
+        server: Server | None = None
         server_task: asyncio.Task[Any] | None = None
         if cfg.webhooks.enabled:
-            server = _Server(
-                uvicorn.Config(
-                    create_app(self.runtime),
-                    host=cfg.webhooks.host,
-                    port=cfg.webhooks.port,
-                    log_config=None,
-                    access_log=False,
-                    lifespan="off",
-                    server_header=False,
-                )
+            server = build_server(
+                create_app(self.runtime), cfg.webhooks.host, cfg.webhooks.port, server_limits(cfg)
             )
             server_task = asyncio.create_task(server.serve(), name="http")
         self.scheduler.start()
@@ -406,7 +389,7 @@ class Daemon:
         stop_wait.cancel()
         return exit_code
 
-    async def shutdown(self, server: _Server | None, server_task: asyncio.Task[Any] | None) -> None:
+    async def shutdown(self, server: Server | None, server_task: asyncio.Task[Any] | None) -> None:
         log.info("daemon.stopping")
         self.stopping.set()
         self.share_pass.request_stop()
@@ -437,6 +420,19 @@ class Daemon:
         log.info("daemon.stopped")
 
 
+def server_limits(schedule: Schedule) -> ServerLimits:
+    cfg = schedule.http
+    return ServerLimits(
+        max_header_bytes=cfg.max_header_bytes,
+        max_headers=cfg.max_headers,
+        header_timeout=cfg.header_timeout.total_seconds(),
+        body_timeout=cfg.body_timeout.total_seconds(),
+        keep_alive=cfg.keep_alive.total_seconds(),
+        max_connections=cfg.max_connections,
+        max_requests_in_flight=cfg.max_requests_in_flight,
+    )
+
+
 def restart_required(
     old: Schedule, new: Schedule, old_secrets: Secrets, new_secrets: Secrets
 ) -> list[str]:
@@ -448,6 +444,8 @@ def restart_required(
         keys.append("linq")
     if (old.webhooks.enabled, old.webhooks.listen) != (new.webhooks.enabled, new.webhooks.listen):
         keys.append("webhooks.listen")
+    if old.http != new.http:
+        keys.append("http")
     if old.instance_id != new.instance_id:
         keys.append("instance_id")
     return keys

@@ -100,3 +100,24 @@ def test_not_utf8_is_one_line_and_exit_2_from_the_cli(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "not UTF-8" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_http_limits_have_defaults_bounds_and_need_a_restart() -> None:
+    from scheduler.config import Secret, Secrets, parse_schedule
+    from scheduler.daemon import restart_required, server_limits
+
+    schedule = parse_schedule({}, "x.yaml")
+    limits = server_limits(schedule)
+    assert (limits.max_header_bytes, limits.header_timeout, limits.max_connections) == (
+        16_384,
+        10.0,
+        1000,
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_schedule({"http": {"header_timeout": "0s", "max_headers": 1, "bogus": 1}}, "x")
+    text = str(info.value)
+    assert "http.header_timeout: must be at least 1s" in text
+    assert "http.max_headers" in text and "http.bogus: unknown key" in text
+    tighter = parse_schedule({"http": {"body_timeout": "5s"}}, "x.yaml")
+    secrets = Secrets(Secret("t", "t"), [])
+    assert restart_required(schedule, tighter, secrets, secrets) == ["http"]
