@@ -78,6 +78,12 @@ class Metrics:
             ["line"],
             registry=r,
         )
+        self.webhook_clock_skew = Gauge(
+            "share_scheduler_webhook_clock_skew_seconds",
+            "This host's clock minus the webhook signer's: the median over recent correctly "
+            "signed deliveries (stale ones included).",
+            registry=r,
+        )
         self.due_chats = Gauge(
             "share_scheduler_due_chats", "Chats due now (at the last pass).", registry=r
         )
