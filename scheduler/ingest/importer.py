@@ -37,6 +37,7 @@ from scheduler.ingest.apply import Merge, UpsertCounts, upsert_chats
 from scheduler.ingest.events import EARLIEST, ChatActivity
 from scheduler.ingest.merge import merge_activity
 from scheduler.ledger.engine import Ledger
+from scheduler.ledger.export import EXPORT_COLUMNS
 from scheduler.ledger.models import ChatStatus
 from scheduler.rule import Policy
 
@@ -57,14 +58,7 @@ COLUMNS = (
 # Columns of `ledger export` that an import accepts and ignores: the sharing rule recomputes
 # next_share_at from the facts, failure back-off starts afresh, and the ledger stamps its own
 # created_at/updated_at. So an export re-imports as it is.
-EXPORT_ONLY = (
-    "next_share_at",
-    "not_before",
-    "consecutive_failures",
-    "last_error",
-    "created_at",
-    "updated_at",
-)
+EXPORT_ONLY = tuple(c for c in EXPORT_COLUMNS if c not in COLUMNS)
 ACCEPTED = COLUMNS + EXPORT_ONLY
 REQUIRED = ("chat_id", "line")
 SERVICES = {"imessage": "iMessage", "sms": "SMS", "rcs": "RCS"}

@@ -85,12 +85,7 @@ def check_handle(value: str) -> str:
 def check_time_text(value: str, *, limit: int = 64) -> str:
     """The text of a timestamp before parsing: short, and no NUL or control characters.
 
-    ``datetime.fromisoformat`` accepts some strings with trailing junk on some versions; a
-    time carrying control characters is not one Linq wrote.
+    ``datetime.fromisoformat`` accepts a trailing NUL on Python 3.11; a time carrying control
+    characters is not one Linq wrote.
     """
-    if len(value) > limit:
-        raise InvalidValue(f"is longer than {limit} characters")
-    problem = _hostile_characters(value)
-    if problem is not None:
-        raise InvalidValue(problem)
-    return value
+    return check_plain_text(value, limit=limit)
