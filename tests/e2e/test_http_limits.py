@@ -244,3 +244,18 @@ def test_two_thousand_idle_connections_leave_healthz_answering(daemon: DaemonPro
     assert not prober.failures, prober.failures
     assert still_open == 0, "idle connections outlived the head deadline"
     assert peak < RSS_BOUND_MIB
+
+
+def test_a_large_body_is_not_mistaken_for_a_large_head(daemon: DaemonProcess) -> None:
+    body = b'{"pad":"' + b"a" * 900_000 + b'"}'
+    with httpx.Client(timeout=10) as client:
+        # Unsigned: answered 401 after the whole body was read, never 431.
+        answer = client.post(
+            f"{daemon.base_url}/webhooks/linq",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert answer.status_code == 401
+        # Kept alive: a second request on the same connection has a head of its own.
+        again = client.get(f"{daemon.base_url}/healthz")
+        assert again.status_code == 200
