@@ -28,6 +28,7 @@ from pydantic import (
 
 from scheduler.config_yaml import YamlProblem, load_yaml, read_schedule_text
 from scheduler.errors import ConfigError, ConfigProblem
+from scheduler.ingest import validate
 
 CONFIG_ENV = "SHARE_SCHEDULER_CONFIG"
 E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
@@ -66,9 +67,13 @@ def _check_zone(name: str) -> str:
 def _check_e164(value: Any) -> Any:
     if isinstance(value, int):
         raise ValueError("phone numbers must be quoted strings in E.164, e.g. '+14155550100'")
-    if not isinstance(value, str) or not E164.fullmatch(value):
+    if not isinstance(value, str):
         raise ValueError(f"{value!r} is not an E.164 phone number (+ then 8-15 digits)")
-    return value
+    try:
+        # The same check as webhooks, imports and command-line arguments.
+        return validate.check_phone_number(value)
+    except validate.InvalidValue as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _check_env_name(value: str) -> str:
