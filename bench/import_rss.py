@@ -12,14 +12,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench.common import ledger_url, table
-from bench.export_rss import _RUN_AND_REPORT
+from bench.common import ledger_url, peak_rss_of, table
 
 FIELDS = ["chat_id", "line", "recipient", "service", "first_outbound_at", "last_outbound_at"]
 
@@ -46,24 +42,11 @@ def write_file(path: Path, rows: int, fmt: str) -> None:
 
 def import_peak(url: str, source: Path) -> tuple[float, float]:
     """Run one import; return (peak RSS in MiB, seconds)."""
-    report = source.with_suffix(".hwm")
     schedule = source.with_suffix(".yaml")
     schedule.write_text(json.dumps({"database": {"url": url}}))
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-c", _RUN_AND_REPORT, str(report)),
-            *("ledger", "import", str(source), "--config", str(schedule)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
+    return peak_rss_of(
+        ["ledger", "import", str(source), "--config", str(schedule)], source.with_suffix(".hwm")
     )
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"import failed ({proc.returncode}): {proc.stderr}")
-    return int(report.read_text()) / 1024, seconds
 
 
 def main() -> None:

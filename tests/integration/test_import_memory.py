@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.integration.test_export_memory import _RUN_AND_REPORT
+from bench.common import peak_rss_of
 
 ALLOWED_GROWTH_MIB = 25
 
@@ -34,19 +32,12 @@ def write_rows(path: Path, count: int) -> None:
 
 
 def import_peak_mib(url: str, source: Path) -> float:
-    report = source.with_suffix(".hwm")
     schedule = source.with_suffix(".yaml")
     schedule.write_text(f"database: {{url: '{url}'}}\n")
-    done = subprocess.run(
-        [
-            *(sys.executable, "-c", _RUN_AND_REPORT, str(report)),
-            *("ledger", "import", str(source), "--config", str(schedule)),
-        ],
-        capture_output=True,
-        text=True,
+    peak, _seconds = peak_rss_of(
+        ["ledger", "import", str(source), "--config", str(schedule)], source.with_suffix(".hwm")
     )
-    assert done.returncode == 0, done.stderr
-    return int(report.read_text()) / 1024
+    return peak
 
 
 def test_import_peak_rss_does_not_grow_with_rows(sqlite_template: Path, tmp_path: Path) -> None:
