@@ -7,6 +7,8 @@ import os
 import resource
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -239,3 +241,38 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+# Runs the command and, at exit, records its own peak resident set (VmHWM). The rusage of
+# a child is no good here: Linux carries the parent's resident set, copied at fork, over the
+# exec into ru_maxrss, so a large parent would hide the child's own figure.
+_RUN_AND_REPORT = """
+import atexit, sys
+from pathlib import Path
+
+def _report(path=sys.argv[1]):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            Path(path).write_text(line.split()[1])
+
+atexit.register(_report)
+sys.argv = ["share-scheduler", *sys.argv[2:]]
+from scheduler.cli import main
+main()
+"""
+
+
+def peak_rss_of(args: list[str], report: Path) -> tuple[float, float]:
+    """Run ``share-scheduler ARGS`` as its own process; return (peak RSS MiB, seconds)."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_AND_REPORT, str(report), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args[0]} {args[1]} failed ({proc.returncode}): {proc.stderr}")
+    return int(report.read_text()) / 1024, seconds

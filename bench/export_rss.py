@@ -10,54 +10,22 @@ that does not grow with the row count. Times are printed for information only.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import fill_ledger, ledger_url, table
-
-# Runs the command and, at exit, records its own peak resident set (VmHWM). The rusage of
-# a child is no good here: Linux carries the parent's resident set, copied at fork, over the
-# exec into ru_maxrss, so a large parent would hide the child's own figure.
-_RUN_AND_REPORT = """
-import atexit, sys
-from pathlib import Path
-
-def _report(path=sys.argv[1]):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            Path(path).write_text(line.split()[1])
-
-atexit.register(_report)
-sys.argv = ["share-scheduler", *sys.argv[2:]]
-from scheduler.cli import main
-main()
-"""
+from bench.common import fill_ledger, ledger_url, peak_rss_of, table
 
 
 def export_peak(url: str, fmt: str, out: Path) -> tuple[float, int, float]:
     """Run one export; return (peak RSS in MiB, rows written, seconds)."""
-    report = out.with_suffix(".hwm")
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-c", _RUN_AND_REPORT, str(report)),
-            *("ledger", "export", "--format", fmt, "--output", str(out), "--database-url", url),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
+    peak, seconds = peak_rss_of(
+        ["ledger", "export", "--format", fmt, "--output", str(out), "--database-url", url],
+        out.with_suffix(".hwm"),
     )
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"export failed ({proc.returncode}): {proc.stderr}")
     with out.open("rb") as fh:
         rows = sum(1 for _ in fh) - (1 if fmt == "csv" else 0)
-    return int(report.read_text()) / 1024, rows, seconds
+    return peak, rows, seconds
 
 
 def main() -> None:

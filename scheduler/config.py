@@ -28,7 +28,9 @@ from pydantic import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from scheduler.config_yaml import YamlProblem, load_yaml, read_schedule_text
 from scheduler.errors import ConfigError, ConfigProblem
+from scheduler.ingest import validate
 from scheduler.ingest.signing import STANDARD_PREFIX, standard_webhook
 
 CONFIG_ENV = "SHARE_SCHEDULER_CONFIG"
@@ -71,9 +73,13 @@ def _check_zone(name: str) -> str:
 def _check_e164(value: Any) -> Any:
     if isinstance(value, int):
         raise ValueError("phone numbers must be quoted strings in E.164, e.g. '+14155550100'")
-    if not isinstance(value, str) or not E164.match(value):
+    if not isinstance(value, str):
         raise ValueError(f"{value!r} is not an E.164 phone number (+ then 8-15 digits)")
-    return value
+    try:
+        # The same check as webhooks, imports and command-line arguments.
+        return validate.check_phone_number(value)
+    except validate.InvalidValue as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _check_env_name(value: str) -> str:
@@ -523,6 +529,53 @@ class WebhooksConfig(_Model):
         return self
 
 
+class HttpConfig(_Model):
+    """Bounds on what one client may make the HTTP server hold (webhooks, probes, metrics)."""
+
+    max_header_bytes: int = Field(
+        default=16_384,
+        ge=1024,
+        le=1_048_576,
+        description="Largest request head (request line and headers) in bytes; larger: 431.",
+    )
+    max_headers: int = Field(
+        default=100, ge=10, le=1000, description="Most headers in one request; more: 431."
+    )
+    header_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="Time a client has to send a whole request head (1s to 10m); later: 408.",
+    )
+    body_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="Time a client has to send a whole body (1s to 10m); later: closed.",
+    )
+    keep_alive: Duration = Field(
+        default=timedelta(seconds=5),
+        description="How long an idle keep-alive connection is kept open (1s to 10m).",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=10,
+        le=100_000,
+        description="Open connections at most; past it the oldest silent one is closed, else 503.",
+    )
+    max_requests_in_flight: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Requests handled at once; past it 503 with Retry-After (never /healthz).",
+    )
+
+    @field_validator("header_timeout", "body_timeout", "keep_alive")
+    @classmethod
+    def _http_positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        if value > timedelta(minutes=10):
+            raise ValueError("must be at most 10m")
+        return value
+
+
 class BackfillConfig(_Model):
     """The scheduled reconcile against GET /v3/chats (also ``share-scheduler backfill``)."""
 
@@ -600,6 +653,10 @@ class Schedule(_Model):
     )
     webhooks: WebhooksConfig = Field(
         default_factory=WebhooksConfig, description="Linq webhooks and the HTTP side."
+    )
+    http: HttpConfig = Field(
+        default_factory=HttpConfig,
+        description="Bounds on what one client may make the HTTP server hold.",
     )
     backfill: BackfillConfig = Field(
         default_factory=BackfillConfig, description="The scheduled reconcile against GET /v3/chats."
@@ -774,11 +831,12 @@ def load_schedule(
     """Read and validate the schedule file; raise ConfigError listing every problem."""
     source = str(path)
     try:
-        text = Path(path).read_text()
+        text = read_schedule_text(Path(path))
+        data = load_yaml(text)
     except OSError as exc:
         raise ConfigError(source, [ConfigProblem("", f"cannot read: {exc.strerror}")]) from exc
-    try:
-        data = yaml.safe_load(text)
+    except YamlProblem as exc:
+        raise ConfigError(source, [ConfigProblem("", str(exc))]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -14,14 +14,12 @@ import errno
 import os
 import signal
 import socket
-from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
-import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -30,6 +28,7 @@ from scheduler.cards import CardSync, sync_configured_lines
 from scheduler.config import Schedule, Secrets, load_schedule
 from scheduler.errors import ConfigError, LedgerUnavailable, LinqError, ListenFailed, Unauthorized
 from scheduler.http.app import Runtime, create_app
+from scheduler.http.server import Server, ServerLimits, build_server
 from scheduler.ingest.apply import prune_events
 from scheduler.ingest.backfill import scheduled_backfill
 from scheduler.ingest.blocked import refresh_blocked_handles
@@ -56,14 +55,6 @@ def default_instance_id() -> str:
     return os.environ.get("SHARE_SCHEDULER_INSTANCE") or f"{socket.gethostname()}-{os.getpid()}"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the daemon owns shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 class Daemon:
     def __init__(
         self,
@@ -82,7 +73,9 @@ class Daemon:
         self.policy = Policy.from_config(schedule.sharing)
         self.metrics = Metrics()
         # SQLite: commits never stop to checkpoint; the Checkpointer task does it (run()).
-        self.ledger = Ledger.from_config(schedule.database, background_checkpoint=True)
+        self.ledger = Ledger.from_config(
+            schedule.database, background_checkpoint=True, create_missing=True
+        )
         if secrets.api_key is None:
             raise ConfigError(str(config_path), [])
         self.client = LinqClient.from_config(schedule.linq, secrets.api_key)
@@ -126,6 +119,7 @@ class Daemon:
             lambda: 1.0 if (self.token_error or self.share_pass.auth_failure) else 0.0
         )
         self._background: set[asyncio.Task[Any]] = set()
+        self._reload_lock = asyncio.Lock()
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -257,18 +251,40 @@ class Daemon:
 
     # -- reload ----------------------------------------------------------------------------
 
-    def reload(self) -> None:
+    def request_reload(self) -> None:
+        """The SIGHUP handler: read the file off the event loop, one reload at a time."""
         if self.config_path is None:
             return
-        try:
-            schedule, secrets = load_schedule(self.config_path, database_url=self.database_url)
-        except ConfigError as exc:
-            log.error(
-                "config.reload_rejected",
-                path=str(self.config_path),
-                problems=[str(p) for p in exc.problems],
-            )
+        self._spawn(self.reload())
+
+    async def reload(self) -> None:
+        if self.config_path is None:
             return
+        async with self._reload_lock:
+            try:
+                # In a thread: reading and validating a hostile or huge file must not stop
+                # webhooks, /healthz and shares in the meantime.
+                schedule, secrets = await asyncio.to_thread(
+                    load_schedule, self.config_path, database_url=self.database_url
+                )
+            except ConfigError as exc:
+                log.error(
+                    "config.reload_rejected",
+                    path=str(self.config_path),
+                    problems=[str(p) for p in exc.problems],
+                )
+                return
+            except Exception as exc:  # whatever the file did, the old schedule stays
+                log.error(
+                    "config.reload_rejected", path=str(self.config_path), problems=[repr(exc)]
+                )
+                return
+            if self.stopping.is_set():
+                return
+            self._apply(schedule, secrets)
+
+    def _apply(self, schedule: Schedule, secrets: Secrets) -> None:
+        assert self.config_path is not None
         old = self.schedule
         pending = restart_required(old, schedule, self.secrets, secrets)
         self.schedule = schedule
@@ -348,7 +364,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         start = datetime.now(UTC)
         if self.ledger.is_sqlite:
             self._spawn(Checkpointer(self.ledger).run(self.stopping))
@@ -395,19 +411,11 @@ class Daemon:
             coalesce=True,
             next_run_time=start + (timedelta(seconds=5) if cfg.backfill.at_start else every),
         )
-        server: _Server | None = None
+        server: Server | None = None
         server_task: asyncio.Task[Any] | None = None
         if listener is not None:
-            server = _Server(
-                uvicorn.Config(
-                    create_app(self.runtime),
-                    host=cfg.webhooks.host,
-                    port=cfg.webhooks.port,
-                    log_config=None,
-                    access_log=False,
-                    lifespan="off",
-                    server_header=False,
-                )
+            server = build_server(
+                create_app(self.runtime), cfg.webhooks.host, cfg.webhooks.port, server_limits(cfg)
             )
             server_task = asyncio.create_task(server.serve(sockets=[listener]), name="http")
         self.scheduler.start()
@@ -437,7 +445,7 @@ class Daemon:
         stop_wait.cancel()
         return exit_code
 
-    async def shutdown(self, server: _Server | None, server_task: asyncio.Task[Any] | None) -> None:
+    async def shutdown(self, server: Server | None, server_task: asyncio.Task[Any] | None) -> None:
         log.info("daemon.stopping")
         self.notifier.stopping()
         self.stopping.set()
@@ -481,6 +489,19 @@ async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def server_limits(schedule: Schedule) -> ServerLimits:
+    cfg = schedule.http
+    return ServerLimits(
+        max_header_bytes=cfg.max_header_bytes,
+        max_headers=cfg.max_headers,
+        header_timeout=cfg.header_timeout.total_seconds(),
+        body_timeout=cfg.body_timeout.total_seconds(),
+        keep_alive=cfg.keep_alive.total_seconds(),
+        max_connections=cfg.max_connections,
+        max_requests_in_flight=cfg.max_requests_in_flight,
+    )
+
+
 def restart_required(
     old: Schedule, new: Schedule, old_secrets: Secrets, new_secrets: Secrets
 ) -> list[str]:
@@ -492,6 +513,8 @@ def restart_required(
         keys.append("linq")
     if (old.webhooks.enabled, old.webhooks.listen) != (new.webhooks.enabled, new.webhooks.listen):
         keys.append("webhooks.listen")
+    if old.http != new.http:
+        keys.append("http")
     if old.instance_id != new.instance_id:
         keys.append("instance_id")
     return keys

@@ -3,10 +3,12 @@
 Checks, in order: the schedule file is valid; the ledger database answers; its schema is
 current; the API token is set and accepted (``GET /v3/contact_card``); each line's card is
 active (a card declared but not created yet is a warning: the daemon creates it); no line is
-paused (a warning); a webhook signing secret is set; this host's clock agrees with Linq's
-(the ``Date`` of its answer): a skewed clock rejects good webhooks and shifts share days. A
-check that cannot run because an earlier one failed is reported as ``skip``. ``warn`` is worth
-a look but does not stop sharing; ``fail`` and ``skip`` do. Details never carry a secret.
+paused or ineligible (a warning); a webhook signing secret is set; this host's clock agrees
+with Linq's (the ``Date`` of its answer): a skewed clock rejects good webhooks and shifts share
+days; and, when a daemon answers on ``webhooks.listen``, the skew it measures from signed
+webhook timestamps. A check that cannot run because an earlier one failed is reported as
+``skip``. ``warn`` is worth a look but does not stop sharing; ``fail`` and ``skip`` do.
+Details never carry a secret.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import sqlalchemy as sa
 
 from scheduler import clock
@@ -82,6 +85,7 @@ async def run_doctor(
     _check_lines(report, known_lines)
     _check_webhook_secret(report, schedule, secrets, problems)
     _check_clock(report, client)
+    await _check_webhook_clock(report, schedule)
     return report.checks
 
 
@@ -317,6 +321,49 @@ def _check_clock(report: _Report, client: LinqClient | None) -> None:
         )
         return
     report.add("clock", "ok", detail)
+
+
+SKEW_METRIC = "share_scheduler_webhook_clock_skew_seconds"
+
+
+def webhook_clock_verdict(metrics_text: str, tolerance: float) -> tuple[Status, str] | None:
+    """The running daemon's measured webhook clock skew, judged against the tolerance."""
+    for line in metrics_text.splitlines():
+        if line.startswith(SKEW_METRIC + " "):
+            try:
+                skew = float(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+            detail = (
+                f"{skew:+.0f}s between this host and the webhook signer (median of recent "
+                f"signed deliveries; tolerance {tolerance:.0f}s)"
+            )
+            if abs(skew) > tolerance:
+                return "fail", f"{detail}: every webhook is rejected as stale; fix NTP"
+            if abs(skew) > tolerance / 2:
+                return "warn", f"{detail}: near the tolerance"
+            return "ok", detail
+    return None
+
+
+async def _check_webhook_clock(report: _Report, schedule: Schedule) -> None:
+    """Ask the running daemon (if one answers on webhooks.listen) what it measures."""
+    if not schedule.webhooks.enabled:
+        return
+    host = schedule.webhooks.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{schedule.webhooks.port}/metrics"
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            answer = await http.get(url)
+    except httpx.HTTPError:
+        return  # no daemon running here: nothing measured to report
+    if answer.status_code != 200:
+        return
+    verdict = webhook_clock_verdict(answer.text, schedule.webhooks.tolerance.total_seconds())
+    if verdict is not None:
+        report.add("webhook clock", *verdict)
 
 
 def _iso(t: datetime) -> str:

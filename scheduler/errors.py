@@ -40,6 +40,12 @@ class LedgerUnavailable(LedgerError):
     """The database did not answer (connection refused, timed out, shut down)."""
 
 
+class LedgerMissing(LedgerError):
+    """A SQLite ledger file that does not exist, opened by a command that must not create it."""
+
+    exit_code = 2
+
+
 class SchemaOutOfDate(LedgerError):
     """The database schema is not at the revision this version needs."""
 

@@ -106,7 +106,8 @@ class Metrics:
         )
         self.webhook_clock_skew = Gauge(
             "share_scheduler_webhook_clock_skew_seconds",
-            "This host's clock minus the timestamp of the last signed webhook delivery.",
+            "This host's clock minus the webhook signer's: the median over recent correctly "
+            "signed deliveries (stale ones included).",
             registry=r,
         )
         self.pass_duration = Gauge(

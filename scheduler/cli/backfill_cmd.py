@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from scheduler import clock
+from scheduler.cli.args import phone_number_callback
 from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
@@ -27,7 +28,6 @@ from scheduler.cli.common import (
     run_on_ledger,
 )
 from scheduler.cli.ingest_common import load_with_api
-from scheduler.config import E164
 from scheduler.ingest.backfill import (
     BackfillOptions,
     BackfillReport,
@@ -42,10 +42,7 @@ from scheduler.rule import Policy
 EXIT_INCOMPLETE = 1
 
 
-def _line(value: str | None) -> str | None:
-    if value is not None and not E164.fullmatch(value):
-        raise typer.BadParameter(f"{value!r} is not an E.164 phone number (+ then 8-15 digits)")
-    return value
+_line = phone_number_callback
 
 
 def parse_since(value: str | None) -> datetime | None:

@@ -14,6 +14,7 @@ from scheduler import clock
 from scheduler.cards.observe import sync_configured_lines
 from scheduler.cards.status import card_status, set_line_paused
 from scheduler.cards.sync import CardSync, SyncReport
+from scheduler.cli.args import PhoneNumberArgument, phone_number_callback
 from scheduler.cli.audit import ActorOption, actor_name, record
 from scheduler.cli.common import (
     ConfigOption,
@@ -25,7 +26,6 @@ from scheduler.cli.common import (
     print_table,
     run_on_ledger,
 )
-from scheduler.config import E164
 from scheduler.errors import ConfigError, ConfigProblem
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger
@@ -40,16 +40,7 @@ line_app = typer.Typer(help="Pause or resume sharing for one of our numbers.")
 _NONE = "-"
 
 
-def _number(value: str) -> str:
-    if not E164.match(value):
-        raise typer.BadParameter(f"{value!r} is not an E.164 phone number (+ then 8-15 digits)")
-    return value
-
-
-NumberArgument = Annotated[
-    str,
-    typer.Argument(help="The line's phone number, E.164 (e.g. +14155550100).", callback=_number),
-]
+NumberArgument = PhoneNumberArgument
 
 
 def _card_text(card: dict[str, Any] | None) -> str:
@@ -88,7 +79,7 @@ def status(
 ) -> None:
     """Per line: desired and observed card, active since when, last error, next allowed write."""
     if line is not None:
-        _number(line)
+        phone_number_callback(line)
     schedule, _ = load(config, database_url)
     now = clock.now()
 

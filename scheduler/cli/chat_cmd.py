@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from scheduler import clock
+from scheduler.cli.args import ChatIdArgument
 from scheduler.cli.audit import ActorOption, actor_name, record
 from scheduler.cli.common import (
     ConfigOption,
@@ -25,10 +24,7 @@ from scheduler.rule import Policy
 
 chat_app = typer.Typer(help="Pause or resume one chat's sharing.", no_args_is_help=True)
 
-ChatId = Annotated[
-    str,
-    typer.Argument(help="The chat id (Linq's), or a prefix naming one chat.", show_default=False),
-]
+ChatId = ChatIdArgument
 
 
 def _change(

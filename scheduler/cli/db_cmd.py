@@ -20,12 +20,14 @@ def _on_ledger(
     config: ConfigOption,
     database_url: DatabaseUrlOption,
     work: Callable[[Ledger], Awaitable[T]],
+    *,
+    create_missing: bool = False,
 ) -> T:
     """Run ``work`` on the ledger whatever its schema (these commands are what changes it)."""
     schedule, _ = load(config, database_url)
 
     async def _run() -> T:
-        ledger = Ledger.from_config(schedule.database)
+        ledger = Ledger.from_config(schedule.database, create_missing=create_missing)
         try:
             return await work(ledger)
         finally:
@@ -46,7 +48,10 @@ def upgrade(
     config: ConfigOption = None, database_url: DatabaseUrlOption = None, revision: str = "head"
 ) -> None:
     """Create or migrate the ledger schema to the latest revision (safe from many replicas)."""
-    before, after = _on_ledger(config, database_url, lambda led: schema.upgrade(led, revision))
+    # The one command besides `run` that may create the ledger.
+    before, after = _on_ledger(
+        config, database_url, lambda led: schema.upgrade(led, revision), create_missing=True
+    )
     _report("upgraded", before, after)
 
 

@@ -6,6 +6,7 @@ the bad ones listed on stderr), 2 when the file as a whole cannot be used (nothi
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -49,7 +50,9 @@ def import_(
 ) -> None:
     """Import chats (chat_id, line, recipient, service, times...) from CSV or JSONL.
 
-    Bad rows are listed with their line number and skipped; good rows go in one transaction.
+    The file is read twice, streamed: every row is checked first, then the good rows are
+    written in batches, all in one transaction. Bad rows are listed with their line number and
+    skipped. On a terminal the rows checked and written so far are shown.
 
     Exit 1 when any row was rejected, 2 when the file cannot be used at all.
     """
@@ -57,8 +60,12 @@ def import_(
     schedule = load_with_rule(config, database_url, what="ledger import")
     policy = Policy.from_config(schedule.sharing)
 
+    progress = _show_progress if sys.stderr.isatty() and not json else None
+
     async def work(ledger: Ledger) -> ImportReport:
-        report = await import_file(ledger, file, policy, clock.now(), fmt=fmt, dry_run=dry_run)
+        report = await import_file(
+            ledger, file, policy, clock.now(), fmt=fmt, dry_run=dry_run, progress=progress
+        )
         if not report.dry_run:
             await record(
                 ledger,
@@ -71,6 +78,8 @@ def import_(
         return report
 
     report = run_on_ledger(schedule, work)
+    if progress is not None:
+        typer.echo("", err=True)
     for problem in report.rejected:
         typer.echo(f"{file}: {problem}", err=True)
     if json:
@@ -79,6 +88,11 @@ def import_(
         typer.echo(_summary(report))
     if not report.ok:
         raise typer.Exit(EXIT_ROWS_REJECTED)
+
+
+def _show_progress(stage: str, rows: int) -> None:
+    # One line, rewritten in place: the first pass checks every row, the second writes them.
+    typer.echo(f"\r{stage} {rows:,} rows", nl=False, err=True)
 
 
 def _summary(report: ImportReport) -> str:

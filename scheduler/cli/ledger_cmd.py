@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from scheduler import clock
+from scheduler.cli.args import ChatIdArgument
 from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
@@ -135,9 +136,7 @@ ATTEMPT_WIDE = ["finished_at", "latency_ms", "instance", "trace_id", "error_mess
 
 @ledger_app.command("show")
 def show(
-    chat_id: Annotated[
-        str, typer.Argument(help="The chat id, or a prefix of it that names one chat.")
-    ],
+    chat_id: ChatIdArgument,
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
     output: OutputOption = None,

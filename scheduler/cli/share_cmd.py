@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from scheduler.cli.args import ChatIdArgument
 from scheduler.cli.audit import ActorOption, actor_name, record
 from scheduler.cli.common import (
     ConfigOption,
@@ -29,12 +30,7 @@ share_app = typer.Typer(help="Share a contact card on request.", no_args_is_help
 
 @share_app.command("now")
 def now(
-    chat_id: Annotated[
-        str,
-        typer.Argument(
-            help="The chat id (Linq's), or a prefix naming one chat.", show_default=False
-        ),
-    ],
+    chat_id: ChatIdArgument,
     force: Annotated[
         bool,
         typer.Option(

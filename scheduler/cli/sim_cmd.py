@@ -29,7 +29,7 @@ def _parse_lines(value: str | None) -> list[str] | None:
     if not numbers:
         raise typer.BadParameter("expected comma-separated E.164 numbers", param_hint="--lines")
     for number in numbers:
-        if not E164.match(number):
+        if not E164.fullmatch(number):
             raise typer.BadParameter(
                 f"{number!r} is not an E.164 phone number (+ then 8-15 digits)",
                 param_hint="--lines",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,10 +17,13 @@ from starlette.routing import Route
 from scheduler.config import Schedule, Secrets
 from scheduler.http.webhooks import WEBHOOK_PATH, LinqWebhook, Receive, Scope, Send
 from scheduler.ingest.signing import WebhookVerifier
+from scheduler.ingest.skew import SkewEstimate
 from scheduler.ingest.writer import EventWriter
 from scheduler.ledger.engine import Ledger
 from scheduler.metrics import Metrics
 from scheduler.rule import Policy
+
+log = structlog.get_logger("scheduler.http")
 
 
 @dataclass
@@ -35,6 +40,7 @@ class Runtime:
     writer: EventWriter | None = field(default=None, init=False, repr=False)
     # The verifier of the current secrets, with the Secrets object it was built from.
     _verifier: tuple[Secrets, WebhookVerifier] | None = field(default=None, init=False, repr=False)
+    clock_skew: SkewEstimate = field(default_factory=SkewEstimate, init=False, repr=False)
 
     def event_writer(self) -> EventWriter:
         if self.writer is None:
@@ -53,6 +59,20 @@ class Runtime:
 
     def card_event(self, number: str) -> None:
         self.on_card_event(number)
+
+    def observe_webhook_clock(self, sent_unix: float, now: datetime) -> None:
+        """One correctly signed delivery's timestamp (any signing scheme), stale or not."""
+        estimate = self.clock_skew.observe(sent_unix, now.timestamp())
+        self.metrics.webhook_clock_skew.set(estimate)
+        if self.clock_skew.changed(estimate):
+            tolerance = self.schedule.webhooks.tolerance.total_seconds()
+            level = log.warning if abs(estimate) >= tolerance / 2 else log.info
+            level(
+                "webhook.clock_skew",
+                offset_seconds=round(estimate, 1),
+                tolerance_seconds=tolerance,
+                deliveries=len(self.clock_skew.offsets),
+            )
 
 
 async def livez(_request: Request) -> JSONResponse:

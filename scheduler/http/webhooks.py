@@ -21,7 +21,13 @@ import structlog
 from scheduler import clock
 from scheduler.errors import LedgerUnavailable
 from scheduler.ingest.events import KNOWN_EVENTS, Event, EventError, parse_event
-from scheduler.ingest.signing import SignatureHeaders, SignatureVerdict
+from scheduler.ingest.signing import (
+    SignatureHeaders,
+    SignatureScheme,
+    SignatureVerdict,
+    Verification,
+    WebhookVerifier,
+)
 from scheduler.logs import debug_enabled
 
 if TYPE_CHECKING:
@@ -193,29 +199,37 @@ class LinqWebhook:
             legacy_timestamp=headers.get(b"x-webhook-timestamp"),
             legacy_signature=headers.get(b"x-webhook-signature"),
         )
-        verification = runtime.webhook_verifier().verify(
+        now = clock.now()
+        verifier = runtime.webhook_verifier()
+        verification = verifier.verify(
             signed,
             body,
-            now_unix=clock.now().timestamp(),
+            now_unix=now.timestamp(),
             tolerance_seconds=cfg.tolerance.total_seconds(),
         )
         if verification.scheme is not None:
             metrics.webhook_signature(verification.scheme).inc()
         verdict = verification.verdict
+        stamp = _signed_timestamp(verifier, verification, signed, body)
+        if stamp is not None:
+            runtime.observe_webhook_clock(stamp, now)
         if verdict != SignatureVerdict.valid:
             return reject(
                 401, f"signature_{verdict}", "invalid webhook signature", scheme=verification.scheme
             )
         try:
-            event = parse_event(json.loads(body))
-        except EventError as exc:
-            # Before ValueError, of which EventError is a kind.
-            return reject(400, "invalid", f"invalid event: {exc}")
+            payload = json.loads(body)
         except ValueError:
             # JSONDecodeError, UnicodeDecodeError, and integers beyond Python's digit limit.
             return reject(400, "malformed", "body is not valid JSON")
         except RecursionError:
             return reject(400, "malformed", "body nests too deeply")
+        try:
+            # Apart from the decoding: EventError is a ValueError too, and its message names
+            # the bad field.
+            event = parse_event(payload)
+        except EventError as exc:
+            return reject(400, "invalid", f"invalid event: {exc}")
         if signed.has_standard and signed.webhook_id != event.event_id:
             # Deduplication keys on the event id; the signed webhook-id must be that id.
             return reject(400, "invalid", "webhook-id does not match the body's event_id")
@@ -231,6 +245,33 @@ class LinqWebhook:
         if event.card_number is not None and result == "ignored":
             runtime.card_event(event.card_number)
         return _ACCEPTED[result]
+
+
+def _signed_timestamp(
+    verifier: WebhookVerifier,
+    verification: Verification,
+    signed: SignatureHeaders,
+    body: bytes,
+) -> int | None:
+    """The signer's timestamp of a correctly signed delivery, its age aside; else None.
+
+    A skewed host clock shows as deliveries that are all "stale" yet correctly signed: a stale
+    one is checked again as of its own time, so that the skew can be measured and reported.
+    """
+    if verification.verdict not in (SignatureVerdict.valid, SignatureVerdict.stale):
+        return None
+    stamp = (
+        signed.webhook_timestamp
+        if verification.scheme == SignatureScheme.standard
+        else signed.legacy_timestamp
+    )
+    if stamp is None:
+        return None
+    at = int(stamp)
+    if verification.verdict == SignatureVerdict.valid:
+        return at
+    again = verifier.verify(signed, body, now_unix=float(at), tolerance_seconds=0)
+    return at if again.verdict == SignatureVerdict.valid else None
 
 
 def _bound(event: Event) -> dict[str, str]:

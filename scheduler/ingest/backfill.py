@@ -37,6 +37,7 @@ from scheduler.errors import (
     ShareSchedulerError,
     Unauthorized,
 )
+from scheduler.ingest import validate
 from scheduler.ingest.apply import merge_all, upsert_chats
 from scheduler.ingest.events import ChatActivity
 from scheduler.ledger.dialect import upsert
@@ -96,6 +97,8 @@ class LineReport:
     pages: int = 0
     chats_seen: int = 0
     skipped_before_since: int = 0
+    # Chats whose id no door accepts (control, invisible or markup characters): not written.
+    rejected_chats: int = 0
     message_pages: int = 0
     created: int = 0
     updated: int = 0
@@ -140,6 +143,25 @@ async def lines_to_backfill(ledger: Ledger, schedule: Schedule) -> list[str]:
     return sorted(numbers) or [ALL_LINES]
 
 
+def _acceptable(chat: Chat, report: LineReport) -> bool:
+    """Whether the listed chat's id passes the checks every way in applies."""
+    try:
+        validate.check_identifier(chat.id)
+    except validate.InvalidValue as exc:
+        report.rejected_chats += 1
+        log.warning("backfill.chat_rejected", line=report.line, reason=f"chat id {exc}")
+        return False
+    return True
+
+
+def _valid_handle(handle: str) -> bool:
+    try:
+        validate.check_handle(handle)
+    except validate.InvalidValue:
+        return False
+    return True
+
+
 def chat_activity(chat: Chat, scope: str) -> ChatActivity:
     """What a chat object from the listing says, as the webhooks' chat events would."""
     line = chat.our_handle
@@ -151,7 +173,7 @@ def chat_activity(chat: Chat, scope: str) -> ChatActivity:
         chat_id=chat.id,
         line=line,
         recipients=tuple(
-            h.handle for h in chat.recipients if h.left_at is None and "," not in h.handle
+            h.handle for h in chat.recipients if h.left_at is None and _valid_handle(h.handle)
         ),
         is_group=chat.is_group,
         service=chat.service,
@@ -320,6 +342,7 @@ class Backfill:
     async def _activities(
         self, scope: str, listed: list[Chat], report: LineReport
     ) -> dict[str, Callable[[dict[str, Any] | None], dict[str, Any]]]:
+        listed = [c for c in listed if _acceptable(c, report)]
         if not listed:
             return {}
         async with self.ledger.read() as conn:

@@ -14,10 +14,13 @@ card, not ours. There is no ``chat.updated`` event in Linq's API.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from scheduler.ingest import validate
+from scheduler.ingest.validate import MAX_ID_LENGTH, InvalidValue
 
 MESSAGE_EVENTS = frozenset(
     {"message.sent", "message.delivered", "message.read", "message.received"}
@@ -33,12 +36,10 @@ KNOWN_EVENTS = (
 ) | {LINE_STATUS_EVENT}
 LINE_STATUSES = frozenset({"ACTIVE", "FLAGGED"})
 LINE_REPUTATIONS = frozenset({"HEALTHY", "AT_RISK", "CRITICAL"})
-MAX_ID_LENGTH = 128
 # Times outside this range are not activity Linq can have seen; rejecting them also keeps
 # date arithmetic in the sharing rule (+ intervals, + inactivity days) from overflowing.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 
 
 class EventError(ValueError):
@@ -92,8 +93,9 @@ class Event:
 def parse_time(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > 64:
+    if not isinstance(value, str):
         raise EventError(f"{field}: expected an ISO-8601 time")
+    _checked(validate.check_time_text, value, field)
     text = value.strip()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
@@ -117,6 +119,13 @@ def _obj(value: Any, field: str, *, required: bool = False) -> dict[str, Any]:
     return value
 
 
+def _checked(check: Callable[[str], str], value: str, field: str) -> str:
+    try:
+        return check(value)
+    except InvalidValue as exc:
+        raise EventError(f"{field}: {exc}") from exc
+
+
 def _str(
     value: Any, field: str, *, required: bool = False, limit: int = MAX_ID_LENGTH
 ) -> str | None:
@@ -124,36 +133,26 @@ def _str(
         if required:
             raise EventError(f"{field}: missing")
         return None
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise EventError(f"{field}: expected a non-empty string of at most {limit} characters")
-    if "\x00" in value or not _encodable(value):
-        # PostgreSQL refuses NUL in text, and lone surrogates cannot be stored as UTF-8.
-        raise EventError(f"{field}: contains characters that cannot be stored")
-    return value
+    if not isinstance(value, str):
+        raise EventError(f"{field}: expected a string")
+    return _checked(lambda v: validate.check_plain_text(v, limit=limit), value, field)
 
 
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def _id(value: Any, field: str, *, required: bool = False) -> str | None:
+    """A chat, message or event id."""
+    text = _str(value, field, required=required)
+    return None if text is None else _checked(validate.check_identifier, text, field)
 
 
 def _line(value: Any, field: str) -> str | None:
     """Our own number: E.164, or the chat cannot be matched to a line."""
     number = _str(value, field, limit=32)
-    if number is not None and not _E164.fullmatch(number):
-        raise EventError(f"{field}: {number[:40]!r} is not an E.164 phone number")
-    return number
+    return None if number is None else _checked(validate.check_phone_number, number, field)
 
 
 def _recipient(value: Any, field: str) -> str | None:
-    handle = _str(value, field, limit=320)
-    if handle is not None and "," in handle:
-        # The ledger keeps recipients comma-separated.
-        raise EventError(f"{field}: a handle cannot contain a comma")
-    return handle
+    handle = _str(value, field, limit=validate.MAX_HANDLE_LENGTH)
+    return None if handle is None else _checked(validate.check_handle, handle, field)
 
 
 def _bool(value: Any, field: str) -> bool | None:
@@ -183,7 +182,7 @@ def _opt_out(chat: dict[str, Any], field: str) -> tuple[bool, datetime | None]:
 
 
 def _chat_activity(chat: dict[str, Any], field: str) -> ChatActivity:
-    chat_id = _str(chat.get("id"), f"{field}.id", required=True)
+    chat_id = _id(chat.get("id"), f"{field}.id", required=True)
     assert chat_id is not None
     handles = chat.get("handles")
     line = None
@@ -226,7 +225,8 @@ def _message_activity(
     if "message" in data and "direction" not in data:
         return _legacy_message_activity(event_type, data, envelope)
     chat = _obj(data.get("chat"), "data.chat", required=True)
-    chat_id = _str(chat.get("id"), "data.chat.id", required=True)
+    chat_id = _id(chat.get("id"), "data.chat.id", required=True)
+    _id(data.get("id"), "data.id")
     assert chat_id is not None
     direction = data.get("direction")
     if direction not in ("outbound", "inbound"):
@@ -242,8 +242,11 @@ def _message_activity(
     inbound = direction == "inbound"
     sender = _handle(data.get("sender_handle"), "data.sender_handle") if inbound else None
     opted_out, opted_out_at = _opt_out(chat, "data.chat")
-    if opted_out and opted_out_at is None and inbound:
-        opted_out_at = at  # the STOP message itself
+    if opted_out and opted_out_at is None:
+        # Undated: the STOP message itself, or no later than the message that reports it. A
+        # time orders the opt-out against the recipient's other messages, whatever order the
+        # events arrive in.
+        opted_out_at = at
     return ChatActivity(
         chat_id=chat_id,
         line=_owner(chat.get("owner_handle"), "data.chat.owner_handle"),
@@ -263,7 +266,8 @@ def _legacy_message_activity(
 ) -> ChatActivity:
     message = _obj(data.get("message"), "data.message", required=True)
     chat = _obj(message.get("chat") or data.get("chat"), "data.message.chat")
-    chat_id = _str(
+    _id(message.get("id"), "data.message.id")
+    chat_id = _id(
         message.get("chat_id") or data.get("chat_id") or chat.get("id"),
         "data.message.chat_id",
         required=True,
@@ -278,8 +282,8 @@ def _legacy_message_activity(
     if at is None:
         raise EventError("data.message.sent_at: missing")
     opted_out, opted_out_at = _opt_out(chat, "data.message.chat") if chat else (False, None)
-    if opted_out and opted_out_at is None and not from_me:
-        opted_out_at = at
+    if opted_out and opted_out_at is None:
+        opted_out_at = at  # as in _message_activity
     return ChatActivity(
         chat_id=chat_id,
         line=_line(message.get("from"), "data.message.from") if from_me else None,
@@ -340,7 +344,7 @@ def _line_status(data: dict[str, Any]) -> LineStatus:
 def parse_event(payload: Any) -> Event:
     """Validate an envelope; raise EventError naming the first bad field."""
     envelope = _obj(payload, "body", required=True)
-    event_id = _str(envelope.get("event_id"), "event_id", required=True)
+    event_id = _id(envelope.get("event_id"), "event_id", required=True)
     event_type = _str(envelope.get("event_type"), "event_type", required=True, limit=64)
     assert event_id is not None and event_type is not None
     data = envelope.get("data")

@@ -16,23 +16,28 @@ without an offset they are UTC.
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import hashlib
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from scheduler.config import E164
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from scheduler.errors import ShareSchedulerError
+from scheduler.ingest import validate
 from scheduler.ingest.apply import Merge, UpsertCounts, upsert_chats
-from scheduler.ingest.events import EARLIEST, MAX_ID_LENGTH, ChatActivity
+from scheduler.ingest.events import EARLIEST, ChatActivity
 from scheduler.ingest.merge import merge_activity
 from scheduler.ledger.engine import Ledger
+from scheduler.ledger.export import EXPORT_COLUMNS
 from scheduler.ledger.models import ChatStatus
 from scheduler.rule import Policy
 
@@ -50,16 +55,25 @@ COLUMNS = (
     "share_count",
     "status",
 )
+# Columns of `ledger export` that an import accepts and ignores: the sharing rule recomputes
+# next_share_at from the facts, failure back-off starts afresh, and the ledger stamps its own
+# created_at/updated_at. So an export re-imports as it is.
+EXPORT_ONLY = tuple(c for c in EXPORT_COLUMNS if c not in COLUMNS)
+ACCEPTED = COLUMNS + EXPORT_ONLY
 REQUIRED = ("chat_id", "line")
 SERVICES = {"imessage": "iMessage", "sms": "SMS", "rcs": "RCS"}
 STATUSES = {s.value: s for s in ChatStatus}
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f"}
-_EMAIL = re.compile(r"[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+")
 _SPLIT = re.compile(r"[,;\s]+")
 # Activity cannot lie ahead of the clock; a day of slack covers skewed exporters.
 FUTURE_SLACK = timedelta(days=1)
 MAX_SHARE_COUNT = 1_000_000
+# Rows merged per statement round in the write pass: one batch is what an import holds.
+IMPORT_BATCH = 2000
+PROGRESS_EVERY = 50_000
+# Called with the pass ("checked", "written", "counted") and the rows it has done.
+Progress = Callable[[str, int], None]
 
 
 class Format(StrEnum):
@@ -155,24 +169,35 @@ def _text(value: Any, name: str) -> str | None:
     return value or None
 
 
+def _checked(check: Callable[[str], str], value: str, name: str) -> str:
+    try:
+        return check(value)
+    except validate.InvalidValue as exc:
+        raise RowError(f"{name}: {exc}") from exc
+
+
+def _raw_text(value: Any, name: str) -> str | None:
+    """Text as given: surrounding whitespace is checked, not stripped (an id keeps its form)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RowError(f"{name}: expected text, got {type(value).__name__}")
+    # CSV cells padded with spaces are common; other surrounding characters are the value's.
+    return value.strip(" ") or None
+
+
 def _chat_id(value: Any) -> str:
-    text = _text(value, "chat_id")
+    text = _raw_text(value, "chat_id")
     if text is None:
         raise RowError("chat_id: missing")
-    if len(text) > MAX_ID_LENGTH:
-        raise RowError(f"chat_id: longer than {MAX_ID_LENGTH} characters")
-    if not text.isprintable():
-        raise RowError("chat_id: contains control characters")
-    return text
+    return _checked(validate.check_identifier, text, "chat_id")
 
 
 def _line(value: Any) -> str:
-    text = _text(value, "line")
+    text = _raw_text(value, "line")
     if text is None:
         raise RowError("line: missing")
-    if not E164.fullmatch(text):
-        raise RowError(f"line: {text[:40]!r} is not an E.164 phone number (+ then 8-15 digits)")
-    return text
+    return _checked(validate.check_phone_number, text, "line")
 
 
 def _recipients(value: Any) -> tuple[str, ...]:
@@ -181,12 +206,11 @@ def _recipients(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         items = [v for v in _SPLIT.split(value) if v]
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        items = [v.strip() for v in value if v.strip()]
+        items = [v.strip(" ") for v in value if v.strip(" ")]
     else:
         raise RowError("recipients: expected text or a list of handles")
     for item in items:
-        if not (E164.fullmatch(item) or _EMAIL.fullmatch(item)):
-            raise RowError(f"recipients: {item[:40]!r} is not an E.164 number or an email")
+        _checked(validate.check_handle, item, "recipients")
     return tuple(dict.fromkeys(items))
 
 
@@ -214,9 +238,10 @@ def _bool(value: Any, name: str) -> bool | None:
 
 
 def _time(value: Any, name: str, now: datetime) -> datetime | None:
-    text = _text(value, name)
+    text = _raw_text(value, name)
     if text is None:
         return None
+    _checked(validate.check_time_text, text, name)
     iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
     try:
         parsed = datetime.fromisoformat(iso)
@@ -263,7 +288,7 @@ def _status(value: Any) -> ChatStatus | None:
 
 def validate_row(raw: dict[str, Any], line_no: int, now: datetime) -> ImportRow:
     """One row to an :class:`ImportRow`; raise RowError naming the first bad field."""
-    unknown = [k for k in raw if k not in COLUMNS]
+    unknown = [k for k in raw if k not in ACCEPTED]
     if unknown:
         raise RowError(f"unknown field {unknown[0][:40]!r}")
     if raw.get("recipient") is not None and raw.get("recipients") is not None:
@@ -317,7 +342,7 @@ def _csv_records(path: Path, handle: io.TextIOWrapper) -> Iterator[tuple[int, An
     if header is None:
         return
     names = [h.strip() for h in header]
-    unknown = [n for n in names if n not in COLUMNS]
+    unknown = [n for n in names if n not in ACCEPTED]
     if unknown:
         raise ImportFileError(
             f"{path}: line 1: unknown column {unknown[0][:40]!r} (known: {', '.join(COLUMNS)})"
@@ -353,38 +378,84 @@ def _jsonl_records(handle: io.TextIOWrapper) -> Iterator[tuple[int, Any]]:
         except ValueError:
             yield line_no, RowError("not valid JSON")
             continue
+        except RecursionError:
+            yield line_no, RowError("the JSON nests too deeply")
+            continue
         if not isinstance(record, dict):
             yield line_no, RowError("expected a JSON object")
             continue
         yield line_no, record
 
 
-def read_rows(path: Path, fmt: Format, now: datetime) -> tuple[list[ImportRow], list[RowProblem]]:
-    """Validate every row; return the good ones and the problems, in file order."""
-    good: list[ImportRow] = []
-    problems: list[RowProblem] = []
-    first_seen: dict[str, int] = {}
+def _records(path: Path, fmt: Format) -> Iterator[tuple[int, Any]]:
+    """The file's records in order, as (line number, dict or RowError); streamed."""
     with _open(path) as handle:
         records = _csv_records(path, handle) if fmt == Format.csv else _jsonl_records(handle)
         try:
-            for line_no, record in records:
-                try:
-                    if isinstance(record, RowError):
-                        raise record
-                    row = validate_row(record, line_no, now)
-                    if row.chat_id in first_seen:
-                        raise RowError(
-                            f"chat_id {row.chat_id[:40]!r} was already given on line "
-                            f"{first_seen[row.chat_id]}"
-                        )
-                except RowError as exc:
-                    problems.append(RowProblem(line_no, str(exc)))
-                    continue
-                first_seen[row.chat_id] = line_no
-                good.append(row)
+            yield from records
         except UnicodeDecodeError as exc:
             raise ImportFileError(f"{path}: not UTF-8 text (byte {exc.start} of a block)") from exc
-    return good, problems
+
+
+def _digest(chat_id: str) -> int:
+    # 8 bytes a chat instead of the id and its row: two ids colliding is a 1-in-2**64 event
+    # that would make the later row a "duplicate" of the earlier, never write a wrong row.
+    return int.from_bytes(hashlib.blake2b(chat_id.encode(), digest_size=8).digest(), "big")
+
+
+@dataclass(slots=True)
+class _Scan:
+    """What the validating pass found: the problems and which rows repeat a chat id."""
+
+    rows: int = 0
+    accepted: int = 0
+    problems: list[RowProblem] = field(default_factory=list)
+    # Lines whose chat id was already given; the first line of each is found by the write pass.
+    repeats: dict[int, tuple[int, str]] = field(default_factory=dict)
+
+
+def _validated(
+    path: Path, fmt: Format, now: datetime
+) -> Iterator[tuple[int, ImportRow | RowError]]:
+    for line_no, record in _records(path, fmt):
+        if isinstance(record, RowError):
+            yield line_no, record
+            continue
+        try:
+            yield line_no, validate_row(record, line_no, now)
+        except RowError as exc:
+            yield line_no, exc
+
+
+def scan_rows(path: Path, fmt: Format, now: datetime, progress: Progress | None = None) -> _Scan:
+    """The first pass: validate every row, keeping only problems and 8-byte digests."""
+    scan = _Scan()
+    seen: set[int] = set()
+    for line_no, row in _validated(path, fmt, now):
+        scan.rows += 1
+        if isinstance(row, RowError):
+            scan.problems.append(RowProblem(line_no, str(row)))
+        else:
+            key = _digest(row.chat_id)
+            if key in seen:
+                scan.repeats[line_no] = (key, row.chat_id)
+            else:
+                seen.add(key)
+                scan.accepted += 1
+        if progress is not None and scan.rows % PROGRESS_EVERY == 0:
+            progress("checked", scan.rows)
+    return scan
+
+
+def _problems(scan: _Scan, first_line: dict[int, int]) -> list[RowProblem]:
+    repeated = [
+        RowProblem(
+            line_no,
+            f"chat_id {chat_id[:40]!r} was already given on line {first_line.get(key, '?')}",
+        )
+        for line_no, (key, chat_id) in scan.repeats.items()
+    ]
+    return sorted(scan.problems + repeated, key=lambda p: p.line_no)
 
 
 # -- the ledger ------------------------------------------------------------------------------
@@ -428,16 +499,41 @@ def row_merge(row: ImportRow) -> Merge:
     return merge
 
 
-async def import_rows(
-    ledger: Ledger, rows: list[ImportRow], policy: Policy, now: datetime, *, dry_run: bool
-) -> UpsertCounts:
-    """Write ``rows`` in one transaction (or, dry, only count what would change)."""
-    merges = {row.chat_id: row_merge(row) for row in rows}
-    if dry_run:
-        async with ledger.read() as conn:
-            return await upsert_chats(conn, merges, policy, now, write=False)
-    async with ledger.write() as conn:
-        return await upsert_chats(conn, merges, policy, now)
+async def _write_pass(
+    conn: AsyncConnection,
+    path: Path,
+    fmt: Format,
+    scan: _Scan,
+    policy: Policy,
+    now: datetime,
+    *,
+    write: bool,
+    batch: int,
+    progress: Progress | None,
+) -> tuple[UpsertCounts, dict[int, int]]:
+    """The second pass: the good rows again, merged ``batch`` at a time in ``conn``."""
+    counts = UpsertCounts()
+    repeated = {key for key, _ in scan.repeats.values()}
+    first_line: dict[int, int] = {}
+    merges: dict[str, Merge] = {}
+    done = 0
+    for line_no, row in _validated(path, fmt, now):
+        if not isinstance(row, ImportRow) or line_no in scan.repeats:
+            continue
+        if repeated:
+            key = _digest(row.chat_id)
+            if key in repeated:
+                first_line.setdefault(key, line_no)
+        merges[row.chat_id] = row_merge(row)
+        if len(merges) >= batch:
+            counts.add(await upsert_chats(conn, merges, policy, now, write=write))
+            done += len(merges)
+            merges = {}
+            if progress is not None:
+                progress("written" if write else "counted", done)
+    if merges:
+        counts.add(await upsert_chats(conn, merges, policy, now, write=write))
+    return counts, first_line
 
 
 async def import_file(
@@ -448,12 +544,30 @@ async def import_file(
     *,
     fmt: Format | None = None,
     dry_run: bool = False,
+    batch: int = IMPORT_BATCH,
+    progress: Progress | None = None,
 ) -> ImportReport:
+    """Two streaming passes: validate every row, then merge the good ones in batches.
+
+    Memory holds one batch and 8 bytes a row, whatever the file's size. The write pass runs
+    in one transaction: an import that fails part-way (the ledger goes away, the process is
+    stopped) writes nothing, and running it again is safe.
+    """
     chosen = detect_format(path, fmt)
-    rows, problems = read_rows(path, chosen, now)
+    scan = await asyncio.to_thread(scan_rows, path, chosen, now, progress)
     report = ImportReport(str(path), chosen, dry_run)
-    report.rows = len(rows) + len(problems)
-    report.accepted = len(rows)
-    report.rejected = problems
-    report.counts = await import_rows(ledger, rows, policy, now, dry_run=dry_run)
+    report.rows = scan.rows
+    report.accepted = scan.accepted
+    if dry_run:
+        async with ledger.read() as conn:
+            counts, first_line = await _write_pass(
+                conn, path, chosen, scan, policy, now, write=False, batch=batch, progress=progress
+            )
+    else:
+        async with ledger.write() as conn:
+            counts, first_line = await _write_pass(
+                conn, path, chosen, scan, policy, now, write=True, batch=batch, progress=progress
+            )
+    report.counts = counts
+    report.rejected = _problems(scan, first_line)
     return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from scheduler.config import DatabaseConfig, database_password, normalize_database_url, redact_url
-from scheduler.errors import LedgerUnavailable
+from scheduler.errors import LedgerMissing, LedgerUnavailable
 from scheduler.logs import register_secrets
 
 __all__ = ["Ledger", "create_engine", "redact_url"]
@@ -50,6 +51,7 @@ def create_engine(
     connect_timeout: float = 5.0,
     background_checkpoint: bool = False,
     password: str | None = None,
+    create_missing: bool = True,
 ) -> AsyncEngine:
     """An engine for the ledger at ``url``.
 
@@ -57,14 +59,19 @@ def create_engine(
 
     ``background_checkpoint`` (SQLite): commits never checkpoint the write-ahead log; the
     owner must run :class:`scheduler.ledger.checkpoint.Checkpointer` (the daemon does).
+    ``create_missing`` (SQLite): create the file and its directory on first connect; when
+    False the file is opened read-write only (SQLite's ``mode=rw``), never created.
     """
     parsed = make_url(normalize_database_url(url))
     if password is not None and parsed.get_backend_name() != "sqlite":
         parsed = parsed.set(password=password)
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        database = sqlite_path(url)
+        if database is not None and create_missing:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        elif database is not None and not parsed.query.get("uri"):
+            quoted = urllib.parse.quote(str(database))
+            parsed = make_url(f"{parsed.drivername}:///file:{quoted}?mode=rw&uri=true")
         engine = create_async_engine(
             parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -90,6 +97,17 @@ def create_engine(
     return engine
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory ones."""
+    parsed = make_url(normalize_database_url(url))
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None  # a URI the operator wrote: their mode, their path
+    return Path(database).expanduser()
+
+
 class Ledger:
     """The ledger's engine, with one writer at a time on SQLite.
 
@@ -98,26 +116,42 @@ class Ledger:
     such lock: claims use row locks with SKIP LOCKED.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, required_file: Path | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        # A SQLite file that must exist already: its absence is an error naming it.
+        self.required_file = required_file
 
     @classmethod
-    def from_config(cls, cfg: DatabaseConfig, *, background_checkpoint: bool = False) -> Ledger:
+    def from_config(
+        cls,
+        cfg: DatabaseConfig,
+        *,
+        background_checkpoint: bool = False,
+        create_missing: bool = False,
+    ) -> Ledger:
+        """The configured ledger. Only ``db upgrade`` and the daemon create a missing one."""
         password = database_password()
         # Whichever way the password came (URL or environment), no log line may show it.
         shown = [make_url(cfg.url).password, password.reveal() if password else None]
         register_secrets([p for p in shown if p])
-        return cls(
-            create_engine(
-                cfg.url,
-                pool_size=cfg.pool_size,
-                connect_timeout=cfg.connect_timeout.total_seconds(),
-                background_checkpoint=background_checkpoint,
-                password=password.reveal() if password is not None else None,
-            )
+        engine = create_engine(
+            cfg.url,
+            pool_size=cfg.pool_size,
+            connect_timeout=cfg.connect_timeout.total_seconds(),
+            background_checkpoint=background_checkpoint,
+            password=password.reveal() if password is not None else None,
+            create_missing=create_missing,
         )
+        return cls(engine, required_file=None if create_missing else sqlite_path(cfg.url))
+
+    def _check_exists(self) -> None:
+        if self.required_file is not None and not self.required_file.exists():
+            raise LedgerMissing(
+                f"no ledger at {self.required_file} (is the path right? "
+                "`share-scheduler db upgrade` creates a new one)"
+            )
 
     @property
     def is_sqlite(self) -> bool:
@@ -129,6 +163,7 @@ class Ledger:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        self._check_exists()
         try:
             async with self.engine.connect() as conn:
                 yield conn
@@ -140,6 +175,7 @@ class Ledger:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction that commits on success and rolls back on error."""
+        self._check_exists()
         if self._write_lock is not None:
             await self._write_lock.acquire()
         try:

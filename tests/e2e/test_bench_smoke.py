@@ -18,6 +18,7 @@ COMMANDS = {
     "memory": ["--chats", "2000"],
     "naive": ["--sizes", "600", "--timed-adds", "50"],
     "export_rss": ["--chats", "2000"],
+    "import_rss": ["--rows", "2000"],
 }
 
 

@@ -129,3 +129,58 @@ def _cli(daemon: DaemonProcess, *args: str) -> str:
         check=True,
     )
     return out.stdout
+
+
+def test_a_reload_reads_the_file_off_the_event_loop_and_a_bad_one_changes_nothing(
+    stack: Stack,
+) -> None:
+    """SIGHUP while the file cannot be read yet (a FIFO nobody writes to): the daemon goes on
+    answering and sharing; then the file turns out to be an alias bomb and is rejected."""
+    import os
+    import threading
+
+    from tests.unit.test_config_hostile import BILLION_LAUGHS
+
+    port = free_port()
+    stack.start_sim(port, activation_delay=0.2)
+    daemon = stack.add_daemon({"lines": [{"number": L1}]}, port=port)
+    daemon.start()
+    stack.create_card(L1)
+    first = stack.create_chat(L1, ["+12125550001"])
+    stack.drain_webhooks()
+    wait_for(lambda: len(ledger_chats(daemon)) == 1, what="the chat learnt by webhook")
+
+    os.unlink(daemon.config_path)
+    os.mkfifo(daemon.config_path)
+    daemon.signal(signal.SIGHUP)
+    slowest = 0.0
+    for _ in range(10):
+        started = time.monotonic()
+        answer = httpx.get(f"{daemon.base_url}/healthz", timeout=1)
+        slowest = max(slowest, time.monotonic() - started)
+        assert answer.status_code == 200
+        time.sleep(0.2)
+    print(f"slowest /healthz while the reload waits on the file: {slowest * 1000:.0f} ms")
+
+    # Shares go on meanwhile: the window opens and the chat is shared.
+    stack.set_time(DAY1_0800_NY + timedelta(hours=2))
+    wait_for(lambda: first in {s["chat_id"] for s in stack.shares()}, what="the share")
+
+    def feed() -> None:
+        with open(daemon.config_path, "w") as fifo:
+            fifo.write(BILLION_LAUGHS)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    wait_for(lambda: _events(daemon, "config.reload_rejected"), what="config.reload_rejected")
+    writer.join(timeout=10)
+    (rejected,) = _events(daemon, "config.reload_rejected")
+    assert "aliases" in " ".join(rejected["problems"])
+    assert _events(daemon, "config.reloaded") == []
+    assert httpx.get(f"{daemon.base_url}/healthz", timeout=1).status_code == 200
+
+    # The old schedule still shares new chats.
+    second = stack.create_chat(L1, ["+12125550002"])
+    stack.drain_webhooks()
+    wait_for(lambda: second in {s["chat_id"] for s in stack.shares()}, what="a later share")
+    assert daemon.stop() == 0

@@ -726,3 +726,43 @@ async def test_an_unreachable_line_fails_the_command(
             await control.faults(lines=None)
     assert code == 1
     assert "2005" in err and LINES[2] in err
+
+
+class HostileIds(Recorder):
+    """The simulator's chat listing, with the first chat's id replaced by ``hostile``."""
+
+    def __init__(self, hostile: str) -> None:
+        super().__init__()
+        self.hostile = hostile
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        answer = await super().handle_async_request(request)
+        if not request.url.path.endswith("/v3/chats"):
+            return answer
+        await answer.aread()
+        body = answer.json()
+        listed = body["chats"]
+        if listed:
+            listed[0]["id"] = self.hostile
+        return httpx.Response(answer.status_code, json=body)
+
+
+@pytest.mark.parametrize("hostile", ["line\nbreak", "\u202eevil", "<script>"])
+async def test_a_listed_chat_with_a_hostile_id_is_not_written(
+    ledger: Ledger, sim: SimHandle, hostile: str
+) -> None:
+    for number in LINES:
+        await add_line(ledger, number, T0)
+    async with sim.async_control() as control:
+        await control.seed(LINES[0], 3, start=_start(T0 - 26 * H))
+    transport = HostileIds(hostile)
+    client = LinqClient(sim.api_base, Secret(sim.token, "test"), transport=transport)
+    try:
+        rig = Rig(ledger, sim, transport, client, [])
+        report = await rig.backfill([LINES[0]])
+    finally:
+        await client.aclose()
+    stored = await ledger_chats(ledger)
+    assert hostile not in stored
+    assert len(stored) == 2, sorted(stored)
+    assert report.lines[0].rejected_chats == 1

@@ -213,6 +213,15 @@ async def test_doctor_one_verdict_per_check(
     assert no_secret["webhook secret"] == "fail"
     assert no_secret["token"] == "ok"
 
+    missing = write_config(tmp_path / "missing.yaml", sim, f"sqlite:///{tmp_path / 'no.db'}")
+    absent = await run_doctor(missing, env=env)
+    assert (verdicts(absent)["database"], verdicts(absent)["schema"]) == ("fail", "skip")
+    assert f"no ledger at {tmp_path / 'no.db'}" in next(
+        c.detail for c in absent if c.name == "database"
+    )
+    assert not (tmp_path / "no.db").exists(), "doctor created the ledger it checks"
+
+    (tmp_path / "empty.db").write_bytes(b"")  # an empty SQLite file: no schema yet
     empty = write_config(tmp_path / "empty.yaml", sim, f"sqlite:///{tmp_path / 'empty.db'}")
     behind = verdicts(await run_doctor(empty, env=env))
     assert (behind["database"], behind["schema"]) == ("ok", "fail")

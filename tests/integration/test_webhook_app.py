@@ -222,3 +222,30 @@ async def test_body_in_chunks_and_client_gone(ledger: Ledger) -> None:
             assert sent[0]["status"] == 200
             assert json.loads(sent[1]["body"]) == {"ok": True, "result": "applied"}
             assert dict(sent[0]["headers"])[b"content-type"] == b"application/json"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("data", "chat", "id"), "line\nbreak", "data.chat.id"),
+        (("data", "chat", "id"), "\u202eevil", "data.chat.id"),
+        (("data", "chat", "id"), "<script>", "data.chat.id"),
+        (("data", "sent_at"), "2026-05-01T08:00:00\u0000", "data.sent_at"),
+        (("data", "chat", "owner_handle", "handle"), "not-a-number", "owner_handle.handle"),
+        (("data", "chat", "is_group"), "yes", "data.chat.is_group"),
+    ],
+)
+async def test_a_signed_event_with_a_bad_field_is_answered_400_naming_the_field(
+    client: httpx.AsyncClient, ledger: Ledger, path: tuple[str, ...], value: Any, field: str
+) -> None:
+    payload = message_event("message.sent", sent_at=datetime.now(UTC) - timedelta(minutes=1))
+    target = payload
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    answer = await client.post("/webhooks/linq", **_signed(payload))
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert field in error, error
+    assert "not valid JSON" not in error
+    assert await _chat_count(ledger) == 0
