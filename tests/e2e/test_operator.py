@@ -320,7 +320,7 @@ def test_doctor(flow: Flow) -> None:
         "webhook clock": "ok",
     }
     text = flow.cli("doctor")
-    assert len(text.strip().splitlines()) == 9, "one line per check, then the verdict"
+    assert len(text.strip().splitlines()) == 10, "one line per check, then the verdict"
 
     bad = flow.json("doctor", rc=1, env={**flow.daemon.env, "LINQ_API_KEY": "not-the-token"})
     assert {c["check"]: c["status"] for c in bad["checks"]}["token"] == "fail"
