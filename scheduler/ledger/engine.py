@@ -116,8 +116,12 @@ class Ledger:
     such lock: claims use row locks with SKIP LOCKED.
     """
 
-    def __init__(self, engine: AsyncEngine, *, required_file: Path | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, required_file: Path | None = None, url: str | None = None
+    ) -> None:
         self.engine = engine
+        # The URL as configured: the engine's may be a rewritten one (SQLite's mode=rw URI).
+        self._url = redact_url(url if url is not None else engine.url)
         self.dialect = engine.dialect.name
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         # A SQLite file that must exist already: its absence is an error naming it.
@@ -144,7 +148,11 @@ class Ledger:
             password=password.reveal() if password is not None else None,
             create_missing=create_missing,
         )
-        return cls(engine, required_file=None if create_missing else sqlite_path(cfg.url))
+        return cls(
+            engine,
+            required_file=None if create_missing else sqlite_path(cfg.url),
+            url=normalize_database_url(cfg.url),
+        )
 
     def _check_exists(self) -> None:
         if self.required_file is not None and not self.required_file.exists():
@@ -159,7 +167,7 @@ class Ledger:
 
     @property
     def url(self) -> str:
-        return redact_url(self.engine.url)
+        return self._url
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -61,3 +61,18 @@ def test_only_db_upgrade_creates_the_ledger(tmp_path: Path) -> None:
     assert database.exists()
     listed = _run(["ledger", "stats"], database)
     assert listed.returncode == 0, listed.stderr
+
+
+async def test_an_existing_ledger_is_shown_by_its_configured_url(sqlite_url: str) -> None:
+    """Opened read-write only (SQLite's mode=rw URI), it is still named as configured."""
+    from scheduler.config import DatabaseConfig
+    from scheduler.ledger.engine import Ledger
+
+    ledger = Ledger.from_config(DatabaseConfig(url=sqlite_url))
+    try:
+        async with ledger.read() as conn:
+            assert conn.engine.url.query.get("mode") == "rw"
+        path = sqlite_url.removeprefix("sqlite:///")
+        assert ledger.url == f"sqlite+aiosqlite:///{path}"
+    finally:
+        await ledger.dispose()
