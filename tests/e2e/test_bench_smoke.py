@@ -17,6 +17,7 @@ COMMANDS = {
     "memory": ["--chats", "2000"],
     "naive": ["--sizes", "600", "--timed-adds", "50"],
     "export_rss": ["--chats", "2000"],
+    "peer_procrastinate": ["--chats", "50", "--runs", "1", "--latencies", "0"],
 }
 
 
