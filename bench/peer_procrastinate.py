@@ -36,8 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +52,7 @@ from bench.common import (
     PG_DSN,
     TOKEN,
     Timer,
+    cpu_seconds,
     fill_ledger,
     ledger_url,
     median,
@@ -82,9 +85,11 @@ class RunResult:
     rows_per_share: float
     commits_per_share: float
     wal_bytes_per_share: float
+    own_wal_bytes_per_share: float
     enqueue_seconds: float
     startup_seconds: float
     peak_rss_mb: float
+    cpu_ms_per_share: float
     calls: int
 
 
@@ -111,17 +116,67 @@ def db_counters(url: str) -> DbCounters:
     return DbCounters(int(row[0]), int(row[1]), str(row[2]))
 
 
-def wal_bytes(start: str, end: str) -> int:
+@dataclass(frozen=True)
+class DbWrites:
+    rows_written: int
+    commits: int
+    wal_bytes: int
+    own_wal_bytes: int
+
+
+# WAL records that name a block of the database (block_ref "rel spc/db/rel ..."), and the
+# records (commits) of the transactions that wrote such blocks.
+_OWN_WAL = """
+WITH records AS (
+    SELECT xid, record_length, block_ref FROM pg_get_wal_records_info(%(start)s, %(end)s)
+), own_xids AS (
+    SELECT DISTINCT xid FROM records WHERE block_ref LIKE %(ref)s AND xid <> '0'
+)
+SELECT coalesce(sum(record_length), 0) FROM records
+WHERE block_ref LIKE %(ref)s OR xid IN (SELECT xid FROM own_xids)
+"""
+
+
+@contextmanager
+def wal_kept() -> Iterator[None]:
+    """The server keeps its WAL from now until the block ends (a temporary replication slot,
+    gone with this connection), so the run's records can be read back after a checkpoint."""
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        slot = f"bench_{uuid.uuid4().hex[:10]}"
+        conn.execute("SELECT pg_create_physical_replication_slot(%s, true, true)", (slot,))
+        yield
+
+
+def db_writes(url: str, before: DbCounters, after: DbCounters) -> DbWrites:
+    """What the database wrote between two readings. WAL is the server's: besides the
+    position's delta (anything written to any database), the records of this database
+    alone, read back with pg_walinspect (installed in it after the run)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
         row = conn.execute(
-            "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", (end, start)
+            "SELECT oid, pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn) FROM pg_database"
+            " WHERE datname = current_database()",
+            (after.wal_lsn, before.wal_lsn),
         ).fetchone()
-    assert row is not None
-    return int(row[0])
+        assert row is not None
+        oid, total = row
+        own = conn.execute(
+            _OWN_WAL, {"start": before.wal_lsn, "end": after.wal_lsn, "ref": f"%/{oid}/%"}
+        ).fetchone()
+    assert own is not None
+    return DbWrites(
+        rows_written=after.rows_written - before.rows_written,
+        commits=after.commits - before.commits,
+        wal_bytes=int(total),
+        own_wal_bytes=int(own[0]),
+    )
 
 
-def wait_for_shares(sim: SimProcess, target: int, pid: int, alive: Callable[[], bool]) -> float:
-    """Wait until the simulator has applied ``target`` shares in all; the process's peak RSS."""
+def wait_for_shares(
+    sim: SimProcess, target: int, pid: int, alive: Callable[[], bool]
+) -> tuple[float, float]:
+    """Wait until the simulator has applied ``target`` shares in all. Returns the process's
+    peak RSS (MB) and the CPU time it has used (s)."""
     deadline = time.monotonic() + 3600
     while sim.control("GET", "state")["counts"]["shares"] < target:
         if not alive():
@@ -129,7 +184,7 @@ def wait_for_shares(sim: SimProcess, target: int, pid: int, alive: Callable[[], 
         if time.monotonic() > deadline:
             raise SystemExit("the chats were not shared within an hour")
         time.sleep(0.2)
-    return vm_hwm_mb(pid)
+    return vm_hwm_mb(pid), cpu_seconds(pid)
 
 
 def check_once(
@@ -159,10 +214,10 @@ def result(
     contender: str,
     *,
     started: float,
-    before: DbCounters,
-    after: DbCounters,
+    writes: DbWrites,
     enqueue_seconds: float,
     peak_rss_mb: float,
+    cpu_seconds: float,
 ) -> RunResult:
     first_call, span, calls = check_once(sim, chat_ids, contender)
     n = len(chat_ids)
@@ -171,19 +226,21 @@ def result(
     return RunResult(
         shares_per_second=n / span,
         span_seconds=span,
-        rows_per_share=(after.rows_written - before.rows_written) / n,
-        commits_per_share=(after.commits - before.commits) / n,
-        wal_bytes_per_share=wal_bytes(before.wal_lsn, after.wal_lsn) / n,
+        rows_per_share=writes.rows_written / n,
+        commits_per_share=writes.commits / n,
+        wal_bytes_per_share=writes.wal_bytes / n,
+        own_wal_bytes_per_share=writes.own_wal_bytes / n,
         enqueue_seconds=enqueue_seconds,
         startup_seconds=first_call - started,
         peak_rss_mb=peak_rss_mb,
+        cpu_ms_per_share=cpu_seconds * 1000 / n,
         calls=calls,
     )
 
 
 def run_ours(sim: SimProcess, chat_ids: list[str], concurrency: int) -> RunResult:
     target = sim.control("GET", "state")["counts"]["shares"] + len(chat_ids)
-    with ledger_url("postgresql") as url:
+    with wal_kept(), ledger_url("postgresql") as url:
         fill_ledger(url, chat_ids, set(chat_ids), clock.now())
         workdir = Path(tempfile.mkdtemp(prefix="bench-peer-ours-"))
         daemon = prepare_daemon(sim, url, workdir, concurrency=concurrency, log_level="info")
@@ -193,21 +250,21 @@ def run_ours(sim: SimProcess, chat_ids: list[str], concurrency: int) -> RunResul
         proc = daemon.proc
         assert proc is not None
         try:
-            rss = wait_for_shares(sim, target, proc.pid, lambda: proc.poll() is None)
+            rss, cpu = wait_for_shares(sim, target, proc.pid, lambda: proc.poll() is None)
         finally:
             code = daemon.stop(timeout=120)
         if code != 0:
             raise SystemExit(f"the daemon exited with {code}; see {daemon.log_path}")
-        after = db_counters(url)
+        writes = db_writes(url, before, db_counters(url))
     return result(
         sim,
         chat_ids,
         "share-scheduler",
         started=started,
-        before=before,
-        after=after,
+        writes=writes,
         enqueue_seconds=0.0,
         peak_rss_mb=rss,
+        cpu_seconds=cpu,
     )
 
 
@@ -232,7 +289,7 @@ async def _defer(url: str, chat_ids: list[str]) -> None:
 def run_peer(sim: SimProcess, chat_ids: list[str], concurrency: int) -> RunResult:
     target = sim.control("GET", "state")["counts"]["shares"] + len(chat_ids)
     workdir = Path(tempfile.mkdtemp(prefix="bench-peer-procrastinate-"))
-    with pg_database() as url:
+    with wal_kept(), pg_database() as url:
         asyncio.run(_apply_schema(url))
         before = db_counters(url)
         with Timer() as enqueue:
@@ -262,22 +319,22 @@ def run_peer(sim: SimProcess, chat_ids: list[str], concurrency: int) -> RunResul
                 stderr=subprocess.STDOUT,
             )
             try:
-                rss = wait_for_shares(sim, target, proc.pid, lambda: proc.poll() is None)
+                rss, cpu = wait_for_shares(sim, target, proc.pid, lambda: proc.poll() is None)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 code = proc.wait(120)
         if code != 0:
             raise SystemExit(f"the procrastinate worker exited with {code}; see {log_path}")
-        after = db_counters(url)
+        writes = db_writes(url, before, db_counters(url))
     return result(
         sim,
         chat_ids,
         "procrastinate",
         started=started,
-        before=before,
-        after=after,
+        writes=writes,
         enqueue_seconds=enqueue.seconds,
         peak_rss_mb=rss,
+        cpu_seconds=cpu,
     )
 
 
@@ -287,8 +344,10 @@ METRICS = (
     ("rows/share", "rows_per_share"),
     ("commits/share", "commits_per_share"),
     ("WAL B/share", "wal_bytes_per_share"),
+    ("own WAL B/share", "own_wal_bytes_per_share"),
     ("start-up s", "startup_seconds"),
     ("peak RSS MB", "peak_rss_mb"),
+    ("CPU ms/share", "cpu_ms_per_share"),
 )
 
 
@@ -334,10 +393,8 @@ def main() -> None:
         ours, peer = CONTENDERS
         ratios = [med(ours, attr) / med(peer, attr) for _, attr in METRICS]
         ratio_rows.append([f"{latency:.0f}", *ratios])
-        part = (
-            f"at {latency:.0f} ms ours/peer shares/s {ratios[0]:.2f}, rows {ratios[1]:.2f},"
-            f" commits {ratios[2]:.2f}, WAL {ratios[3]:.2f}, start-up {ratios[4]:.2f},"
-            f" RSS {ratios[5]:.2f}"
+        part = f"at {latency:.0f} ms ours/peer " + ", ".join(
+            f"{label} {ratio:.2f}" for (label, _), ratio in zip(METRICS, ratios, strict=True)
         )
         if ideal:
             part += (
@@ -354,9 +411,11 @@ def main() -> None:
     )
     table("ours / peer (medians)", ["latency ms", *headers], ratio_rows)
     print(
-        "\nWAL is cluster-wide: the figures hold only if nothing else wrote to the server"
-        " meanwhile. shares/s spans the first to the last share applied; the peer's enqueue"
-        " (its daily defer) is counted in its rows, commits and WAL, not in its shares/s."
+        "\nWAL is cluster-wide: 'WAL B/share' (the position's delta) counts whatever else"
+        " wrote to the server meanwhile; 'own WAL B/share' is the records of the contender's"
+        " database alone (pg_walinspect). shares/s spans the first to the last share"
+        " applied; the peer's enqueue (its daily defer) is counted in its rows, commits and"
+        " WAL, not in its shares/s."
     )
     print(f"\nsummary: {'; '.join(summary)}")
 
