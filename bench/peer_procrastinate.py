@@ -68,6 +68,7 @@ from scheduler.demo.processes import SimProcess, base_env
 
 CONTENDERS = ("share-scheduler", "procrastinate")
 DEFER_BATCH = 500
+MAX_TRIES = 3
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -76,6 +77,19 @@ class DbCounters:
     rows_written: int
     commits: int
     wal_lsn: str
+    server_started: str
+
+
+class ServerRestarted(Exception):
+    """The PostgreSQL server restarted during a run (the machine is shared): its figures are
+    void, and the WAL it wrote may be gone."""
+
+
+def server_started() -> str:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_postmaster_start_time()::text").fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 @dataclass(frozen=True)
@@ -109,11 +123,12 @@ def db_counters(url: str) -> DbCounters:
         conn.execute("SELECT pg_stat_clear_snapshot()")
         row = conn.execute(
             "SELECT tup_inserted + tup_updated + tup_deleted, xact_commit,"
-            " pg_current_wal_lsn()::text FROM pg_stat_database WHERE datname = %s",
+            " pg_current_wal_lsn()::text, pg_postmaster_start_time()::text"
+            " FROM pg_stat_database WHERE datname = %s",
             (name,),
         ).fetchone()
     assert row is not None
-    return DbCounters(int(row[0]), int(row[1]), str(row[2]))
+    return DbCounters(int(row[0]), int(row[1]), str(row[2]), str(row[3]))
 
 
 @dataclass(frozen=True)
@@ -151,6 +166,8 @@ def db_writes(url: str, before: DbCounters, after: DbCounters) -> DbWrites:
     """What the database wrote between two readings. WAL is the server's: besides the
     position's delta (anything written to any database), the records of this database
     alone, read back with pg_walinspect (installed in it after the run)."""
+    if after.server_started != before.server_started:
+        raise ServerRestarted
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
         row = conn.execute(
@@ -172,13 +189,17 @@ def db_writes(url: str, before: DbCounters, after: DbCounters) -> DbWrites:
     )
 
 
+def applied_shares(sim: SimProcess) -> int:
+    return int(sim.control("GET", "state")["counts"]["shares"])
+
+
 def wait_for_shares(
     sim: SimProcess, target: int, pid: int, alive: Callable[[], bool]
 ) -> tuple[float, float]:
     """Wait until the simulator has applied ``target`` shares in all. Returns the process's
     peak RSS (MB) and the CPU time it has used (s)."""
     deadline = time.monotonic() + 3600
-    while sim.control("GET", "state")["counts"]["shares"] < target:
+    while applied_shares(sim) < target:
         if not alive():
             raise SystemExit(f"process {pid} exited before its chats were shared")
         if time.monotonic() > deadline:
@@ -208,17 +229,35 @@ def check_once(
     return first_call, at[-1] - at[0], len(calls)
 
 
-def result(
+def finish(
     sim: SimProcess,
+    url: str,
     chat_ids: Sequence[str],
     contender: str,
+    proc: subprocess.Popen[bytes],
+    stop: Callable[[], int],
     *,
+    log_path: Path,
     started: float,
-    writes: DbWrites,
-    enqueue_seconds: float,
-    peak_rss_mb: float,
-    cpu_seconds: float,
+    before: DbCounters,
+    shared_before: int,
+    enqueue_seconds: float = 0.0,
 ) -> RunResult:
+    """Wait for the contender's process to share every chat (the simulator had applied
+    ``shared_before`` shares before it started), stop it, and measure the run."""
+    try:
+        try:
+            target = shared_before + len(chat_ids)
+            rss, cpu = wait_for_shares(sim, target, proc.pid, lambda: proc.poll() is None)
+        finally:
+            code = stop()
+        if code != 0:
+            raise SystemExit(f"{contender} exited with {code}; see {log_path}")
+        writes = db_writes(url, before, db_counters(url))
+    except (SystemExit, psycopg.Error) as exc:
+        if server_started() != before.server_started:
+            raise ServerRestarted from exc
+        raise
     first_call, span, calls = check_once(sim, chat_ids, contender)
     n = len(chat_ids)
     # Millisecond timestamps: a toy run may apply every share within the same millisecond.
@@ -232,40 +271,34 @@ def result(
         own_wal_bytes_per_share=writes.own_wal_bytes / n,
         enqueue_seconds=enqueue_seconds,
         startup_seconds=first_call - started,
-        peak_rss_mb=peak_rss_mb,
-        cpu_ms_per_share=cpu_seconds * 1000 / n,
+        peak_rss_mb=rss,
+        cpu_ms_per_share=cpu * 1000 / n,
         calls=calls,
     )
 
 
 def run_ours(sim: SimProcess, chat_ids: list[str], concurrency: int) -> RunResult:
-    target = sim.control("GET", "state")["counts"]["shares"] + len(chat_ids)
     with wal_kept(), ledger_url("postgresql") as url:
         fill_ledger(url, chat_ids, set(chat_ids), clock.now())
         workdir = Path(tempfile.mkdtemp(prefix="bench-peer-ours-"))
         daemon = prepare_daemon(sim, url, workdir, concurrency=concurrency, log_level="info")
         before = db_counters(url)
+        shared_before = applied_shares(sim)
         started = time.time()
         daemon.start(timeout=120)
-        proc = daemon.proc
-        assert proc is not None
-        try:
-            rss, cpu = wait_for_shares(sim, target, proc.pid, lambda: proc.poll() is None)
-        finally:
-            code = daemon.stop(timeout=120)
-        if code != 0:
-            raise SystemExit(f"the daemon exited with {code}; see {daemon.log_path}")
-        writes = db_writes(url, before, db_counters(url))
-    return result(
-        sim,
-        chat_ids,
-        "share-scheduler",
-        started=started,
-        writes=writes,
-        enqueue_seconds=0.0,
-        peak_rss_mb=rss,
-        cpu_seconds=cpu,
-    )
+        assert daemon.proc is not None
+        return finish(
+            sim,
+            url,
+            chat_ids,
+            "share-scheduler",
+            daemon.proc,
+            lambda: daemon.stop(timeout=120),
+            log_path=daemon.log_path,
+            started=started,
+            before=before,
+            shared_before=shared_before,
+        )
 
 
 async def _apply_schema(url: str) -> None:
@@ -287,7 +320,6 @@ async def _defer(url: str, chat_ids: list[str]) -> None:
 
 
 def run_peer(sim: SimProcess, chat_ids: list[str], concurrency: int) -> RunResult:
-    target = sim.control("GET", "state")["counts"]["shares"] + len(chat_ids)
     workdir = Path(tempfile.mkdtemp(prefix="bench-peer-procrastinate-"))
     with wal_kept(), pg_database() as url:
         asyncio.run(_apply_schema(url))
@@ -301,6 +333,7 @@ def run_peer(sim: SimProcess, chat_ids: list[str], concurrency: int) -> RunResul
             LINQ_API_KEY=TOKEN,
         )
         log_path = workdir / "worker.log"
+        shared_before = applied_shares(sim)
         with log_path.open("wb") as log:
             started = time.time()
             proc = subprocess.Popen(
@@ -318,24 +351,35 @@ def run_peer(sim: SimProcess, chat_ids: list[str], concurrency: int) -> RunResul
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            try:
-                rss, cpu = wait_for_shares(sim, target, proc.pid, lambda: proc.poll() is None)
-            finally:
+
+            def stop() -> int:
                 proc.send_signal(signal.SIGTERM)
-                code = proc.wait(120)
-        if code != 0:
-            raise SystemExit(f"the procrastinate worker exited with {code}; see {log_path}")
-        writes = db_writes(url, before, db_counters(url))
-    return result(
-        sim,
-        chat_ids,
-        "procrastinate",
-        started=started,
-        writes=writes,
-        enqueue_seconds=enqueue.seconds,
-        peak_rss_mb=rss,
-        cpu_seconds=cpu,
-    )
+                return proc.wait(120)
+
+            return finish(
+                sim,
+                url,
+                chat_ids,
+                "procrastinate",
+                proc,
+                stop,
+                log_path=log_path,
+                started=started,
+                before=before,
+                shared_before=shared_before,
+                enqueue_seconds=enqueue.seconds,
+            )
+
+
+def run_once(name: str, sim: SimProcess, chats: int, concurrency: int) -> RunResult:
+    """One run of a contender over fresh chats; run again (fresh chats and database) if the
+    server restarted meanwhile."""
+    for _ in range(MAX_TRIES):
+        try:
+            return RUNNERS[name](sim, seed(sim, chats), concurrency)
+        except ServerRestarted:
+            print(f"note: PostgreSQL restarted during a {name} run; running it again", flush=True)
+    raise SystemExit(f"PostgreSQL restarted during {MAX_TRIES} tries of a {name} run")
 
 
 RUNNERS = {"share-scheduler": run_ours, "procrastinate": run_peer}
@@ -365,13 +409,11 @@ def main() -> None:
     for latency in latencies:
         results: dict[str, list[RunResult]] = {name: [] for name in CONTENDERS}
         with simulator(latency_ms=latency) as sim:
-            ids = seed(sim, args.chats * args.runs * len(CONTENDERS))
-            chunks = [ids[i : i + args.chats] for i in range(0, len(ids), args.chats)]
             for run in range(args.runs):
                 # Alternate who goes first, so that machine noise hits both alike.
                 order = CONTENDERS if run % 2 == 0 else CONTENDERS[::-1]
                 for name in order:
-                    results[name].append(RUNNERS[name](sim, chunks.pop(), args.concurrency))
+                    results[name].append(run_once(name, sim, args.chats, args.concurrency))
 
         def med(name: str, attr: str, results: dict[str, list[RunResult]] = results) -> float:
             return median([getattr(r, attr) for r in results[name]])
