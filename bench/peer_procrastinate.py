@@ -211,18 +211,23 @@ def wait_for_shares(
 def check_once(
     sim: SimProcess, chat_ids: Sequence[str], contender: str
 ) -> tuple[float, float, int]:
-    """Fail unless the simulator applied exactly one share to each chat. Returns the time of
-    the first call (epoch seconds), the span from the first to the last share applied, and
-    the number of share calls made."""
+    """Fail unless the simulator applied exactly one share to each chat and was called once
+    per chat. It injects no faults here, so a second call is a second share attempt (one
+    within 5 minutes it refuses, which its shares log alone would not show). Returns the
+    time of the first call (epoch seconds), the span from the first to the last share
+    applied, and the number of share calls made."""
     wanted = set(chat_ids)
     shares = [s for s in sim.control("GET", "shares")["shares"] if s["chat_id"] in wanted]
     calls = [c for c in sim.control("GET", "calls")["calls"] if c["chat_id"] in wanted]
-    per_chat = Counter(s["chat_id"] for s in shares)
-    twice = [chat for chat, n in per_chat.items() if n > 1]
-    missing = len(wanted) - len(per_chat)
-    if twice or missing:
+    shared = Counter(s["chat_id"] for s in shares)
+    called = Counter(c["chat_id"] for c in calls)
+    twice = sum(1 for n in shared.values() if n > 1)
+    called_again = sum(1 for n in called.values() if n > 1)
+    missing = len(wanted) - len(shared)
+    if twice or called_again or missing:
         raise SystemExit(
-            f"{contender}: {len(twice)} chats shared more than once, {missing} never shared"
+            f"{contender}: {twice} chats shared more than once, {called_again} chats called"
+            f" more than once, {missing} never shared"
         )
     at = sorted(datetime.fromisoformat(s["at"]).timestamp() for s in shares)
     first_call = min(datetime.fromisoformat(c["at"]).timestamp() for c in calls)
