@@ -21,7 +21,14 @@ from typing import Any
 import httpx
 import psycopg
 
-from scheduler.demo.processes import SimProcess, base_env
+from scheduler.demo.processes import (
+    DaemonProcess,
+    SimProcess,
+    base_env,
+    free_port,
+    upgrade_db,
+    write_schedule,
+)
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.logs import configure_logging, register_secrets
@@ -89,13 +96,19 @@ def ledger_url(kind: str) -> Iterator[str]:
         _migrate(url)
         yield url
         return
+    with pg_database() as url:
+        _migrate(url)
+        yield url
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (its URL), dropped afterwards."""
     name = f"bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    url = PG_DSN.rsplit("/", 1)[0] + f"/{name}"
     try:
-        _migrate(url)
-        yield url
+        yield PG_DSN.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -276,3 +289,51 @@ def peak_rss_of(args: list[str], report: Path) -> tuple[float, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"{args[0]} {args[1]} failed ({proc.returncode}): {proc.stderr}")
     return int(report.read_text()) / 1024, seconds
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident set (VmHWM) of a live process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def prepare_daemon(
+    sim: SimProcess,
+    url: str,
+    workdir: Path,
+    *,
+    concurrency: int = 16,
+    log_level: str = "warning",
+) -> DaemonProcess:
+    """``share-scheduler run`` on the (migrated) ledger at ``url``, sharing through ``sim``, not
+    started yet: a window open now, and the share pass unthrottled (``requests_per_second``
+    far above what the simulator serves: the stock 20/s would be all that was measured)."""
+    port = free_port()
+    env = base_env(LINQ_API_KEY=TOKEN, LINQ_WEBHOOK_SECRET="bench-secret")
+    now = datetime.now(UTC)
+    config = write_schedule(
+        workdir / "schedule.yaml",
+        {
+            "linq": {"base_url": sim.api_base},
+            "database": {"url": url},
+            "sharing": {
+                "timezone": "UTC",
+                "window": {
+                    "start": (now - timedelta(hours=1)).strftime("%H:00"),
+                    "end": (now + timedelta(hours=3)).strftime("%H:00"),
+                },
+                "stop_after_inactive_days": None,
+            },
+            "share_pass": {
+                "interval": "2s",
+                "concurrency": concurrency,
+                "batch_size": 500,
+                "requests_per_second": 1e6,
+            },
+            "webhooks": {"listen": f"127.0.0.1:{port}"},
+            "logging": {"level": log_level, "format": "json"},
+            "lines": [{"number": LINE}],
+        },
+    )
+    upgrade_db(config, env)
+    return DaemonProcess(config, env, port, workdir / "daemon.log")

@@ -12,19 +12,10 @@ import argparse
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.common import LINE, TOKEN, fill_ledger, ledger_url, seed, simulator, table
+from bench.common import fill_ledger, ledger_url, prepare_daemon, seed, simulator, table, vm_hwm_mb
 from scheduler import clock
-from scheduler.demo.processes import DaemonProcess, base_env, free_port, upgrade_db, write_schedule
-
-
-def vm_hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
 
 
 def main() -> None:
@@ -39,30 +30,7 @@ def main() -> None:
         others = [f"idle-{uuid.UUID(int=i).hex}" for i in range(args.chats - due_count)]
         fill_ledger(url, due_ids + others, set(due_ids), clock.now())
         workdir = Path(tempfile.mkdtemp(prefix="bench-memory-"))
-        port = free_port()
-        env = base_env(LINQ_API_KEY=TOKEN, LINQ_WEBHOOK_SECRET="bench-secret")
-        now = datetime.now(UTC)
-        config = write_schedule(
-            workdir / "schedule.yaml",
-            {
-                "linq": {"base_url": sim.api_base},
-                "database": {"url": url},
-                "sharing": {
-                    "timezone": "UTC",
-                    "window": {
-                        "start": (now - timedelta(hours=1)).strftime("%H:00"),
-                        "end": (now + timedelta(hours=3)).strftime("%H:00"),
-                    },
-                    "stop_after_inactive_days": None,
-                },
-                "share_pass": {"interval": "2s", "concurrency": 16, "requests_per_second": 1e6},
-                "webhooks": {"listen": f"127.0.0.1:{port}"},
-                "logging": {"level": "warning", "format": "json"},
-                "lines": [{"number": LINE}],
-            },
-        )
-        upgrade_db(config, env)
-        daemon = DaemonProcess(config, env, port, workdir / "daemon.log")
+        daemon = prepare_daemon(sim, url, workdir)
         daemon.start()
         assert daemon.proc is not None
         idle_rss = vm_hwm_mb(daemon.proc.pid)

@@ -19,6 +19,7 @@ COMMANDS = {
     "naive": ["--sizes", "600", "--timed-adds", "50"],
     "export_rss": ["--chats", "2000"],
     "import_rss": ["--rows", "2000"],
+    "peer_procrastinate": ["--chats", "50", "--runs", "1", "--latencies", "0"],
 }
 
 
