@@ -289,6 +289,8 @@ def peak_rss_of(args: list[str], report: Path) -> tuple[float, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"{args[0]} {args[1]} failed ({proc.returncode}): {proc.stderr}")
     return int(report.read_text()) / 1024, seconds
+
+
 def vm_hwm_mb(pid: int) -> float:
     """Peak resident set (VmHWM) of a live process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
