@@ -161,8 +161,10 @@ def main() -> None:
             rows.append(["share pass", kind, t, per_run / t, bare / t, median(busy[kind])])
             summary.append(f"{kind} {bare / t:.2f} (of the client alone: {alone / t:.2f})")
         busiest = max(max(values) for values in busy.values())
-        # Calls the simulator serves per second of its CPU: its ceiling on one core.
-        ceiling = per_run / alone / median(busy["client"])
+        # Calls the simulator serves per second of its CPU: its ceiling on one core. A tiny run
+        # can finish inside one tick of the process CPU clock, which then reads 0: unknown.
+        client_busy = median(busy["client"])
+        ceiling = f"{per_run / alone / client_busy:.0f}" if client_busy > 0 else "unknown"
     table(
         f"share pass vs bare loop: {args.chats} calls, concurrency {args.concurrency}, "
         f"zero latency, median of {args.runs}",
@@ -171,7 +173,7 @@ def main() -> None:
     )
     print(
         f"\nsummary: share pass efficiency (bare loop = 1.0): {', '.join(summary)};"
-        f" simulator at most {busiest:.2f} of a core busy, ceiling about {ceiling:.0f} calls/s"
+        f" simulator at most {busiest:.2f} of a core busy, ceiling about {ceiling} calls/s"
     )
 
 
