@@ -9,10 +9,9 @@ well over 100 MiB more for the larger ledger; streaming keyset pages costs one p
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
+from bench.common import peak_rss_of
 from scheduler.ledger.export import EXPORT_COLUMNS
 
 ALLOWED_GROWTH_MIB = 25
@@ -33,36 +32,11 @@ def _fill(path: Path, count: int) -> None:
         )
 
 
-# The command runs in a child that records its own peak resident set (VmHWM) at exit. A
-# child's rusage would not do: Linux carries the parent's resident set, copied at fork, over
-# the exec into ru_maxrss, and pytest's own would hide the export's.
-_RUN_AND_REPORT = """
-import atexit, sys
-from pathlib import Path
-
-def _report(path=sys.argv[1]):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            Path(path).write_text(line.split()[1])
-
-atexit.register(_report)
-sys.argv = ["share-scheduler", *sys.argv[2:]]
-from scheduler.cli import main
-main()
-"""
-
-
 def _export_peak_mib(url: str, out: Path) -> float:
-    report = out.with_suffix(".hwm")
-    subprocess.run(
-        [
-            *(sys.executable, "-c", _RUN_AND_REPORT, str(report)),
-            *("ledger", "export", "--format", "jsonl", "--output", str(out), "--database-url", url),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return int(report.read_text()) / 1024
+    # The command's own peak resident set, recorded by the child itself (see peak_rss_of).
+    args = ["ledger", "export", "--format", "jsonl", "--output", str(out), "--database-url", url]
+    peak, _seconds = peak_rss_of(args, out.with_suffix(".hwm"))
+    return peak
 
 
 def test_export_peak_rss_does_not_grow_with_rows(sqlite_template: Path, tmp_path: Path) -> None:
