@@ -24,6 +24,7 @@ from scheduler.rule import Policy
 from scheduler.share.manual import ManualShare, share_now
 from scheduler.sim.settings import SimSettings
 from scheduler.sim.testing import SimHandle, running_simulator
+from tests import factories
 from tests.factories import add_line
 
 TOKEN = "op-test-token-4b1d"
@@ -71,22 +72,9 @@ def schedule_for(sim: SimHandle, database_url: str) -> Schedule:
 
 
 async def add_chat(ledger: Ledger, sim: SimHandle, to: str, status: str = "active") -> str:
+    """A chat created on the simulator, and in the ledger as the shared factory makes one."""
     chat_id = str(sim.control().create_chat(L1, [to])["chat"]["id"])
-    now = clock.now()
-    async with ledger.write() as conn:
-        await conn.execute(
-            sa.insert(chats).values(
-                chat_id=chat_id,
-                line=L1,
-                recipients=to,
-                service="iMessage",
-                first_outbound_at=now - timedelta(hours=1),
-                last_outbound_at=now - timedelta(hours=1),
-                status=status,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+    await factories.add_chat(ledger, chat_id, L1, to, now=clock.now(), status=status)
     return chat_id
 
 
