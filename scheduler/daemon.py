@@ -24,7 +24,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from scheduler import clock
-from scheduler.cards import CardSync, sync_configured_lines
+from scheduler.cards.observe import sync_configured_lines
+from scheduler.cards.sync import CardSync
 from scheduler.config import Schedule, Secrets, load_schedule
 from scheduler.errors import ConfigError, LedgerUnavailable, LinqError, ListenFailed, Unauthorized
 from scheduler.http.app import Runtime, create_app

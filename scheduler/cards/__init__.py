@@ -5,21 +5,8 @@
 - :mod:`~scheduler.cards.plan` is the pure decision: create, patch, wait or nothing;
 - :mod:`~scheduler.cards.sync` is the I/O shell the daemon's card job and ``cards sync`` run;
 - :mod:`~scheduler.cards.status` is the read side for ``cards status``.
+
+The ledger side (:mod:`scheduler.ledger.lines`, :mod:`scheduler.ledger.cards`) holds every
+statement; the package itself imports nothing, so that the ledger and the core can use the
+pure budget and plan modules without an import cycle.
 """
-
-from scheduler.cards.observe import (
-    CardTransition,
-    observed_state,
-    record_observed_cards,
-    sync_configured_lines,
-)
-from scheduler.cards.sync import CardSync, SyncReport
-
-__all__ = [
-    "CardSync",
-    "CardTransition",
-    "SyncReport",
-    "observed_state",
-    "record_observed_cards",
-    "sync_configured_lines",
-]

@@ -9,9 +9,10 @@ One run:
 3. report when the next run is needed (an activation poll, the end of a wait), so that the
    daemon can run the job sooner than its interval.
 
-A write is claimed in the ledger before it is sent: the transaction locks the line row, plans
-again from what is committed, spends one slot of the budget and takes a short lease on the
-card, so that two replicas (or the daemon and ``cards sync``) never write the same card twice.
+A write is claimed in the ledger before it is sent (:func:`scheduler.ledger.cards.claim_write`):
+the transaction locks the line row, plans again from what is committed, spends one slot of the
+budget and takes a short lease on the card, so that two replicas (or the daemon and ``cards
+sync``) never write the same card twice.
 """
 
 from __future__ import annotations
@@ -21,23 +22,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scheduler import clock
-from scheduler.cards.budget import WriteBudget, WriteResult, classify, dump_log
-from scheduler.cards.observe import (
-    CardTransition,
-    log_transitions,
-    observe_in,
-    record_observed_cards,
-)
-from scheduler.cards.plan import Action, CardFields, CardPlan, CardView, plan_card
+from scheduler.cards.budget import WriteBudget, WriteResult, classify
+from scheduler.cards.observe import log_transitions, observed, record_observed_cards
+from scheduler.cards.plan import Action, CardPlan, CardView, plan_card
 from scheduler.config import CardsConfig, Schedule
+from scheduler.core.line import CardTransition, Line
 from scheduler.errors import CardNotActive, LinqError, Unauthorized
+from scheduler.ledger import cards as ledger_cards
+from scheduler.ledger import lines as ledger_lines
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.facts import lines
 from scheduler.ledger.models import CardState
 from scheduler.ledger.recompute import reschedule_marked_lines
 from scheduler.linq.client import LinqClient
@@ -51,17 +47,15 @@ log = structlog.get_logger("scheduler.cards")
 MAX_WRITES_PER_LINE_RUN = 2
 
 
-def view_of(row: Any) -> CardView:
+def view_of(line: Line) -> CardView:
+    """What the plan sees of a line: its desired and observed card, its budget."""
+    seen = line.card_state not in (CardState.absent, CardState.unknown)
     return CardView(
-        desired=CardFields.of(row.desired_first_name, row.desired_last_name, row.desired_image_url),
-        observed=CardFields.of(row.card_first_name, row.card_last_name, row.card_image_url)
-        if row.card_state not in (CardState.absent, CardState.unknown)
-        else None,
-        state=row.card_state,
-        budget=WriteBudget.from_row(
-            row.card_write_log, row.card_next_write_at, row.card_write_failures
-        ),
-        written_at=row.card_written_at,
+        desired=line.desired,
+        observed=line.card if seen else None,
+        state=line.card_state,
+        budget=line.write_budget,
+        written_at=line.card_written_at,
     )
 
 
@@ -195,19 +189,19 @@ class CardSync:
             self.ledger, cards, clock.now(), seen_at=report.started_at
         )
         await self._reschedule(transitions, report)
-        for row in await self._declared_rows():
+        for line in await ledger_lines.declared(self.ledger):
             # Cheap pre-check on what was just read; the claim plans again under a lock.
-            if self.plan(view_of(row), clock.now()).writes:
-                await self._bring_in_line(row.number, report)
-        for row in await self._declared_rows():
-            plan = self.plan(view_of(row), clock.now())
-            report.plans[row.number] = plan
+            if self.plan(view_of(line), clock.now()).writes:
+                await self._bring_in_line(line.number, report)
+        for line in await ledger_lines.declared(self.ledger):
+            plan = self.plan(view_of(line), clock.now())
+            report.plans[line.number] = plan
             if plan.action == Action.activation_timeout:
-                await self._give_up(row.number, row.card_written_at)
+                await self._give_up(line.number, line.card_written_at)
             elif plan.action == Action.wait_budget:
                 log.debug(
                     "card.write_deferred",
-                    line=row.number,
+                    line=line.number,
                     write=str(plan.via),
                     fields=sorted(plan.fields),
                     until=plan.at.isoformat() if plan.at else None,
@@ -215,16 +209,6 @@ class CardSync:
             if plan.at is not None and (report.wake_at is None or plan.at < report.wake_at):
                 report.wake_at = plan.at
         return report
-
-    async def _declared_rows(self) -> list[Any]:
-        async with self.ledger.read() as conn:
-            return list(
-                await conn.execute(
-                    sa.select(lines)
-                    .where(lines.c.desired_first_name.is_not(None))
-                    .order_by(lines.c.number)
-                )
-            )
 
     async def _reschedule(self, transitions: list[CardTransition], report: SyncReport) -> None:
         report.transitions.extend(transitions)
@@ -257,25 +241,17 @@ class CardSync:
                 return
 
     async def _claim_write(self, number: str) -> tuple[CardPlan, datetime] | None:
-        """Plan again from the committed row and, if a write is due, spend a slot for it."""
-        async with self.ledger.write() as conn:
-            row = await _locked_line(conn, number)
-            if row is None:
-                return None
+        """Plan again from the committed line and, if a write is due, spend a slot for it."""
+
+        def reserve(line: Line) -> tuple[tuple[CardPlan, datetime], WriteBudget] | None:
             now = clock.now()
-            view = view_of(row)
+            view = view_of(line)
             plan = self.plan(view, now)
             if not plan.writes:
                 return None
-            budget = view.budget.reserve(now, self.write_lease)
-            await conn.execute(
-                sa.update(lines)
-                .where(lines.c.number == number)
-                .values(
-                    card_write_log=dump_log(budget.writes), card_next_write_at=budget.next_write_at
-                )
-            )
-            return plan, now
+            return (plan, now), view.budget.reserve(now, self.write_lease)
+
+        return await ledger_cards.claim_write(self.ledger, number, reserve)
 
     async def _write(
         self, number: str, plan: CardPlan, reserved_at: datetime, report: SyncReport
@@ -324,35 +300,34 @@ class CardSync:
         report: SyncReport,
     ) -> datetime | None:
         """Record the answer: the budget, the card Linq returned, the line's error."""
-        async with self.ledger.write() as conn:
-            row = await _locked_line(conn, number)
-            if row is None:
-                return None
-            budget = WriteBudget.from_row(
-                row.card_write_log, row.card_next_write_at, row.card_write_failures
-            ).settle(
+        retry_after = error.retry_after if error is not None else None
+
+        def settle(budget: WriteBudget) -> WriteBudget:
+            return budget.settle(
                 reserved_at,
                 finished,
                 result,
-                retry_after=error.retry_after if error is not None else None,
+                retry_after=retry_after,
                 retry_base=self.config.retry_wait,
             )
-            values: dict[str, Any] = {
-                "card_write_log": dump_log(budget.writes),
-                "card_next_write_at": budget.next_write_at,
-                "card_write_failures": budget.failures,
-                "updated_at": finished,
-            }
-            transitions: list[CardTransition] = []
-            if result == WriteResult.ok and card is not None:
-                values["card_written_at"] = finished
-                values["last_error"] = None
-                transitions = await observe_in(conn, [card], finished, numbers=[number])
-                if card.is_active:
-                    values["card_written_at"] = None
-            elif result not in (WriteResult.exists, WriteResult.missing, WriteResult.unauthorized):
-                values["last_error"] = _line_error(result, error, budget.next_write_at)
-            await conn.execute(sa.update(lines).where(lines.c.number == number).values(**values))
+
+        def line_error(budget: WriteBudget) -> str:
+            return _line_error(result, error, budget.next_write_at)
+
+        accepted = observed(card) if result == WriteResult.ok and card is not None else None
+        # 2014 and 2012 are followed up at once; a rejected token is the token's, not the line's.
+        keeps_error = result in (WriteResult.exists, WriteResult.missing, WriteResult.unauthorized)
+        recorded = await ledger_cards.record_write(
+            self.ledger,
+            number,
+            at=finished,
+            settle=settle,
+            accepted=accepted,
+            line_error=None if accepted is not None or keeps_error else line_error,
+        )
+        if recorded is None:
+            return None
+        budget, transitions = recorded
         log_transitions(transitions)
         await self._reschedule(transitions, report)
         return budget.next_write_at
@@ -381,14 +356,9 @@ class CardSync:
             f"is still not active after {_human(timeout)}; no more writes until the card in "
             "the schedule changes"
         )
-        async with self.ledger.write() as conn:
-            done = await conn.execute(
-                sa.update(lines)
-                .where(lines.c.number == number)
-                .where(lines.c.card_written_at == written_at)
-                .values(card_written_at=None, last_error=message, updated_at=clock.now())
-            )
-        if done.rowcount != 1:
+        if not await ledger_cards.give_up_activation(
+            self.ledger, number, written_at, message, clock.now()
+        ):
             return  # another replica gave up on this write first
         self.metrics.card_activation_timeouts.labels(line=number).inc()
         log.error(
@@ -397,13 +367,6 @@ class CardSync:
             written_at=written_at.isoformat() if written_at else None,
             timeout_seconds=timeout.total_seconds(),
         )
-
-
-async def _locked_line(conn: AsyncConnection, number: str) -> Any:
-    query = sa.select(lines).where(lines.c.number == number)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    return (await conn.execute(query)).first()
 
 
 def lease_for(schedule: Schedule) -> timedelta:
