@@ -18,25 +18,17 @@ from scheduler.core.line import CardTransition, ObservedCard
 from scheduler.ledger import cards as ledger_cards
 from scheduler.ledger import lines as ledger_lines
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.models import CardState
 from scheduler.linq.types import ContactCard
 
 __all__ = [
     "CardTransition",
     "log_transitions",
     "observed",
-    "observed_state",
     "record_observed_cards",
     "sync_configured_lines",
 ]
 
 log = structlog.get_logger("scheduler.cards")
-
-
-def observed_state(card: ContactCard | None) -> CardState:
-    if card is None:
-        return CardState.absent
-    return CardState.active if card.is_active else CardState.pending
 
 
 def observed(card: ContactCard) -> ObservedCard:

@@ -4,7 +4,7 @@ carries, the card write budget, and whether Linq lets it share. Records only, no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from scheduler.cards.budget import WriteBudget
 from scheduler.cards.plan import CardFields
@@ -62,3 +62,27 @@ class CardTransition:
     @property
     def activated(self) -> bool:
         return self.after == CardState.active and self.before != CardState.active
+
+
+# Line eligibility: while Linq refuses the line (2027), one share (the probe) is tried at a
+# time, the wait doubling with each refusal up to the cap.
+PROBE_FIRST = timedelta(minutes=5)
+PROBE_MAX = timedelta(hours=1)
+
+
+def probe_backoff(previous_seconds: int) -> timedelta:
+    """The wait before the next probe: the first, then doubling up to the cap."""
+    if previous_seconds <= 0:
+        return PROBE_FIRST
+    return min(timedelta(seconds=previous_seconds * 2), PROBE_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class LineEligibility:
+    """A line Linq refuses activity on, since when and why, and its next probe."""
+
+    number: str
+    ineligible_since: datetime
+    reason: str | None
+    probe_at: datetime | None
+    backoff: timedelta

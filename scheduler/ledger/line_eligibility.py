@@ -11,35 +11,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scheduler.core.line import PROBE_FIRST, PROBE_MAX, LineEligibility, probe_backoff
 from scheduler.ledger.facts import chats, lines
 from scheduler.ledger.models import ChatStatus
 
-PROBE_FIRST = timedelta(minutes=5)
-PROBE_MAX = timedelta(hours=1)
-
-
-def probe_backoff(previous_seconds: int) -> timedelta:
-    """The wait before the next probe: the first, then doubling up to the cap. Pure."""
-    if previous_seconds <= 0:
-        return PROBE_FIRST
-    return min(timedelta(seconds=previous_seconds * 2), PROBE_MAX)
+__all__ = [
+    "PROBE_FIRST",
+    "PROBE_MAX",
+    "LineEligibility",
+    "hold_probe",
+    "ineligible_lines",
+    "mark_line_eligible",
+    "mark_line_ineligible",
+    "probe_backoff",
+]
 
 
 @dataclass(frozen=True, slots=True)
-class LineEligibility:
-    number: str
-    ineligible_since: datetime
-    reason: str | None
-    probe_at: datetime | None
-    backoff: timedelta
+class _Stored:
+    """A line's eligibility as stored, before a new fact is applied."""
+
+    ineligible_since: datetime | None
+    probe_backoff_seconds: int
+    changed_at: datetime | None
+
+    def stale(self, at: datetime) -> bool:
+        """Whether a fact of ``at`` is older than the latest one applied."""
+        return self.changed_at is not None and at < self.changed_at
 
 
-async def _line(conn: AsyncConnection, number: str) -> Any:
+async def _line(conn: AsyncConnection, number: str) -> _Stored | None:
     found = await conn.execute(
         sa.select(
             lines.c.ineligible_since,
@@ -47,11 +52,10 @@ async def _line(conn: AsyncConnection, number: str) -> Any:
             lines.c.eligibility_changed_at,
         ).where(lines.c.number == number)
     )
-    return found.first()
-
-
-def _stale(row: Any, at: datetime) -> bool:
-    return row.eligibility_changed_at is not None and at < row.eligibility_changed_at
+    row = found.first()
+    if row is None:
+        return None
+    return _Stored(row.ineligible_since, row.probe_backoff_seconds, row.eligibility_changed_at)
 
 
 async def mark_line_ineligible(
@@ -63,16 +67,16 @@ async def mark_line_ineligible(
     The line's chats wait until the probe: ``next_share_at`` becomes at least ``probe_at``
     (one set-based UPDATE; chats not schedulable stay so).
     """
-    row = await _line(conn, number)
-    if row is None or _stale(row, at):
+    stored = await _line(conn, number)
+    if stored is None or stored.stale(at):
         return None
-    backoff = probe_backoff(row.probe_backoff_seconds if row.ineligible_since else 0)
+    backoff = probe_backoff(stored.probe_backoff_seconds if stored.ineligible_since else 0)
     probe_at = max(now, at) + backoff
     await conn.execute(
         sa.update(lines)
         .where(lines.c.number == number)
         .values(
-            ineligible_since=row.ineligible_since or at,
+            ineligible_since=stored.ineligible_since or at,
             ineligible_reason=reason[:500],
             probe_at=probe_at,
             probe_backoff_seconds=int(backoff.total_seconds()),
@@ -98,8 +102,8 @@ async def mark_line_eligible(
     The line's schedulable chats become due now, so that the next pass re-checks each against
     the rule and reschedules those not due: the rule, not this call, decides when they share.
     """
-    row = await _line(conn, number)
-    if row is None or _stale(row, at):
+    stored = await _line(conn, number)
+    if stored is None or stored.stale(at):
         return False
     await conn.execute(
         sa.update(lines)
@@ -113,7 +117,7 @@ async def mark_line_eligible(
             updated_at=now,
         )
     )
-    if row.ineligible_since is None:
+    if stored.ineligible_since is None:
         return False
     await conn.execute(
         sa.update(chats)
