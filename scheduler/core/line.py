@@ -64,6 +64,55 @@ class CardTransition:
         return self.after == CardState.active and self.before != CardState.active
 
 
+@dataclass(frozen=True, slots=True)
+class StoredCard:
+    """What the ledger holds of a line's card when a read's answer comes in."""
+
+    state: CardState
+    # The last write Linq accepted, while its activation is awaited.
+    written_at: datetime | None
+    # The latest write stamp of the budget (a write in flight is stamped before it is sent).
+    last_write_at: datetime | None
+
+    def written_after(self, seen_at: datetime) -> bool:
+        """Whether a write (by this or another process) came after a read sent at
+        ``seen_at``: that read may predate the write, and says nothing about the card."""
+        return self.last_write_at is not None and self.last_write_at > seen_at
+
+
+@dataclass(frozen=True, slots=True)
+class CardObservation:
+    """What a read means for one line: its card and state from now on."""
+
+    card: ObservedCard | None
+    state: CardState
+    # Set when the state changed.
+    transition: CardTransition | None
+    # The card our last write made is seen active: its activation is no longer awaited.
+    write_confirmed: bool
+
+
+def observe_card(
+    number: str, stored: StoredCard | None, card: ObservedCard | None
+) -> CardObservation | None:
+    """The line's card after a read that lists ``card`` for it (None: lists no card for it).
+    None when the read changes nothing: ``GET`` lists active cards only, so a card our write
+    left pending is missing from it, not gone (posting it again would only spend the budget).
+    """
+    before = stored.state if stored is not None else CardState.unknown
+    if card is None and before == CardState.pending:
+        return None
+    state = card.state if card is not None else CardState.absent
+    return CardObservation(
+        card=card,
+        state=state,
+        transition=CardTransition(number, before, state) if state != before else None,
+        write_confirmed=state == CardState.active
+        and stored is not None
+        and stored.written_at is not None,
+    )
+
+
 # Line eligibility: while Linq refuses the line (2027), one share (the probe) is tried at a
 # time, the wait doubling with each refusal up to the cap.
 PROBE_FIRST = timedelta(minutes=5)

@@ -18,7 +18,14 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scheduler.cards.budget import WriteBudget, dump_log, parse_log
-from scheduler.core.line import CardTransition, Line, ObservedCard
+from scheduler.core.line import (
+    CardObservation,
+    CardTransition,
+    Line,
+    ObservedCard,
+    StoredCard,
+    observe_card,
+)
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import lines
 from scheduler.ledger.lines import locked
@@ -126,15 +133,25 @@ async def give_up_activation(
     return done.rowcount == 1
 
 
-def _observed_values(card: ObservedCard | None, now: datetime) -> dict[str, Any]:
-    return {
-        "card_state": card.state if card is not None else CardState.absent,
+def _observed_values(seen: CardObservation, now: datetime) -> dict[str, Any]:
+    card = seen.card
+    values: dict[str, Any] = {
+        "card_state": seen.state,
         "card_checked_at": now,
         "card_first_name": card.fields.first_name if card else None,
         "card_last_name": card.fields.last_name if card else None,
         "card_image_url": card.fields.image_url if card else None,
         "updated_at": now,
     }
+    if seen.transition is not None:
+        values["card_state_since"] = now
+        if seen.state == CardState.active:
+            values["card_active_since"] = now
+            values["last_error"] = None
+    if seen.write_confirmed:
+        # Activation confirmed: nothing left to poll for.
+        values["card_written_at"] = None
+    return values
 
 
 async def _observe(
@@ -158,34 +175,27 @@ async def _observe(
     if numbers is not None:
         query = query.where(lines.c.number.in_(list(numbers)))
         by_number = {n: c for n, c in by_number.items() if n in numbers}
-    known = {row.number: row for row in await conn.execute(query)}
+    known = {
+        number: _stored_card(state, written_at, write_log)
+        for number, state, written_at, write_log in await conn.execute(query)
+    }
     transitions: list[CardTransition] = []
     # Rows that change the same columns go out as one executemany: a run touches every line.
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     scope = set(numbers) if numbers is not None else set(known) | set(by_number)
     for number in sorted(scope):
         card = by_number.get(number)
-        row = known.get(number)
-        if row is not None and any(w > seen_at for w in parse_log(row.card_write_log)):
+        stored = known.get(number)
+        if stored is not None and stored.written_after(seen_at):
             log.debug("card.observation_stale", line=number)
             continue
-        if card is None and row is not None and row.card_state == CardState.pending:
-            # GET lists active cards only: a card our write left pending is missing from it,
-            # not gone. Posting it again would only spend the budget.
+        seen = observe_card(number, stored, card)
+        if seen is None:
             continue
-        values = _observed_values(card, now)
-        state = values["card_state"]
-        before = CardState(row.card_state) if row is not None else CardState.unknown
-        if state != before:
-            values["card_state_since"] = now
-            if state == CardState.active:
-                values["card_active_since"] = now
-                values["last_error"] = None
-            transitions.append(CardTransition(number, before, state))
-        if state == CardState.active and row is not None and row.card_written_at is not None:
-            # Activation confirmed: nothing left to poll for.
-            values["card_written_at"] = None
-        if row is not None:
+        if seen.transition is not None:
+            transitions.append(seen.transition)
+        values = _observed_values(seen, now)
+        if stored is not None:
             params = {f"b_{k}": v for k, v in values.items()}
             updates.setdefault(tuple(sorted(values)), []).append({"b_number": number, **params})
         elif card is not None:
@@ -200,3 +210,12 @@ async def _observe(
     # Committed with the change: a reschedule cut short is found and finished later.
     await mark_for_reschedule(conn, [t.line for t in transitions if t.activity_changed])
     return transitions
+
+
+def _stored_card(state: str, written_at: datetime | None, write_log: str | None) -> StoredCard:
+    writes = parse_log(write_log)
+    return StoredCard(
+        state=CardState(state),
+        written_at=written_at,
+        last_write_at=max(writes) if writes else None,
+    )
