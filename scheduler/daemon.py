@@ -26,8 +26,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from scheduler import clock
 from scheduler.cards import CardSync, sync_configured_lines
 from scheduler.config import Schedule, Secrets, load_schedule
+from scheduler.core.rule import Policy
 from scheduler.errors import ConfigError, LedgerUnavailable, LinqError, ListenFailed, Unauthorized
-from scheduler.http.app import Runtime, create_app
+from scheduler.http.app import create_app
+from scheduler.http.gauges import publish_ledger_gauges
+from scheduler.http.runtime import Runtime
 from scheduler.http.server import Server, ServerLimits, build_server
 from scheduler.ingest.apply import prune_events
 from scheduler.ingest.backfill import scheduled_backfill
@@ -35,7 +38,7 @@ from scheduler.ingest.blocked import refresh_blocked_handles
 from scheduler.ledger import schema
 from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.gauges import refresh_due, refresh_ledger_gauges
+from scheduler.ledger.gauges import count_due, read_ledger_gauges
 from scheduler.ledger.owner import own_ledger
 from scheduler.ledger.recompute import mark_all_for_reschedule, reschedule_marked_lines
 from scheduler.ledger.retention import prune_attempts
@@ -44,7 +47,6 @@ from scheduler.linq.client import LinqClient
 from scheduler.logs import configure_logging, register_secrets
 from scheduler.metrics import Metrics
 from scheduler.notify import SystemdNotifier
-from scheduler.rule import Policy
 from scheduler.share.share_pass import SharePass
 from scheduler.wakeups import Waker
 
@@ -129,7 +131,7 @@ class Daemon:
         self.pass_task = asyncio.current_task()
         try:
             await self.share_pass.run()
-            await refresh_due(self.ledger, self.metrics, clock.now())
+            self.metrics.due_chats.set(await count_due(self.ledger, clock.now()))
             self.ledger_error = None
         except LedgerUnavailable as exc:
             self.ledger_error = str(exc)
@@ -203,9 +205,10 @@ class Daemon:
             log.warning("blocked_handles.read_failed", error=str(exc), trace_id=exc.trace_id)
 
     async def _refresh_gauges(self) -> None:
-        await refresh_ledger_gauges(
-            self.ledger, self.metrics, clock.now(), report_zone(self.schedule.sharing)
+        gauges = await read_ledger_gauges(
+            self.ledger, clock.now(), report_zone(self.schedule.sharing)
         )
+        publish_ledger_gauges(self.metrics, gauges)
 
     def _card_event(self, number: str) -> None:
         self.card_waker.request(datetime.now(UTC))

@@ -16,12 +16,12 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.cards.budget import BLOCKED, parse_log
 from scheduler.config import Schedule
+from scheduler.core.card_budget import BLOCKED, parse_log
+from scheduler.core.status import CardState
 from scheduler.ledger.dialect import upsert
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import lines
-from scheduler.ledger.models import CardState
 from scheduler.ledger.recompute import mark_for_reschedule
 from scheduler.linq.types import ContactCard
 

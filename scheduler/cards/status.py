@@ -7,14 +7,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from scheduler.cards.budget import WriteBudget
-from scheduler.cards.plan import CardFields, plan_card
 from scheduler.cards.sync import view_of
 from scheduler.config import CardsConfig
+from scheduler.core.card_budget import WriteBudget
+from scheduler.core.card_plan import CardFields, plan_card
+from scheduler.core.status import CardState, ChatStatus
 from scheduler.errors import NotFound
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import CardState, ChatStatus
 
 
 def _fields(card: CardFields | None) -> dict[str, Any] | None:

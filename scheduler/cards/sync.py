@@ -26,24 +26,24 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scheduler import clock
-from scheduler.cards.budget import WriteBudget, WriteResult, classify, dump_log
 from scheduler.cards.observe import (
     CardTransition,
     log_transitions,
     observe_in,
     record_observed_cards,
 )
-from scheduler.cards.plan import Action, CardFields, CardPlan, CardView, plan_card
 from scheduler.config import CardsConfig, Schedule
+from scheduler.core.card_budget import WriteBudget, WriteResult, classify, dump_log
+from scheduler.core.card_plan import Action, CardFields, CardPlan, CardView, plan_card
+from scheduler.core.rule import Policy
+from scheduler.core.status import CardState
 from scheduler.errors import CardNotActive, LinqError, Unauthorized
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import lines
-from scheduler.ledger.models import CardState
 from scheduler.ledger.recompute import reschedule_marked_lines
 from scheduler.linq.client import LinqClient
 from scheduler.linq.types import ContactCard
 from scheduler.metrics import Metrics
-from scheduler.rule import Policy
 
 log = structlog.get_logger("scheduler.cards")
 

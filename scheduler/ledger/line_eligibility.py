@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scheduler.core.status import ChatStatus
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import ChatStatus
 
 PROBE_FIRST = timedelta(minutes=5)
 PROBE_MAX = timedelta(hours=1)

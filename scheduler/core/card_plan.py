@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from scheduler.cards.budget import WriteBudget
-from scheduler.ledger.models import CardState
+from scheduler.core.card_budget import WriteBudget
+from scheduler.core.status import CardState
 
 
 class Action(StrEnum):
