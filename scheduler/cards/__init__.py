@@ -1,8 +1,8 @@
 """Contact cards: observed from Linq, and made to match the schedule file.
 
 - :mod:`~scheduler.cards.observe` records what ``GET /v3/contact_card`` says;
-- :mod:`~scheduler.cards.budget` is the pure bookkeeping of 3 writes per 10 minutes per number;
-- :mod:`~scheduler.cards.plan` is the pure decision: create, patch, wait or nothing;
+- :mod:`~scheduler.core.card_budget` is the pure bookkeeping of 3 writes per 10 minutes per
+  number, and :mod:`~scheduler.core.card_plan` the pure decision: create, patch, wait or nothing;
 - :mod:`~scheduler.cards.sync` is the I/O shell the daemon's card job and ``cards sync`` run;
 - :mod:`~scheduler.cards.status` is the read side for ``cards status``.
 """

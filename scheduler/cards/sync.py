@@ -4,7 +4,7 @@ One run:
 1. ``GET /v3/contact_card`` (all cards at once) and record what each line's card is; lines
    whose card turned active or inactive get their chats recomputed at once (due now when
    active and inside the window; never due while inactive, with no chat's day spent);
-2. for every line that declares a card, plan (:func:`scheduler.cards.plan.plan_card`) and
+2. for every line that declares a card, plan (:func:`scheduler.core.card_plan.plan_card`) and
    carry out creates and patches within the number's write budget;
 3. report when the next run is needed (an activation poll, the end of a wait), so that the
    daemon can run the job sooner than its interval.
