@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine with Python 3.11+ and make:
 #   make demo   - the whole flow against the built-in simulator, on SQLite
-#   make test   - lint, type checks and the whole test suite (SQLite and PostgreSQL)
+#   make test   - lint (ruff, import contracts), type checks and the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/share-scheduler demo --exit-when-done
 
+# ruff, then the import contracts of pyproject.toml (layers, a pure core, SQL only in the
+# ledger; docs/architecture.md).
 lint: $(STAMP)
 	$(BIN)/ruff check scheduler tests migrations bench deploy
 	$(BIN)/ruff format --check scheduler tests migrations bench deploy
+	$(BIN)/lint-imports --no-logo --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

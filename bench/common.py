@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from scheduler.core.rule import Policy
 from scheduler.demo.processes import (
     DaemonProcess,
     SimProcess,
@@ -32,7 +33,6 @@ from scheduler.demo.processes import (
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.logs import configure_logging, register_secrets
-from scheduler.rule import Policy
 
 LINE = "+14155550100"
 TOKEN = "bench-token"

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from bench.common import LINE, fill_ledger, ledger_url, median, open_policy, table
 from scheduler import clock
+from scheduler.core.rule import Policy
 from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.claim_sql import (
     PG_DUE,
@@ -41,7 +42,6 @@ from scheduler.ledger.claims import claim_batch
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, compute_next
 from scheduler.ledger.models import attempts_table
-from scheduler.rule import Policy
 
 
 async def due_query(ledger: Ledger, now: datetime, batch: int, policy: Policy) -> int:

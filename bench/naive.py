@@ -38,9 +38,9 @@ from bench.common import TOKEN, fill_ledger, ledger_url, open_policy, seed, simu
 from bench.due_query import measure
 from bench.share_pass import daemon_pass
 from scheduler import clock
+from scheduler.core.rule import next_share_at
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chat_facts, chats, line_facts, select_chats_with_line
-from scheduler.rule import next_share_at
 
 
 def share_chat(chat_id: str) -> None:

@@ -28,10 +28,10 @@ from pydantic import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from scheduler import validate
 from scheduler.config_yaml import YamlProblem, load_yaml, read_schedule_text
 from scheduler.errors import ConfigError, ConfigProblem
-from scheduler.ingest import validate
-from scheduler.ingest.signing import STANDARD_PREFIX, standard_webhook
+from scheduler.validate import STANDARD_PREFIX, check_signing_secret
 
 CONFIG_ENV = "SHARE_SCHEDULER_CONFIG"
 # The database password, kept out of the URL (a URL would need it percent-escaped).
@@ -752,7 +752,7 @@ def _signing_secret_problems(where: str, source: str, value: str) -> list[Config
     if not value.startswith(STANDARD_PREFIX):
         return []
     try:
-        standard_webhook(value)
+        check_signing_secret(value)
     except ValueError as exc:
         return [ConfigProblem(where, f"{source} is not a signing secret: {exc}")]
     return []

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from scheduler.core.rule import Policy, Verdict, explain
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import (
     chat_facts,
@@ -27,7 +28,6 @@ from scheduler.ledger.facts import (
     select_chats_with_line,
 )
 from scheduler.ledger.queries import get_chat_with_line
-from scheduler.rule import Policy, Verdict, explain
 
 __all__ = [
     "ChatVerdict",

@@ -6,11 +6,11 @@ from datetime import datetime, time, timedelta
 
 import sqlalchemy as sa
 
+from scheduler.core.rule import Policy
+from scheduler.core.status import CardState, ChatStatus
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import CardState, ChatStatus
 from scheduler.ledger.recompute import recompute_chats
-from scheduler.rule import Policy
 
 
 def policy(**overrides: object) -> Policy:

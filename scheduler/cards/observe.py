@@ -12,8 +12,8 @@ from datetime import datetime
 
 import structlog
 
-from scheduler.cards.plan import CardFields
 from scheduler.config import Schedule
+from scheduler.core.card_plan import CardFields
 from scheduler.core.line import CardTransition, ObservedCard
 from scheduler.ledger import cards as ledger_cards
 from scheduler.ledger import lines as ledger_lines

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from scheduler.cards.budget import WriteBudget
-from scheduler.cards.plan import CardFields, plan_card
 from scheduler.cards.sync import view_of
 from scheduler.config import CardsConfig
+from scheduler.core.card_budget import WriteBudget
+from scheduler.core.card_plan import CardFields, plan_card
 from scheduler.core.line import Line
+from scheduler.core.status import CardState
 from scheduler.errors import NotFound
 from scheduler.ledger import lines as ledger_lines
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.models import CardState
 
 
 def _fields(card: CardFields | None) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ One run:
 1. ``GET /v3/contact_card`` (all cards at once) and record what each line's card is; lines
    whose card turned active or inactive get their chats recomputed at once (due now when
    active and inside the window; never due while inactive, with no chat's day spent);
-2. for every line that declares a card, plan (:func:`scheduler.cards.plan.plan_card`) and
+2. for every line that declares a card, plan (:func:`scheduler.core.card_plan.plan_card`) and
    carry out creates and patches within the number's write budget;
 3. report when the next run is needed (an activation poll, the end of a wait), so that the
    daemon can run the job sooner than its interval.
@@ -25,21 +25,21 @@ from typing import Any
 import structlog
 
 from scheduler import clock
-from scheduler.cards.budget import WriteBudget, WriteResult, classify
 from scheduler.cards.observe import log_transitions, observed, record_observed_cards
-from scheduler.cards.plan import Action, CardPlan, CardView, plan_card
 from scheduler.config import CardsConfig, Schedule
+from scheduler.core.card_budget import WriteBudget, WriteResult, classify
+from scheduler.core.card_plan import Action, CardPlan, CardView, plan_card
 from scheduler.core.line import CardTransition, Line
+from scheduler.core.rule import Policy
+from scheduler.core.status import CardState
 from scheduler.errors import CardNotActive, LinqError, Unauthorized
 from scheduler.ledger import cards as ledger_cards
 from scheduler.ledger import lines as ledger_lines
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.models import CardState
 from scheduler.ledger.recompute import reschedule_marked_lines
 from scheduler.linq.client import LinqClient
 from scheduler.linq.types import ContactCard
 from scheduler.metrics import Metrics
-from scheduler.rule import Policy
 
 log = structlog.get_logger("scheduler.cards")
 

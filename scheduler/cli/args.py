@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scheduler.ingest import validate
+from scheduler import validate
 
 
 def _checked(check: Callable[[str], str]) -> Callable[[str | None], str | None]:

@@ -28,6 +28,7 @@ from scheduler.cli.common import (
     run_on_ledger,
 )
 from scheduler.cli.ingest_common import load_with_api
+from scheduler.core.rule import Policy
 from scheduler.ingest.backfill import (
     BackfillOptions,
     BackfillReport,
@@ -37,7 +38,6 @@ from scheduler.ingest.backfill import (
 )
 from scheduler.ledger.engine import Ledger
 from scheduler.linq.client import LinqClient
-from scheduler.rule import Policy
 
 EXIT_INCOMPLETE = 1
 

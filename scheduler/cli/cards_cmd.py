@@ -26,13 +26,13 @@ from scheduler.cli.common import (
     print_table,
     run_on_ledger,
 )
+from scheduler.core.rule import Policy
 from scheduler.errors import ConfigError, ConfigProblem
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.operator_log import ActionKind
 from scheduler.linq.client import LinqClient
 from scheduler.logs import configure_logging, register_secrets
-from scheduler.rule import Policy
 
 cards_app = typer.Typer(help="Contact cards: what each line should carry and what it does.")
 line_app = typer.Typer(help="Pause or resume sharing for one of our numbers.")

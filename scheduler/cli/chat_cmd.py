@@ -16,11 +16,11 @@ from scheduler.cli.common import (
     run_on_ledger,
 )
 from scheduler.cli.ops_common import load_for_rule
+from scheduler.core.rule import Policy
 from scheduler.ledger.chat_ops import StatusChange, set_chat_paused
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.operator_log import ActionKind
 from scheduler.ledger.queries import resolve_chat_id
-from scheduler.rule import Policy
 
 chat_app = typer.Typer(help="Pause or resume one chat's sharing.", no_args_is_help=True)
 

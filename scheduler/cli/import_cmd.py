@@ -23,10 +23,10 @@ from scheduler.cli.common import (
 )
 from scheduler.cli.ingest_common import load_with_rule
 from scheduler.cli.ledger_cmd import ledger_app
+from scheduler.core.rule import Policy
 from scheduler.ingest.importer import Format, ImportReport, import_file
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.operator_log import ActionKind
-from scheduler.rule import Policy
 
 EXIT_ROWS_REJECTED = 1
 

@@ -24,9 +24,9 @@ from scheduler.cli.common import (
     print_table,
     run_on_ledger,
 )
+from scheduler.core.status import ChatStatus
 from scheduler.ledger import queries
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.models import ChatStatus
 from scheduler.ledger.operator_log import ActionKind, OperatorAction, list_operator_actions
 
 ledger_app = typer.Typer(help="Inspect the share ledger.", no_args_is_help=True)

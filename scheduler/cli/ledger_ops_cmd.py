@@ -24,9 +24,9 @@ from scheduler.cli.common import (
     run_on_ledger,
 )
 from scheduler.cli.ledger_cmd import ledger_app
+from scheduler.core.status import ChatStatus
 from scheduler.ledger import queries
 from scheduler.ledger.export import export_chats
-from scheduler.ledger.models import ChatStatus
 from scheduler.ledger.stats import LineStats, ledger_stats, report_zone
 
 

@@ -26,13 +26,13 @@ from scheduler.cli.common import (
 )
 from scheduler.cli.ops_common import load_for_rule
 from scheduler.config import Schedule
+from scheduler.core.rule import Policy
 from scheduler.doctor import Check, run_doctor
 from scheduler.ledger import queries
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.stats import report_zone
 from scheduler.logs import configure_logging
 from scheduler.plan import ChatVerdict, Forecast, explain_chat, forecast, rate_fit
-from scheduler.rule import Policy
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 

@@ -17,12 +17,12 @@ from scheduler.cli.common import (
     run_on_ledger,
 )
 from scheduler.cli.ops_common import load_for_rule
+from scheduler.core.rule import Policy
 from scheduler.errors import ConfigError, ConfigProblem
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.operator_log import ActionKind
 from scheduler.ledger.queries import resolve_chat_id
 from scheduler.linq.client import LinqClient
-from scheduler.rule import Policy
 from scheduler.share.manual import ManualShare, share_now
 
 share_app = typer.Typer(help="Share a contact card on request.", no_args_is_help=True)

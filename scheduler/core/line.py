@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from scheduler.cards.budget import WriteBudget
-from scheduler.cards.plan import CardFields
-from scheduler.ledger.models import CardState
+from scheduler.core.card_budget import WriteBudget
+from scheduler.core.card_plan import CardFields
+from scheduler.core.status import CardState
 
 
 @dataclass(frozen=True, slots=True)

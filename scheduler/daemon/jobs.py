@@ -22,11 +22,12 @@ from scheduler.config import Schedule
 from scheduler.daemon.health import Health
 from scheduler.daemon.settings import Settings
 from scheduler.errors import LedgerUnavailable, LinqError, Unauthorized
+from scheduler.http.gauges import publish_ledger_gauges
 from scheduler.ingest.apply import prune_events
 from scheduler.ingest.backfill import scheduled_backfill
 from scheduler.ingest.blocked import refresh_blocked_handles
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.gauges import refresh_due, refresh_ledger_gauges
+from scheduler.ledger.gauges import count_due, read_ledger_gauges
 from scheduler.ledger.retention import prune_attempts
 from scheduler.ledger.stats import report_zone
 from scheduler.linq.client import LinqClient
@@ -168,7 +169,7 @@ class Jobs:
         self.pass_task = asyncio.current_task()
         try:
             await self.share_pass.run()
-            await refresh_due(self.ledger, self.metrics, clock.now())
+            self.metrics.due_chats.set(await count_due(self.ledger, clock.now()))
             self.health.ledger_error = None
         except LedgerUnavailable as exc:
             self.health.ledger_error = str(exc)
@@ -242,6 +243,7 @@ class Jobs:
             log.warning("blocked_handles.read_failed", error=str(exc), trace_id=exc.trace_id)
 
     async def refresh_gauges(self) -> None:
-        await refresh_ledger_gauges(
-            self.ledger, self.metrics, clock.now(), report_zone(self.settings.schedule.sharing)
+        gauges = await read_ledger_gauges(
+            self.ledger, clock.now(), report_zone(self.settings.schedule.sharing)
         )
+        publish_ledger_gauges(self.metrics, gauges)

@@ -29,7 +29,7 @@ from scheduler.daemon.jobs import CardWakeups, Jobs
 from scheduler.daemon.server import HttpSide, listen_socket
 from scheduler.daemon.settings import Settings
 from scheduler.errors import ConfigError, LedgerUnavailable
-from scheduler.http.app import Runtime
+from scheduler.http.runtime import Runtime
 from scheduler.ledger import schema
 from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.engine import Ledger

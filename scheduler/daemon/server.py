@@ -10,7 +10,8 @@ from typing import Any
 
 from scheduler.config import Schedule
 from scheduler.errors import ListenFailed
-from scheduler.http.app import Runtime, create_app
+from scheduler.http.app import create_app
+from scheduler.http.runtime import Runtime
 from scheduler.http.server import Server, ServerLimits, build_server
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import structlog
 
 from scheduler.config import Schedule, Secrets, load_schedule
+from scheduler.core.rule import Policy
 from scheduler.errors import ConfigError
 from scheduler.logs import configure_logging, register_secrets
-from scheduler.rule import Policy
 
 log = structlog.get_logger("scheduler.daemon")
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from scheduler import clock
 from scheduler.errors import LedgerUnavailable
+from scheduler.http.runtime import Runtime
 from scheduler.ingest.events import KNOWN_EVENTS, Event, EventError, parse_event
 from scheduler.ingest.signing import (
     SignatureHeaders,
@@ -29,9 +30,6 @@ from scheduler.ingest.signing import (
     WebhookVerifier,
 )
 from scheduler.logs import debug_enabled
-
-if TYPE_CHECKING:
-    from scheduler.http.app import Runtime
 
 log = structlog.get_logger("scheduler.webhooks")
 

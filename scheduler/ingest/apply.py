@@ -16,14 +16,17 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.ingest.events import ChatActivity, Event, LineStatus
-from scheduler.ingest.merge import CHAT_DEFAULTS, OPT_OUT_SEEN, merge_activity
+from scheduler.core.activity import ChatActivity, LineStatus
+from scheduler.core.merge import CHAT_DEFAULTS, OPT_OUT_SEEN, merge_activity
+from scheduler.core.rule import LineFacts, Policy, next_share_at
+from scheduler.core.status import CardState, ChatStatus
+from scheduler.ingest.events import Event
 from scheduler.ledger.dialect import insert_ignore
 from scheduler.ledger.driver import Driver, chunks, codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chat_facts, chats, line_facts, lines
 from scheduler.ledger.line_eligibility import mark_line_eligible, mark_line_ineligible
-from scheduler.ledger.models import CardState, ChatStatus, webhook_events_table
+from scheduler.ledger.models import webhook_events_table
 from scheduler.ledger.recipients import (
     RecipientFacts,
     chat_status_for,
@@ -31,7 +34,6 @@ from scheduler.ledger.recipients import (
     note_recipients,
     one_to_one_handle,
 )
-from scheduler.rule import LineFacts, Policy, next_share_at
 
 webhook_events = webhook_events_table
 log = structlog.get_logger("scheduler.ingest")

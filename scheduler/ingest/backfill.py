@@ -28,8 +28,10 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 import structlog
 
-from scheduler import clock
+from scheduler import clock, validate
 from scheduler.config import E164, BackfillConfig, Schedule
+from scheduler.core.activity import ChatActivity
+from scheduler.core.rule import Policy
 from scheduler.errors import (
     LedgerUnavailable,
     LinqError,
@@ -37,9 +39,7 @@ from scheduler.errors import (
     ShareSchedulerError,
     Unauthorized,
 )
-from scheduler.ingest import validate
 from scheduler.ingest.apply import merge_all, upsert_chats
-from scheduler.ingest.events import ChatActivity
 from scheduler.ledger.dialect import upsert
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
@@ -47,7 +47,6 @@ from scheduler.ledger.models import backfill_state_table
 from scheduler.linq.client import MAX_PAGE_SIZE, LinqClient
 from scheduler.linq.retry import backoff_delay, is_retryable
 from scheduler.linq.types import Chat
-from scheduler.rule import Policy
 
 log = structlog.get_logger("scheduler.backfill")
 

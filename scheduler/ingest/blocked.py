@@ -9,10 +9,10 @@ from __future__ import annotations
 import structlog
 
 from scheduler import clock
+from scheduler.core.rule import Policy
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.recipients import BlockedSync, sync_blocked_handles
 from scheduler.linq.client import LinqClient
-from scheduler.rule import Policy
 
 log = structlog.get_logger("scheduler.ingest")
 

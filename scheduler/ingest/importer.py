@@ -31,15 +31,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scheduler import validate
+from scheduler.core.activity import ChatActivity
+from scheduler.core.merge import merge_activity
+from scheduler.core.rule import Policy
+from scheduler.core.status import ChatStatus
 from scheduler.errors import ShareSchedulerError
-from scheduler.ingest import validate
 from scheduler.ingest.apply import Merge, UpsertCounts, upsert_chats
-from scheduler.ingest.events import EARLIEST, ChatActivity
-from scheduler.ingest.merge import merge_activity
+from scheduler.ingest.events import EARLIEST
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.export import EXPORT_COLUMNS
-from scheduler.ledger.models import ChatStatus
-from scheduler.rule import Policy
 
 COLUMNS = (
     "chat_id",

@@ -25,7 +25,7 @@ from enum import StrEnum
 
 from standardwebhooks import Webhook
 
-STANDARD_PREFIX = "whsec_"
+from scheduler.validate import STANDARD_PREFIX, check_signing_secret
 
 
 class SignatureVerdict(StrEnum):
@@ -76,17 +76,7 @@ def new_standard_secret() -> str:
 
 def standard_webhook(secret: str) -> Webhook:
     """The Standard Webhooks signer of a ``whsec_`` secret; ValueError if it is not one."""
-    if not secret.startswith(STANDARD_PREFIX):
-        raise ValueError(f"a Standard Webhooks secret starts with {STANDARD_PREFIX}")
-    key = secret[len(STANDARD_PREFIX) :]
-    if not key:
-        raise ValueError(f"the part after {STANDARD_PREFIX} is empty")
-    try:
-        # Validated first: the package's own decoding skips characters that are not base64.
-        base64.b64decode(key + "=" * (-len(key) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"the part after {STANDARD_PREFIX} is not base64") from None
-    return Webhook(secret)
+    return Webhook(check_signing_secret(secret))
 
 
 def sign(secret: str, timestamp: int | str, body: bytes) -> str:

@@ -17,6 +17,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scheduler import clock
+from scheduler.core.activity import ChatActivity, LineStatus
+from scheduler.core.rule import Policy
 from scheduler.errors import LedgerUnavailable
 from scheduler.ingest.apply import (
     ApplyResult,
@@ -26,10 +28,9 @@ from scheduler.ingest.apply import (
     upsert_chats,
     webhook_events,
 )
-from scheduler.ingest.events import ChatActivity, Event, LineStatus
+from scheduler.ingest.events import Event
 from scheduler.ledger.driver import codec, driver_of
 from scheduler.ledger.engine import Ledger
-from scheduler.rule import Policy
 
 log = structlog.get_logger("scheduler.ingest")
 MAX_BATCH = 256

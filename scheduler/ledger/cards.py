@@ -17,7 +17,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.cards.budget import WriteBudget, dump_log, parse_log
+from scheduler.core.card_budget import WriteBudget, dump_log, parse_log
 from scheduler.core.line import (
     CardObservation,
     CardTransition,
@@ -26,10 +26,10 @@ from scheduler.core.line import (
     StoredCard,
     observe_card,
 )
+from scheduler.core.status import CardState
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import lines
 from scheduler.ledger.lines import locked
-from scheduler.ledger.models import CardState
 from scheduler.ledger.recompute import mark_for_reschedule
 
 __all__ = ["claim_write", "give_up_activation", "record_observations", "record_write"]

@@ -14,12 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
+from scheduler.core.rule import Policy
+from scheduler.core.status import ChatStatus
 from scheduler.errors import NotFound, ShareSchedulerError
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, select_chats_with_line
-from scheduler.ledger.models import ChatStatus
 from scheduler.ledger.recipients import chat_status_for, one_to_one_handle, recipient_facts
-from scheduler.rule import Policy
 
 __all__ = ["ChatStateError", "StatusChange", "set_chat_paused"]
 

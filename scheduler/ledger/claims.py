@@ -20,15 +20,16 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scheduler.core.rule import LineFacts, Policy
+from scheduler.core.share_outcome import Decision
+from scheduler.core.status import CardState, ChatStatus, Outcome
 from scheduler.ledger.claim_sql import AttemptFinish, ChatState, ChatUpdate, ClaimSQL
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, line_facts
 from scheduler.ledger.facts import lines as Line_table
 from scheduler.ledger.line_eligibility import hold_probe, mark_line_eligible, mark_line_ineligible
-from scheduler.ledger.models import CardState, ChatStatus, Outcome, attempts_table
+from scheduler.ledger.models import attempts_table
 from scheduler.ledger.recipients import RecipientFacts, one_to_one_handle, record_recipient_facts
-from scheduler.rule import LineFacts, Policy
-from scheduler.share.decisions import Decision
 
 attempts = attempts_table
 log = structlog.get_logger("scheduler.share")

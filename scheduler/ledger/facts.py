@@ -8,8 +8,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from scheduler.ledger.models import CardState, chats_table, lines_table
-from scheduler.rule import ChatFacts, LineFacts, Policy, next_share_at
+from scheduler.core.rule import ChatFacts, LineFacts, Policy, next_share_at
+from scheduler.core.status import CardState
+from scheduler.ledger.models import chats_table, lines_table
 
 chats = chats_table
 lines = lines_table

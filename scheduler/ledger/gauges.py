@@ -1,9 +1,9 @@
-"""The ledger-derived gauges of ``/metrics``: due chats, chats by status, per-line states,
-recipients opted out and blocked.
+"""The ledger-derived numbers of ``/metrics``: due chats, chats by status, per-line states,
+recipients opted out and blocked. The caller sets the gauges (:mod:`scheduler.http.gauges`).
 
 The due count is an index range scan on ``next_share_at`` (cheap after every pass); the
-status and per-line gauges come from ``ledger stats``' grouped counts (a scan of the chats)
-and run with the card job, less often, never on a scrape.
+status and per-line numbers come from ``ledger stats``' grouped counts (a scan of the chats)
+and are read with the card job, less often, never on a scrape.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from scheduler.core.gauges import LedgerGauges, LineGauges
+from scheduler.core.status import CardState, ChatStatus
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats
-from scheduler.ledger.models import CardState, ChatStatus
 from scheduler.ledger.stats import ledger_stats
-from scheduler.metrics import Metrics
 
-__all__ = ["count_due", "refresh_due", "refresh_ledger_gauges"]
+__all__ = ["count_due", "read_ledger_gauges"]
 
 
 async def count_due(ledger: Ledger, now: datetime) -> int:
@@ -37,32 +37,27 @@ async def count_due(ledger: Ledger, now: datetime) -> int:
         )
 
 
-async def refresh_due(ledger: Ledger, metrics: Metrics, now: datetime) -> None:
-    metrics.due_chats.set(await count_due(ledger, now))
-
-
-async def refresh_ledger_gauges(
-    ledger: Ledger, metrics: Metrics, now: datetime, zone: ZoneInfo
-) -> None:
-    """Per-line and per-status gauges from ``ledger stats``' grouped counts (one read)."""
+async def read_ledger_gauges(ledger: Ledger, now: datetime, zone: ZoneInfo) -> LedgerGauges:
+    """Per-line and per-status numbers from ``ledger stats``' grouped counts (one read)."""
     stats = await ledger_stats(ledger, now=now, zone=zone)
-    for line in stats.lines:
-        if line.line is None:
-            continue
-        metrics.set_line(
-            line.line,
-            card_active=1 if line.card_state == CardState.active else 0,
-            paused=1 if line.paused else 0,
-            ineligible=1 if line.ineligible else 0,
-            due_now=line.due_now,
-            shared_today=line.shared_today,
-            chats=line.chats,
-        )
-    # Every status is set, so one that empties drops to 0 instead of keeping its last value.
-    for status in ChatStatus:
-        metrics.chats_by_status.labels(status=status.value).set(
-            stats.total.by_status.get(status.value, 0)
-        )
-    metrics.recipients.labels(state="opted_out").set(stats.recipients_opted_out)
-    metrics.recipients.labels(state="blocked").set(stats.recipients_blocked)
-    metrics.due_chats.set(stats.total.due_now)
+    return LedgerGauges(
+        lines=tuple(
+            LineGauges(
+                line=line.line,
+                card_active=line.card_state == CardState.active,
+                paused=bool(line.paused),
+                ineligible=bool(line.ineligible),
+                due_now=line.due_now,
+                shared_today=line.shared_today,
+                chats=line.chats,
+            )
+            for line in stats.lines
+            if line.line is not None
+        ),
+        chats_by_status={
+            status: stats.total.by_status.get(status.value, 0) for status in ChatStatus
+        },
+        recipients_opted_out=stats.recipients_opted_out,
+        recipients_blocked=stats.recipients_blocked,
+        due_now=stats.total.due_now,
+    )

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scheduler.core.line import PROBE_FIRST, PROBE_MAX, LineEligibility, probe_backoff
+from scheduler.core.status import ChatStatus
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import ChatStatus
 
 __all__ = [
     "PROBE_FIRST",

@@ -10,15 +10,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.cards.budget import BLOCKED, WriteBudget
-from scheduler.cards.plan import CardFields
 from scheduler.config import LineConfig
+from scheduler.core.card_budget import BLOCKED, WriteBudget
+from scheduler.core.card_plan import CardFields
 from scheduler.core.line import Line
+from scheduler.core.status import CardState, ChatStatus
 from scheduler.errors import NotFound
 from scheduler.ledger.dialect import upsert
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import CardState, ChatStatus
 
 __all__ = ["apply_configured", "declared", "known", "line_of", "locked", "set_paused"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -23,6 +22,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# The states live in the pure core; named here too (explicitly re-exported) so that code
+# importing them from the models keeps working while it moves to scheduler.core.status.
+from scheduler.core.status import RECIPIENT_STATUSES as RECIPIENT_STATUSES
+from scheduler.core.status import SHARED_OUTCOMES as SHARED_OUTCOMES
+from scheduler.core.status import CardState as CardState
+from scheduler.core.status import ChatStatus as ChatStatus
+from scheduler.core.status import Outcome as Outcome
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -61,42 +68,6 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
-
-
-class CardState(StrEnum):
-    unknown = "unknown"
-    absent = "absent"
-    pending = "pending"
-    active = "active"
-    failed = "failed"
-
-
-class ChatStatus(StrEnum):
-    active = "active"
-    paused = "paused"
-    opted_out = "opted_out"
-    # The recipient's handle is on our account's blocked list (2026).
-    blocked = "blocked"
-    gone = "gone"
-
-
-# Statuses that follow the recipient's account-wide state (opt-out, block); paused and gone
-# chats keep theirs (an operator's decision; a gone chat does not come back).
-RECIPIENT_STATUSES = frozenset({ChatStatus.active, ChatStatus.opted_out, ChatStatus.blocked})
-
-
-class Outcome(StrEnum):
-    started = "started"
-    shared = "shared"
-    failed = "failed"
-    rate_limited = "rate_limited"
-    rejected = "rejected"
-    ambiguous = "ambiguous"
-    skipped = "skipped"
-
-
-# Outcomes after which the chat counts as shared for the day (at-most-once wins).
-SHARED_OUTCOMES = frozenset({Outcome.shared, Outcome.ambiguous})
 
 
 class Line(Base):

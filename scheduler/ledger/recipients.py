@@ -21,11 +21,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scheduler.core.rule import Policy
+from scheduler.core.status import RECIPIENT_STATUSES, ChatStatus
 from scheduler.ledger.driver import Driver, chunks, codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, select_chats_with_line
-from scheduler.ledger.models import RECIPIENT_STATUSES, ChatStatus, recipients_table
-from scheduler.rule import Policy
+from scheduler.ledger.models import recipients_table
 from scheduler.times import earliest, latest
 
 recipients = recipients_table

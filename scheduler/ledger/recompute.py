@@ -19,9 +19,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scheduler import clock
+from scheduler.core.rule import Policy
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, lines, select_chats_with_line
-from scheduler.rule import Policy
 
 log = structlog.get_logger("scheduler.ledger")
 

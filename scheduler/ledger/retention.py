@@ -12,8 +12,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from scheduler.core.status import Outcome
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.models import Outcome, attempts_table
+from scheduler.ledger.models import attempts_table
 
 attempts = attempts_table
 

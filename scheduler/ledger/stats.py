@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from scheduler.config import SharingConfig
+from scheduler.core.status import SHARED_OUTCOMES, ChatStatus
 from scheduler.ledger.claims import attempts
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import SHARED_OUTCOMES, ChatStatus
 from scheduler.ledger.recipients import recipient_counts
 
 __all__ = ["LedgerStats", "LineStats", "day_start", "ledger_stats", "report_zone"]

@@ -21,6 +21,7 @@ import structlog
 
 from scheduler import clock
 from scheduler.config import Schedule
+from scheduler.core.rule import Policy, ineligible_reason, share_day, zone_for
 from scheduler.ledger.claims import claim_batch
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import (
@@ -32,7 +33,6 @@ from scheduler.ledger.facts import (
 from scheduler.ledger.queries import get_chat_with_line
 from scheduler.linq.client import LinqClient
 from scheduler.metrics import Metrics
-from scheduler.rule import Policy, ineligible_reason, share_day, zone_for
 from scheduler.share.share_pass import SharePass
 
 __all__ = ["FORCE_CANNOT_OVERRIDE", "ManualShare", "cli_instance_id", "share_now"]

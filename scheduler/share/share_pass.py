@@ -25,6 +25,9 @@ import structlog
 
 from scheduler import clock
 from scheduler.config import SharePassConfig
+from scheduler.core.rule import Policy
+from scheduler.core.share_outcome import Decision, decide
+from scheduler.core.status import Outcome
 from scheduler.errors import LedgerUnavailable, LinqError, LinqTransportError
 from scheduler.ledger.claims import (
     CallRecord,
@@ -35,12 +38,9 @@ from scheduler.ledger.claims import (
     resolve_dangling,
 )
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.models import Outcome
 from scheduler.linq.client import LinqClient
 from scheduler.linq.retry import backoff_delay, is_retryable
 from scheduler.metrics import Metrics
-from scheduler.rule import Policy
-from scheduler.share.decisions import Decision, decide
 from scheduler.share.limiter import RateLimiter
 
 log = structlog.get_logger("scheduler.share")

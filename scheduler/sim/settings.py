@@ -7,7 +7,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from scheduler.config import E164
-from scheduler.ingest.signing import STANDARD_PREFIX, standard_webhook
+from scheduler.ingest.signing import standard_webhook
+from scheduler.validate import STANDARD_PREFIX
 
 # Knobs that POST /_sim/faults may change on a running simulator.
 RATE_KNOBS = frozenset(

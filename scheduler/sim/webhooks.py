@@ -23,9 +23,10 @@ import httpx
 from standardwebhooks import Webhook
 
 from scheduler import clock
-from scheduler.ingest.signing import STANDARD_PREFIX, sign, sign_standard, standard_webhook
+from scheduler.ingest.signing import sign, sign_standard, standard_webhook
 from scheduler.sim.model import Event, iso
 from scheduler.sim.settings import SimSettings
+from scheduler.validate import STANDARD_PREFIX
 
 WEBHOOK_VERSION = "2026-02-03"
 

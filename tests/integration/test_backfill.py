@@ -25,7 +25,10 @@ import uvicorn
 
 from scheduler import clock
 from scheduler.config import Schedule, Secret, Secrets
-from scheduler.http.app import Runtime, create_app
+from scheduler.core.rule import LineFacts, next_share_at
+from scheduler.core.status import ChatStatus
+from scheduler.http.app import create_app
+from scheduler.http.runtime import Runtime
 from scheduler.ingest.backfill import (
     BackfillOptions,
     BackfillReport,
@@ -35,10 +38,9 @@ from scheduler.ingest.backfill import (
 )
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chat_facts, chats, lines
-from scheduler.ledger.models import ChatStatus, backfill_state_table
+from scheduler.ledger.models import backfill_state_table
 from scheduler.linq.client import LinqClient
 from scheduler.metrics import Metrics
-from scheduler.rule import LineFacts, next_share_at
 from scheduler.sim.settings import SimSettings
 from scheduler.sim.state import SimState
 from scheduler.sim.testing import SimHandle, running_simulator

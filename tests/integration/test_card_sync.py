@@ -22,13 +22,13 @@ from structlog.testing import capture_logs
 
 from scheduler import clock
 from scheduler.cards.observe import record_observed_cards, sync_configured_lines
-from scheduler.cards.plan import Action
 from scheduler.cards.status import card_status, set_line_paused
 from scheduler.cards.sync import CardSync, SyncReport
 from scheduler.config import CardsConfig, Schedule, Secret, SharePassConfig, parse_schedule
+from scheduler.core.card_plan import Action
+from scheduler.core.status import CardState
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import CardState
 from scheduler.ledger.recompute import recompute_chats
 from scheduler.linq.client import LinqClient
 from scheduler.linq.types import ContactCard

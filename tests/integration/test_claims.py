@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from scheduler.core.share_outcome import decide
+from scheduler.core.status import CardState, Outcome
 from scheduler.errors import CardNotActive, ServerError
 from scheduler.ledger.claims import (
     CallRecord,
@@ -19,9 +21,7 @@ from scheduler.ledger.claims import (
 )
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import CardState, Outcome
 from scheduler.ledger.recompute import recompute_chats
-from scheduler.share.decisions import decide
 from tests.factories import add_chats, add_line, chat_row, policy
 
 LINE = "+14155550100"

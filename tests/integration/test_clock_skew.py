@@ -11,7 +11,8 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from scheduler.http.app import Runtime, create_app
+from scheduler.http.app import create_app
+from scheduler.http.runtime import Runtime
 from scheduler.ingest.skew import WINDOW, SkewEstimate
 from scheduler.ledger.engine import Ledger
 from tests.integration.test_webhook_app import SECRET, _runtime, _signed

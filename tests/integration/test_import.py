@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from scheduler import clock
+from scheduler.core.status import ChatStatus
 from scheduler.ingest.importer import Format, ImportFileError, import_file
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import ChatStatus
 from tests.factories import add_line, policy
 
 LINE = "+14155550100"

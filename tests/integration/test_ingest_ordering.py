@@ -12,12 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from scheduler.core.status import CardState, ChatStatus
 from scheduler.ingest.apply import apply_event, prune_events
 from scheduler.ingest.events import parse_event
 from scheduler.ingest.signing import SignatureVerdict, verify
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import CardState, ChatStatus, webhook_events_table
+from scheduler.ledger.models import webhook_events_table
 from tests.factories import add_line, policy
 
 LINE = "+14155550100"

@@ -8,14 +8,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from scheduler.core.activity import ChatActivity
+from scheduler.core.merge import CHAT_DEFAULTS
+from scheduler.core.status import CardState, ChatStatus
 from scheduler.errors import LedgerUnavailable
 from scheduler.ingest.apply import merge_all, upsert_chats
-from scheduler.ingest.events import ChatActivity, parse_event
-from scheduler.ingest.merge import CHAT_DEFAULTS
+from scheduler.ingest.events import parse_event
 from scheduler.ingest.writer import apply_events
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import CardState, ChatStatus, webhook_events_table
+from scheduler.ledger.models import webhook_events_table
 from tests.factories import policy
 from tests.unit.test_events import LINE, message_event
 

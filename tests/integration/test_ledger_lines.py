@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from scheduler.cards.budget import WriteBudget
-from scheduler.cards.plan import CardFields
 from scheduler.config import CardConfig, LineConfig
+from scheduler.core.card_budget import WriteBudget
+from scheduler.core.card_plan import CardFields
 from scheduler.core.line import CardTransition, Line, ObservedCard
+from scheduler.core.status import CardState
 from scheduler.ledger import cards as ledger_cards
 from scheduler.ledger import lines as ledger_lines
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.models import CardState
 from tests.factories import add_line
 
 LINE = "+14155550100"

@@ -10,8 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scheduler import __version__
 from scheduler.cards.status import set_line_paused
+from scheduler.http.gauges import publish_ledger_gauges
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.gauges import refresh_ledger_gauges
+from scheduler.ledger.gauges import read_ledger_gauges
 from scheduler.metrics import LINE_GAUGES, Metrics
 from tests.factories import add_chats, add_line, policy
 
@@ -42,7 +43,7 @@ async def test_line_gauges_follow_the_ledger(ledger: Ledger) -> None:
         ledger, L2, 2, now=NOW, first_outbound_at=NOW - timedelta(days=1), prefix="b", pol=pol
     )
     metrics = Metrics()
-    await refresh_ledger_gauges(ledger, metrics, NOW, ZoneInfo("UTC"))
+    publish_ledger_gauges(metrics, await read_ledger_gauges(ledger, NOW, ZoneInfo("UTC")))
 
     assert value(metrics, "share_scheduler_card_active", line=L1) == 1
     assert value(metrics, "share_scheduler_card_active", line=L2) == 0
@@ -56,7 +57,7 @@ async def test_line_gauges_follow_the_ledger(ledger: Ledger) -> None:
     assert value(metrics, "share_scheduler_chats", status="opted_out") == 0
 
     await set_line_paused(ledger, L1, True, NOW)
-    await refresh_ledger_gauges(ledger, metrics, NOW, ZoneInfo("UTC"))
+    publish_ledger_gauges(metrics, await read_ledger_gauges(ledger, NOW, ZoneInfo("UTC")))
     assert value(metrics, "share_scheduler_line_paused", line=L1) == 1
     assert value(metrics, "share_scheduler_line_due_chats", line=L1) == 0
     assert value(metrics, "share_scheduler_due_chats") == 0

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from scheduler import plan as plan_module
+from scheduler.core.status import CardState, ChatStatus
 from scheduler.errors import NotFound
 from scheduler.ledger import queries
 from scheduler.ledger.chat_ops import ChatStateError, set_chat_paused
@@ -20,7 +21,6 @@ from scheduler.ledger.claims import attempts, claim_batch
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.export import EXPORT_COLUMNS, export_chats
 from scheduler.ledger.facts import chats
-from scheduler.ledger.models import CardState, ChatStatus
 from scheduler.ledger.recompute import recompute_chats
 from scheduler.ledger.stats import ledger_stats
 from scheduler.plan import forecast

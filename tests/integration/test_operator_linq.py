@@ -14,13 +14,13 @@ import yaml
 
 from scheduler import clock
 from scheduler.config import Schedule, Secret, parse_schedule
+from scheduler.core.rule import Policy
 from scheduler.doctor import run_doctor
 from scheduler.errors import NotFound
 from scheduler.ledger.claims import attempts, claim_batch
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats
 from scheduler.linq.client import LinqClient
-from scheduler.rule import Policy
 from scheduler.share.manual import ManualShare, share_now
 from scheduler.sim.settings import SimSettings
 from scheduler.sim.testing import SimHandle, running_simulator

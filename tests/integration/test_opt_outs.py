@@ -13,13 +13,13 @@ import sqlalchemy as sa
 
 from scheduler import clock
 from scheduler.config import Secret, SharePassConfig
+from scheduler.core.status import ChatStatus, Outcome
 from scheduler.ingest.apply import apply_event
 from scheduler.ingest.blocked import refresh_blocked_handles
 from scheduler.ingest.events import parse_event
 from scheduler.ledger.claims import attempts
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats
-from scheduler.ledger.models import ChatStatus, Outcome
 from scheduler.linq.client import LinqClient
 from scheduler.share.share_pass import SharePass
 from scheduler.sim.settings import SimSettings

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from scheduler.core.share_outcome import decide
+from scheduler.core.status import ChatStatus, Outcome
 from scheduler.errors import HandleBlocked, LineIneligible, LinqError, OptedOut
 from scheduler.ingest.apply import apply_event
 from scheduler.ingest.events import parse_event
@@ -22,9 +24,7 @@ from scheduler.ledger.claims import CallRecord, claim_batch, record_results
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
 from scheduler.ledger.line_eligibility import PROBE_FIRST, PROBE_MAX, probe_backoff
-from scheduler.ledger.models import ChatStatus, Outcome
 from scheduler.ledger.recipients import recipient_counts, sync_blocked_handles
-from scheduler.share.decisions import decide
 from tests.factories import add_chat, add_line, policy
 
 LINE_A = "+14155550100"

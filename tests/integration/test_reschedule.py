@@ -11,9 +11,9 @@ import sqlalchemy as sa
 
 import scheduler.ledger.recompute as recompute_module
 from scheduler.cards.observe import record_observed_cards
+from scheduler.core.status import CardState
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import CardState
 from scheduler.ledger.recompute import (
     BATCH,
     mark_all_for_reschedule,

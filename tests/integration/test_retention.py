@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from scheduler.core.status import Outcome
 from scheduler.ledger.claims import attempts
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.models import Outcome
 from scheduler.ledger.retention import prune_attempts
 from tests.factories import add_chats, add_line
 

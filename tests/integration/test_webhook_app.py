@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from scheduler.config import Schedule, Secret, Secrets
-from scheduler.http.app import Runtime, create_app
+from scheduler.http.app import create_app
+from scheduler.http.runtime import Runtime
 from scheduler.ingest.signing import sign
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, lines

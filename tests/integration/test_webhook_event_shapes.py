@@ -12,7 +12,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from scheduler.http.app import Runtime, create_app
+from scheduler.http.app import create_app
+from scheduler.http.runtime import Runtime
 from scheduler.ingest.signing import sign_standard, standard_webhook
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats

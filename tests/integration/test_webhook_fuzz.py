@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
 from scheduler.config import Schedule, Secret, Secrets, WebhooksConfig
-from scheduler.http.app import Runtime, create_app
+from scheduler.http.app import create_app
+from scheduler.http.runtime import Runtime
 from scheduler.ingest.events import KNOWN_EVENTS
 from scheduler.ingest.signing import sign
 from scheduler.ledger.engine import Ledger, create_engine

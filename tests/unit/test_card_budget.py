@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from scheduler.cards.budget import (
+from scheduler.core.card_budget import (
     BLOCKED,
     DEFAULT_RETRY_AFTER,
     THROTTLE_WAIT_MAX,

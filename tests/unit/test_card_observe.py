@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from scheduler.cards.plan import CardFields
+from scheduler.core.card_plan import CardFields
 from scheduler.core.line import CardTransition, ObservedCard, StoredCard, observe_card
-from scheduler.ledger.models import CardState
+from scheduler.core.status import CardState
 
 LINE = "+14155550100"
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

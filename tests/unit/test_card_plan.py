@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from scheduler.cards.budget import WriteBudget, WriteResult
-from scheduler.cards.plan import Action, CardFields, CardPlan, CardView, next_poll, plan_card
-from scheduler.ledger.models import CardState
+from scheduler.core.card_budget import WriteBudget, WriteResult
+from scheduler.core.card_plan import Action, CardFields, CardPlan, CardView, next_poll, plan_card
+from scheduler.core.status import CardState
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TIMEOUT = timedelta(minutes=15)

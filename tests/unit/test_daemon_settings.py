@@ -10,8 +10,8 @@ import pytest
 
 import scheduler.daemon.settings as settings_module
 from scheduler.config import Schedule, load_schedule
+from scheduler.core.rule import Policy
 from scheduler.daemon.settings import Settings
-from scheduler.rule import Policy
 
 ENV = {"LINQ_API_KEY": "tok-123456", "LINQ_WEBHOOK_SECRET": "whsec-abcdef"}
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from scheduler.core.rule import Policy, next_share_at
+from scheduler.core.status import CardState
 from scheduler.ingest.events import EventError, parse_event
 from scheduler.ledger.facts import chat_facts, line_facts
-from scheduler.ledger.models import CardState
-from scheduler.rule import Policy, next_share_at
 from tests.unit.test_events import _apply_all
 
 T0 = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)

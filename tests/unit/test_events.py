@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from scheduler.core.merge import merge_activity
+from scheduler.core.status import ChatStatus
 from scheduler.ingest.events import EventError, parse_event
-from scheduler.ingest.merge import merge_activity
-from scheduler.ledger.models import ChatStatus
 
 T0 = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
 LINE = "+14155550100"

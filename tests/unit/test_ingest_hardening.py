@@ -10,12 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scheduler.config import parse_schedule
+from scheduler.core.activity import ChatActivity
+from scheduler.core.merge import merge_activity
+from scheduler.core.status import ChatStatus
 from scheduler.errors import ConfigError
 from scheduler.http.webhooks import type_label
-from scheduler.ingest.events import ChatActivity, EventError, parse_event
-from scheduler.ingest.merge import merge_activity
+from scheduler.ingest.events import EventError, parse_event
 from scheduler.ingest.signing import SignatureVerdict, verify
-from scheduler.ledger.models import ChatStatus
 from tests.unit.test_events import LINE, T0, message_event
 
 

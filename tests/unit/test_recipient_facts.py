@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.ledger.models import ChatStatus
+from scheduler.core.status import ChatStatus
 from scheduler.ledger.recipients import RecipientFacts, chat_status_for
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -12,8 +12,7 @@ from freezegun import freeze_time
 
 from scheduler import clock
 from scheduler.config import SharingConfig, Weekday, WindowConfig
-from scheduler.ledger.models import ChatStatus
-from scheduler.rule import (
+from scheduler.core.rule import (
     ChatFacts,
     LineFacts,
     Policy,
@@ -24,6 +23,7 @@ from scheduler.rule import (
     window_bounds,
     zone_for,
 )
+from scheduler.core.status import ChatStatus
 
 UTC_ZONE = ZoneInfo("UTC")
 # Monday 2026-05-04; a UTC policy keeps wall times and instants equal in most examples.

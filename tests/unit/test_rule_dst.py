@@ -13,8 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.ledger.models import ChatStatus
-from scheduler.rule import (
+from scheduler.core.rule import (
     ChatFacts,
     LineFacts,
     Policy,
@@ -23,6 +22,7 @@ from scheduler.rule import (
     share_day,
     window_bounds,
 )
+from scheduler.core.status import ChatStatus
 
 NEW_YORK = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")

@@ -8,7 +8,7 @@ from datetime import time, timedelta
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from scheduler.rule import (
+from scheduler.core.rule import (
     WAIT_REASONS,
     LineFacts,
     explain,

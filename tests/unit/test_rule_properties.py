@@ -12,8 +12,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from scheduler.ledger.models import ChatStatus
-from scheduler.rule import (
+from scheduler.core.rule import (
     ChatFacts,
     LineFacts,
     Policy,
@@ -24,6 +23,7 @@ from scheduler.rule import (
     window_bounds,
     zone_for,
 )
+from scheduler.core.status import ChatStatus
 
 ZONES = [
     "UTC",

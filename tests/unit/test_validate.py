@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from scheduler.core.merge import merge_activity
+from scheduler.core.status import ChatStatus
 from scheduler.ingest.events import EventError, parse_event
 from scheduler.ingest.importer import RowError, validate_row
-from scheduler.ingest.merge import merge_activity
-from scheduler.ingest.validate import InvalidValue, check_handle, check_identifier
-from scheduler.ledger.models import ChatStatus
+from scheduler.validate import InvalidValue, check_handle, check_identifier
 from tests.unit.test_events import LINE, T0, message_event
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from scheduler.core.share_outcome import Decision, decide
+from scheduler.core.status import CardState, ChatStatus, Outcome
 from scheduler.errors import (
     AccessDenied,
     BadRequest,
@@ -18,8 +20,6 @@ from scheduler.errors import (
     ServerError,
     Unauthorized,
 )
-from scheduler.ledger.models import CardState, ChatStatus, Outcome
-from scheduler.share.decisions import Decision, decide
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

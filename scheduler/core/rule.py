@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
-from scheduler.ledger.models import ChatStatus
+from scheduler.core.status import ChatStatus
 
 if TYPE_CHECKING:
     from scheduler.config import SharingConfig

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from scheduler.core.status import CardState, ChatStatus, Outcome
 from scheduler.errors import (
     AccessDenied,
     BadRequest,
@@ -26,7 +27,6 @@ from scheduler.errors import (
     RateLimited,
     Unauthorized,
 )
-from scheduler.ledger.models import CardState, ChatStatus, Outcome
 
 DEFAULT_RETRY_AFTER = timedelta(seconds=60)
 BAD_REQUEST_BACKOFF = timedelta(hours=24)

@@ -1,13 +1,16 @@
-"""The checks every way in shares: webhook, ``ledger import``, backfill and CLI arguments.
+"""The checks every way in shares: webhook, ``ledger import``, backfill, CLI arguments and the
+schedule file.
 
-One definition of a valid identifier, handle and phone number, so that a value one door
-refuses cannot come in through another. Each check returns the value or raises
+One definition of a valid identifier, handle, phone number and signing secret, so that a value
+one door refuses cannot come in through another. Each check returns the value or raises
 :class:`InvalidValue` whose message says what is wrong (without the field name: each caller
 knows its field and prefixes it, in its own error type).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import unicodedata
 
@@ -19,6 +22,8 @@ MAX_HANDLE_LENGTH = 320
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/~-]*")
 E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 EMAIL = re.compile(r"[^@\s,;<>\"'`]+@[^@\s,;<>\"'`]+\.[^@\s,;<>\"'`]+")
+# Standard Webhooks (standardwebhooks.com) signing secrets: this prefix, then a base64 key.
+STANDARD_PREFIX = "whsec_"
 
 
 class InvalidValue(ValueError):
@@ -89,3 +94,19 @@ def check_time_text(value: str, *, limit: int = 64) -> str:
     characters is not one Linq wrote.
     """
     return check_plain_text(value, limit=limit)
+
+
+def check_signing_secret(secret: str) -> str:
+    """A Standard Webhooks ``whsec_`` secret whose key decodes as base64."""
+    if not secret.startswith(STANDARD_PREFIX):
+        raise InvalidValue(f"a Standard Webhooks secret starts with {STANDARD_PREFIX}")
+    key = secret[len(STANDARD_PREFIX) :]
+    if not key:
+        raise InvalidValue(f"the part after {STANDARD_PREFIX} is empty")
+    try:
+        # Strict: the standardwebhooks package's own decoding skips characters that are not
+        # base64, so a mangled secret would verify nothing without saying why.
+        base64.b64decode(key + "=" * (-len(key) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidValue(f"the part after {STANDARD_PREFIX} is not base64") from None
+    return secret

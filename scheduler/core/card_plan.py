@@ -12,7 +12,7 @@
   again with ``POST`` and every desired field (Linq accepts a POST on a pending card);
 - card inactive after our write: poll until active, with backoff, and give up loudly after
   ``activation_timeout``. A card that ``GET`` does not list meanwhile is still ours, pending.
-Every write waits for the number's budget (:mod:`scheduler.cards.budget`).
+Every write waits for the number's budget (:mod:`scheduler.core.card_budget`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from scheduler.cards.budget import WriteBudget
-from scheduler.ledger.models import CardState
+from scheduler.core.card_budget import WriteBudget
+from scheduler.core.status import CardState
 
 
 class Action(StrEnum):

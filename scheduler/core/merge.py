@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from scheduler.ingest.events import ChatActivity
-from scheduler.ledger.models import ChatStatus
+from scheduler.core.activity import ChatActivity
+from scheduler.core.status import ChatStatus
 from scheduler.times import earliest, latest
 
 CHAT_DEFAULTS: dict[str, Any] = {
