@@ -144,7 +144,6 @@ class Metrics:
         self.line: dict[str, Gauge] = {
             key: Gauge(name, doc, ["line"], registry=r) for key, (name, doc) in LINE_GAUGES.items()
         }
-        self.card_active = self.line["card_active"]
         self.card_writes = Counter(
             "share_scheduler_card_writes",
             "Contact card writes (POST and PATCH), by line and result.",
@@ -157,7 +156,6 @@ class Metrics:
             ["line"],
             registry=r,
         )
-        self.line_ineligible = self.line["ineligible"]
         self.recipients = Gauge(
             "share_scheduler_recipients",
             "Recipients held across every chat and line, by state (opted_out: 2024 until they"
