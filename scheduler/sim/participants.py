@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from scheduler import clock
 from scheduler.config import E164
-from scheduler.sim.api import Simulator, json_response, read_json, v3
+from scheduler.sim.api import Simulator, json_response, read_json, route_by_method, v3
 from scheduler.sim.model import Chat, Handle, SimError, iso
 from scheduler.sim.state import SimState
 
@@ -80,8 +80,4 @@ def participant_routes(sim: Simulator) -> list[Route]:
         return json_response(body, trace_id)
 
     by_method = {"POST": v3(sim, add), "DELETE": v3(sim, remove)}
-
-    async def dispatch(request: Request) -> Response:
-        return await by_method[request.method](request)
-
-    return [Route("/v3/chats/{chat_id}/participants", dispatch, methods=["POST", "DELETE"])]
+    return [route_by_method("/v3/chats/{chat_id}/participants", by_method)]

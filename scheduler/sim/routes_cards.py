@@ -9,7 +9,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from scheduler import clock
-from scheduler.sim.api import Handler, Simulator, json_response, query_phone, read_json, v3
+from scheduler.sim.api import (
+    Handler,
+    Simulator,
+    json_response,
+    query_phone,
+    read_json,
+    route_by_method,
+    v3,
+)
 from scheduler.sim.model import SimError
 
 
@@ -48,15 +56,11 @@ def card_routes(sim: Simulator) -> list[Route]:
         return endpoint
 
     by_method = {
+        "GET": v3(sim, logged(read)),
         "POST": v3(sim, logged(create)),
         "PATCH": v3(sim, logged(update)),
-        "GET": v3(sim, logged(read)),
     }
-
-    async def dispatch(request: Request) -> Response:
-        return await by_method[request.method](request)
-
-    return [Route("/v3/contact_card", dispatch, methods=["GET", "POST", "PATCH"])]
+    return [route_by_method("/v3/contact_card", by_method)]
 
 
 async def _body_phone(request: Request) -> str | None:

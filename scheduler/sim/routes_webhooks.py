@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scheduler.sim.api import Simulator, json_response, read_json, v3
+from scheduler.sim.api import Simulator, json_response, read_json, route_by_method, v3
 
 
 def webhook_subscription_routes(sim: Simulator) -> list[Route]:
@@ -42,14 +42,7 @@ def webhook_subscription_routes(sim: Simulator) -> list[Route]:
         "PATCH": v3(sim, update),
         "DELETE": v3(sim, delete),
     }
-
-    async def on_collection(request: Request) -> Response:
-        return await collection[request.method](request)
-
-    async def on_one(request: Request) -> Response:
-        return await one[request.method](request)
-
     return [
-        Route("/v3/webhook-subscriptions", on_collection, methods=["GET", "POST"]),
-        Route("/v3/webhook-subscriptions/{id}", on_one, methods=["GET", "PUT", "PATCH", "DELETE"]),
+        route_by_method("/v3/webhook-subscriptions", collection),
+        route_by_method("/v3/webhook-subscriptions/{id}", one),
     ]
