@@ -149,10 +149,13 @@ def v3(sim: Simulator, handler: Handler, *, share: bool = False) -> Endpoint:
     return endpoint
 
 
-def route_by_method(path: str, endpoints: Mapping[str, Endpoint]) -> Route:
-    """One path whose methods each have their own endpoint."""
+def v3_route(
+    sim: Simulator, path: str, handlers: Mapping[str, Handler], *, share: bool = False
+) -> Route:
+    """One /v3 path whose methods each have their handler, each wrapped by :func:`v3`."""
+    endpoints = {method: v3(sim, handler, share=share) for method, handler in handlers.items()}
 
-    async def dispatch(request: Request) -> Response:
+    async def by_method(request: Request) -> Response:
         return await endpoints[request.method](request)
 
-    return Route(path, dispatch, methods=list(endpoints))
+    return Route(path, by_method, methods=list(endpoints))

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from scheduler import clock
 from scheduler.config import E164
-from scheduler.sim.api import Simulator, json_response, read_json, route_by_method, v3
+from scheduler.sim.api import Simulator, json_response, read_json, v3_route
 from scheduler.sim.model import Chat, Handle, SimError, iso
 from scheduler.sim.state import SimState
 
@@ -79,5 +79,4 @@ def participant_routes(sim: Simulator) -> list[Route]:
         body = {"status": "accepted", "message": f"{handle} removed", "trace_id": trace_id}
         return json_response(body, trace_id)
 
-    by_method = {"POST": v3(sim, add), "DELETE": v3(sim, remove)}
-    return [route_by_method("/v3/chats/{chat_id}/participants", by_method)]
+    return [v3_route(sim, "/v3/chats/{chat_id}/participants", {"POST": add, "DELETE": remove})]

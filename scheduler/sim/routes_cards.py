@@ -9,15 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from scheduler import clock
-from scheduler.sim.api import (
-    Handler,
-    Simulator,
-    json_response,
-    query_phone,
-    read_json,
-    route_by_method,
-    v3,
-)
+from scheduler.sim.api import Handler, Simulator, json_response, query_phone, read_json, v3_route
 from scheduler.sim.model import SimError
 
 
@@ -55,12 +47,8 @@ def card_routes(sim: Simulator) -> list[Route]:
 
         return endpoint
 
-    by_method = {
-        "GET": v3(sim, logged(read)),
-        "POST": v3(sim, logged(create)),
-        "PATCH": v3(sim, logged(update)),
-    }
-    return [route_by_method("/v3/contact_card", by_method)]
+    by_method = {"GET": logged(read), "POST": logged(create), "PATCH": logged(update)}
+    return [v3_route(sim, "/v3/contact_card", by_method)]
 
 
 async def _body_phone(request: Request) -> str | None:

@@ -19,8 +19,7 @@ from scheduler.sim.api import (
     json_response,
     query_phone,
     read_json,
-    route_by_method,
-    v3,
+    v3_route,
 )
 from scheduler.sim.state import check_limit
 
@@ -71,15 +70,8 @@ def chat_routes(sim: Simulator) -> list[Route]:
         return Response(status_code=200, headers={"X-Trace-Id": trace_id})
 
     return [
-        route_by_method("/v3/chats", {"GET": v3(sim, list_chats), "POST": v3(sim, create_chat)}),
-        Route("/v3/chats/{chat_id}", v3(sim, get_chat), methods=["GET"]),
-        route_by_method(
-            "/v3/chats/{chat_id}/messages",
-            {"GET": v3(sim, list_messages), "POST": v3(sim, send_message)},
-        ),
-        Route(
-            "/v3/chats/{chat_id}/share_contact_card",
-            v3(sim, share, share=True),
-            methods=["POST"],
-        ),
+        v3_route(sim, "/v3/chats", {"GET": list_chats, "POST": create_chat}),
+        v3_route(sim, "/v3/chats/{chat_id}", {"GET": get_chat}),
+        v3_route(sim, "/v3/chats/{chat_id}/messages", {"GET": list_messages, "POST": send_message}),
+        v3_route(sim, "/v3/chats/{chat_id}/share_contact_card", {"POST": share}, share=True),
     ]

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scheduler.sim.api import Simulator, json_response, read_json, route_by_method, v3
+from scheduler.sim.api import Simulator, json_response, read_json, v3_route
 
 
 def webhook_subscription_routes(sim: Simulator) -> list[Route]:
@@ -35,14 +35,8 @@ def webhook_subscription_routes(sim: Simulator) -> list[Route]:
         store.delete(request.path_params["id"])
         return Response(status_code=204, headers={"X-Trace-Id": trace_id})
 
-    collection = {"GET": v3(sim, list_all), "POST": v3(sim, create)}
-    one = {
-        "GET": v3(sim, read),
-        "PUT": v3(sim, update),
-        "PATCH": v3(sim, update),
-        "DELETE": v3(sim, delete),
-    }
+    one = {"GET": read, "PUT": update, "PATCH": update, "DELETE": delete}
     return [
-        route_by_method("/v3/webhook-subscriptions", collection),
-        route_by_method("/v3/webhook-subscriptions/{id}", one),
+        v3_route(sim, "/v3/webhook-subscriptions", {"GET": list_all, "POST": create}),
+        v3_route(sim, "/v3/webhook-subscriptions/{id}", one),
     ]
