@@ -50,7 +50,7 @@ _NOT_SENT: tuple[type[httpx.RequestError], ...] = (
     httpx.UnsupportedProtocol,
 )
 
-_M = TypeVar("_M", bound=BaseModel)
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
 def _segment(value: str) -> str:
@@ -445,7 +445,7 @@ class LinqClient:
             raise self._unexpected(method, path, response.status_code, "the body is not JSON")
         return data
 
-    def _model(self, model: type[_M], data: Any, method: str, path: str) -> _M:
+    def _model(self, model: type[_ModelT], data: Any, method: str, path: str) -> _ModelT:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -525,4 +525,3 @@ def _check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
     return limit
-

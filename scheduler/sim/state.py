@@ -171,8 +171,8 @@ class SimState:
     def new_id(self) -> str:
         """A random (seeded) UUID4 string; formatted by hand because uuid.UUID is slow."""
         bits = self._ids.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET
-        h = f"{bits:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        digits = f"{bits:032x}"
+        return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
     def roll(self, rate: float) -> bool:
         return rate > 0 and self.faults.random() < rate

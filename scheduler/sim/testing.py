@@ -1,7 +1,7 @@
 """Run a simulator on a free loopback port from a test, and drive it through ``/_sim``.
 
     with running_simulator(SimSettings(activation_delay=0)) as sim:
-        client = LinqClient(base_url=sim.api_base, token=sim.token)
+        client = LinqClient(sim.api_base, Secret(sim.token, "test"))
         chat = sim.control().create_chat("+14155550100", ["+14155550199"])
         ...
         assert sim.control().shares(chat["chat"]["id"])
