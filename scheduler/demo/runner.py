@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,6 +20,7 @@ from scheduler.demo.processes import (
     SimProcess,
     base_env,
     free_port,
+    run_command,
     upgrade_db,
     write_schedule,
 )
@@ -150,23 +149,9 @@ class Demo:
 
     def ledger_rows(self) -> list[dict[str, Any]]:
         assert self.daemon is not None
-        listed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "scheduler",
-                "ledger",
-                "list",
-                "--config",
-                str(self.daemon.config_path),
-                "--json",
-                "--limit",
-                "1000",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=self.env,
+        config = str(self.daemon.config_path)
+        listed = run_command(
+            ["ledger", "list", "--config", config, "--json", "--limit", "1000"], self.env
         )
         return list(json.loads(listed.stdout))
 
@@ -203,9 +188,8 @@ class Demo:
 
     def stop(self) -> None:
         if self.daemon is not None and self.daemon.proc is not None:
-            self.daemon.signal(signal.SIGTERM)
             try:
-                self.daemon.wait(30)
+                self.daemon.stop(30)
             except subprocess.TimeoutExpired:
                 self.daemon.kill()
         if self.sim is not None:
