@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -88,7 +89,14 @@ def _check_env_name(value: str) -> str:
     return value
 
 
+def _check_positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be greater than zero")
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[Duration, AfterValidator(_check_positive)]
 PhoneNumber = Annotated[str, BeforeValidator(_check_e164)]
 ZoneName = Annotated[str, BeforeValidator(_check_zone)]
 EnvName = Annotated[str, BeforeValidator(_check_env_name)]
@@ -347,7 +355,7 @@ class SharingConfig(_Model):
 
 
 class SharePassConfig(_Model):
-    interval: Duration = Field(
+    interval: PositiveDuration = Field(
         default=timedelta(seconds=30), description="How often the share pass looks for due chats."
     )
     batch_size: int = Field(
@@ -359,7 +367,7 @@ class SharePassConfig(_Model):
     requests_per_second: float = Field(
         default=20.0, gt=0, description="Cap on share calls per second, across the pass."
     )
-    lease: Duration = Field(
+    lease: PositiveDuration = Field(
         default=timedelta(minutes=5),
         description="Lifetime of a claim; must outlive one share call with all its retries.",
     )
@@ -390,13 +398,6 @@ class SharePassConfig(_Model):
         ),
     )
 
-    @field_validator("interval", "lease")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be greater than zero")
-        return value
-
     @field_validator("attempt_retention")
     @classmethod
     def _retention(cls, value: timedelta | None) -> timedelta | None:
@@ -408,34 +409,27 @@ class SharePassConfig(_Model):
 
 
 class CardsConfig(_Model):
-    check_interval: Duration = Field(
+    check_interval: PositiveDuration = Field(
         default=timedelta(minutes=1),
         description="How often the cards are read (GET /v3/contact_card) and synced.",
     )
     # After a card write: first activation poll, doubling up to check_interval, until this.
-    activation_poll: Duration = Field(
+    activation_poll: PositiveDuration = Field(
         default=timedelta(seconds=2),
         description="After a card write, first look for activation (doubles up to check_interval).",
     )
-    activation_timeout: Duration = Field(
+    activation_timeout: PositiveDuration = Field(
         default=timedelta(minutes=15),
         description="Give up waiting for a written card to turn active after this long.",
     )
     # First wait after a 2022, 5xx or network failure of a card write (doubles, up to 1h).
-    retry_wait: Duration = Field(
+    retry_wait: PositiveDuration = Field(
         default=timedelta(minutes=1),
         description=(
             "First wait after a card write failed with 2022, 5xx or a network error (doubles, up "
             "to 1h)."
         ),
     )
-
-    @field_validator("check_interval", "activation_poll", "activation_timeout", "retry_wait")
-    @classmethod
-    def _card_positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be greater than zero")
-        return value
 
 
 class CardConfig(_Model):
@@ -715,12 +709,7 @@ def resolve_secrets(
     elif env.get(schedule.linq.api_key_env):
         api_key = Secret(env[schedule.linq.api_key_env], schedule.linq.api_key_env)
     else:
-        problems.append(
-            ConfigProblem(
-                "linq.api_key_env",
-                f"environment variable {schedule.linq.api_key_env} is not set (the Linq API token)",
-            )
-        )
+        problems.append(_api_key_missing(schedule.linq.api_key_env))
     hooks: list[Secret] = []
     if schedule.webhooks.enabled:
         for i, name in enumerate(schedule.webhooks.secret_envs):
@@ -729,22 +718,29 @@ def resolve_secrets(
                 where = f"webhooks.secret_envs.{i}"
                 problems.extend(_signing_secret_problems(where, f"${name}", env[name]))
             elif i == 0 and not schedule.webhooks.secret_files:
-                problems.append(
-                    ConfigProblem(
-                        f"webhooks.secret_envs.{i}",
-                        f"environment variable {name} is not set (the webhook signing secret)",
-                    )
-                )
+                problems.append(_webhook_secret_missing(name))
         for i, path in enumerate(schedule.webhooks.secret_files):
+            where = f"webhooks.secret_files.{i}"
             try:
-                where = f"webhooks.secret_files.{i}"
                 hooks.append(Secret(_read_secret_file(path), where))
                 problems.extend(_signing_secret_problems(where, str(path), hooks[-1].reveal()))
             except OSError as exc:
-                problems.append(
-                    ConfigProblem(f"webhooks.secret_files.{i}", f"cannot read: {exc.strerror}")
-                )
+                problems.append(ConfigProblem(where, f"cannot read: {exc.strerror}"))
     return Secrets(api_key, hooks), problems
+
+
+def _api_key_missing(name: str) -> ConfigProblem:
+    return ConfigProblem(
+        "linq.api_key_env", f"environment variable {name} is not set (the Linq API token)"
+    )
+
+
+def _webhook_secret_missing(name: str) -> ConfigProblem:
+    # Only the first variable is required: the others are there during a rotation.
+    return ConfigProblem(
+        "webhooks.secret_envs.0",
+        f"environment variable {name} is not set (the webhook signing secret)",
+    )
 
 
 def _signing_secret_problems(where: str, source: str, value: str) -> list[ConfigProblem]:
@@ -784,12 +780,7 @@ def _raw_secret_problems(
     name = linq.get("api_key_env", "LINQ_API_KEY") if isinstance(linq, dict) else "LINQ_API_KEY"
     problems = []
     if isinstance(name, str) and "api_key_file" not in (linq or {}) and not env.get(name):
-        problems.append(
-            ConfigProblem(
-                "linq.api_key_env",
-                f"environment variable {name} is not set (the Linq API token)",
-            )
-        )
+        problems.append(_api_key_missing(name))
     hooks = data.get("webhooks") if isinstance(data.get("webhooks"), dict) else {}
     names = (hooks or {}).get("secret_envs", ["LINQ_WEBHOOK_SECRET"])
     enabled = (hooks or {}).get("enabled", True) is not False
@@ -801,12 +792,7 @@ def _raw_secret_problems(
         and not (hooks or {}).get("secret_files")
         and not env.get(names[0])
     ):
-        problems.append(
-            ConfigProblem(
-                "webhooks.secret_envs.0",
-                f"environment variable {names[0]} is not set (the webhook signing secret)",
-            )
-        )
+        problems.append(_webhook_secret_missing(names[0]))
     return problems
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import time, timedelta
 from enum import Enum
 from pathlib import Path
@@ -66,8 +66,6 @@ def _value(value: Any) -> str:
         return str(value.value)
     if isinstance(value, list):
         return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, Path):
-        return str(value)
     return str(value)
 
 
@@ -92,16 +90,36 @@ def _bounds(metadata: list[Any]) -> str:
     return ", ".join(parts)
 
 
+_TYPE_NAMES = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    timedelta: "duration",
+    time: "time (HH:MM)",
+    Path: "path",
+}
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _validated_type(metadata: Iterable[Any]) -> str | None:
+    """The name a validator of ours gives its type (``Duration``, ``PhoneNumber``...)."""
+    for extra in metadata:
+        func = getattr(extra, "func", None)
+        if func in _VALIDATOR_TYPES:
+            return _VALIDATOR_TYPES[func]
+    return None
+
+
 def _type(annotation: Any) -> str:
     """A reader's name for a field's type."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
-        for extra in args[1:]:
-            func = getattr(extra, "func", None)
-            if func in _VALIDATOR_TYPES:
-                return _VALIDATOR_TYPES[func]
-        return _type(args[0])
+        return _validated_type(args[1:]) or _type(args[0])
     if origin in (typing.Union, types.UnionType):
         named = [_type(a) for a in args if a is not type(None)]
         suffix = " or null" if type(None) in args else ""
@@ -110,24 +128,13 @@ def _type(annotation: Any) -> str:
         return "one of " + ", ".join(f"`{a}`" for a in args)
     if origin is list:
         inner = args[0]
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
-            return "list of sections (below)"
-        return f"list of {_type(inner)}"
+        return "list of sections (below)" if _is_model(inner) else f"list of {_type(inner)}"
+    if _is_model(annotation):
+        return "section"
     if isinstance(annotation, type):
-        if issubclass(annotation, BaseModel):
-            return "section"
         if issubclass(annotation, Enum):
             return "one of " + ", ".join(f"`{m.value}`" for m in annotation)
-        names = {
-            bool: "boolean",
-            int: "integer",
-            float: "number",
-            str: "string",
-            timedelta: "duration",
-            time: "time (HH:MM)",
-            Path: "path",
-        }
-        for kind, name in names.items():
+        for kind, name in _TYPE_NAMES.items():
             if issubclass(annotation, kind):
                 return name
     return str(annotation)
@@ -135,11 +142,7 @@ def _type(annotation: Any) -> str:
 
 def _field_type(field: FieldInfo) -> str:
     # pydantic moves an Annotated type's validators into the field's metadata.
-    for extra in field.metadata:
-        func = getattr(extra, "func", None)
-        if func in _VALIDATOR_TYPES:
-            return _VALIDATOR_TYPES[func]
-    return _type(field.annotation)
+    return _validated_type(field.metadata) or _type(field.annotation)
 
 
 def _default(field: FieldInfo) -> str:
@@ -157,12 +160,10 @@ def _default(field: FieldInfo) -> str:
 def _model_of(annotation: Any) -> type[BaseModel] | None:
     """The nested model a field holds (itself, in a list, or optional), if any."""
     for candidate in (annotation, *typing.get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
         if typing.get_origin(candidate) is list:
-            inner = typing.get_args(candidate)[0]
-            if isinstance(inner, type) and issubclass(inner, BaseModel):
-                return inner
+            candidate = typing.get_args(candidate)[0]
+        if _is_model(candidate):
+            return typing.cast(type[BaseModel], candidate)
     return None
 
 

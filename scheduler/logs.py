@@ -89,6 +89,14 @@ def default_stream() -> TextIO:
     )
 
 
+def _stamp_and_redact(use_console: bool) -> list[Any]:
+    """The steps our events and the libraries' records share before rendering."""
+    steps: list[Any] = [structlog.processors.TimeStamper(fmt="iso", utc=True), redact_processor]
+    if not use_console:
+        steps.append(_TRACEBACKS)  # the console renderer formats tracebacks itself
+    return steps
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     global _level
     stream = stream or default_stream()
@@ -101,12 +109,10 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_processor,
+        *_stamp_and_redact(use_console),
+        renderer,
+        _final_redact,
     ]
-    if not use_console:
-        processors += [_TRACEBACKS]
-    processors += [renderer, _final_redact]
     _level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=processors,
@@ -120,11 +126,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     foreign: list[Any] = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_processor,
+        *_stamp_and_redact(use_console),
     ]
-    if not use_console:
-        foreign.append(_TRACEBACKS)
     handler = logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(

@@ -52,124 +52,125 @@ LINE_GAUGES = {
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
-        ProcessCollector(registry=r)
-        self.build = Info("share_scheduler_build", "The running version.", registry=r)
+        self.registry = registry = registry or CollectorRegistry()
+        ProcessCollector(registry=registry)
+        self.build = Info("share_scheduler_build", "The running version.", registry=registry)
         self.build.info({"version": __version__})
         self.shares = Counter(
             "share_scheduler_shares",
             "Share claims finished, by outcome and line.",
             ["outcome", "line"],
-            registry=r,
+            registry=registry,
         )
         self.share_latency = Histogram(
             "share_scheduler_share_call_seconds",
             "Latency of share_contact_card calls.",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=r,
+            registry=registry,
         )
         self.api_errors = Counter(
             "share_scheduler_api_errors",
             "Failed Linq API requests (every try), by Linq code, else HTTP status, or transport.",
             ["code"],
-            registry=r,
+            registry=registry,
         )
         self.pass_started = Gauge(
             "share_scheduler_pass_last_start_timestamp_seconds",
             "Start of the last share pass.",
-            registry=r,
+            registry=registry,
         )
         self.pass_finished = Gauge(
             "share_scheduler_pass_last_end_timestamp_seconds",
             "End of the last share pass.",
-            registry=r,
+            registry=registry,
         )
         self.pass_succeeded = Gauge(
             "share_scheduler_pass_last_success_timestamp_seconds",
             "End of the last share pass that completed against the ledger (claims taken and "
             "outcomes recorded); it stays put while the ledger is unavailable.",
-            registry=r,
+            registry=registry,
         )
         self.pass_failures = Counter(
             "share_scheduler_pass_failures",
             "Share passes that did not complete, by reason.",
             ["reason"],
-            registry=r,
+            registry=registry,
         )
         for reason in PASS_FAILURE_REASONS:
             self.pass_failures.labels(reason=reason)
         self.token_rejected = Gauge(
             "share_scheduler_token_rejected",
             "1 while Linq rejects the API token (401/403): nothing is shared.",
-            registry=r,
+            registry=registry,
         )
         self.webhook_clock_skew = Gauge(
             "share_scheduler_webhook_clock_skew_seconds",
             "This host's clock minus the webhook signer's: the median over recent correctly "
             "signed deliveries (stale ones included).",
-            registry=r,
+            registry=registry,
         )
         self.pass_duration = Gauge(
             "share_scheduler_pass_last_duration_seconds",
             "Duration of the last share pass.",
-            registry=r,
+            registry=registry,
         )
         self.ambiguous_resolved = Counter(
             "share_scheduler_ambiguous_resolved",
             "Claims found without outcome, counted as shared.",
-            registry=r,
+            registry=registry,
         )
         self.ambiguous_attempts = Counter(
             "share_scheduler_ambiguous_attempts",
             "Attempts ended ambiguous (a call cut short, or a claim found without outcome): "
             "counted as shared, the recipient may or may not have the card.",
-            registry=r,
+            registry=registry,
         )
         self.webhook_events = Counter(
             "share_scheduler_webhook_events",
             "Webhook deliveries, by event type and result.",
             ["type", "result"],
-            registry=r,
+            registry=registry,
         )
         self.webhook_signature_schemes = Counter(
             "share_scheduler_webhook_signature_scheme",
             "Webhook deliveries by the signature scheme checked: standard or legacy.",
             ["scheme"],
-            registry=r,
+            registry=registry,
         )
         # Children of the counters hit per call or delivery, looked up once each: labels()
         # validates and takes a lock on every call.
         self._children: dict[tuple[object, ...], Any] = {}
         self.line: dict[str, Gauge] = {
-            key: Gauge(name, doc, ["line"], registry=r) for key, (name, doc) in LINE_GAUGES.items()
+            key: Gauge(name, doc, ["line"], registry=registry)
+            for key, (name, doc) in LINE_GAUGES.items()
         }
-        self.card_active = self.line["card_active"]
         self.card_writes = Counter(
             "share_scheduler_card_writes",
             "Contact card writes (POST and PATCH), by line and result.",
             ["line", "result"],
-            registry=r,
+            registry=registry,
         )
         self.card_activation_timeouts = Counter(
             "share_scheduler_card_activation_timeouts",
             "Card writes given up on because the card did not turn active in time.",
             ["line"],
-            registry=r,
+            registry=registry,
         )
-        self.line_ineligible = self.line["ineligible"]
         self.recipients = Gauge(
             "share_scheduler_recipients",
             "Recipients held across every chat and line, by state (opted_out: 2024 until they"
             " write again; blocked: on our account's blocked list, 2026).",
             ["state"],
-            registry=r,
+            registry=registry,
         )
         self.due_chats = Gauge(
-            "share_scheduler_due_chats", "Chats due now (at the last pass).", registry=r
+            "share_scheduler_due_chats", "Chats due now (at the last pass).", registry=registry
         )
         self.chats_by_status = Gauge(
-            "share_scheduler_chats", "Chats in the ledger, by status.", ["status"], registry=r
+            "share_scheduler_chats",
+            "Chats in the ledger, by status.",
+            ["status"],
+            registry=registry,
         )
 
     def set_line(self, line: str, **values: float) -> None:

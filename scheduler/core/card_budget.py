@@ -59,23 +59,25 @@ class WriteResult(StrEnum):
     unauthorized = "unauthorized"  # 2004: the token, not the card
 
 
+# The Linq errors a card write can meet, in the order they are tried.
+_RESULT_BY_ERROR: tuple[tuple[type[LinqError], WriteResult], ...] = (
+    (CardExists, WriteResult.exists),
+    (CardNotActive, WriteResult.missing),
+    (RateLimited, WriteResult.rate_limited),
+    (CardWriteThrottled, WriteResult.throttled),
+    (CardSetupIncomplete, WriteResult.incomplete),
+    (Unauthorized, WriteResult.unauthorized),
+    (BadRequest, WriteResult.rejected),
+    (AccessDenied, WriteResult.rejected),
+)
+
+
 def classify(error: LinqError | None) -> WriteResult:
     if error is None:
         return WriteResult.ok
-    if isinstance(error, CardExists):
-        return WriteResult.exists
-    if isinstance(error, CardNotActive):
-        return WriteResult.missing
-    if isinstance(error, RateLimited):
-        return WriteResult.rate_limited
-    if isinstance(error, CardWriteThrottled):
-        return WriteResult.throttled
-    if isinstance(error, CardSetupIncomplete):
-        return WriteResult.incomplete
-    if isinstance(error, Unauthorized):
-        return WriteResult.unauthorized
-    if isinstance(error, BadRequest | AccessDenied):
-        return WriteResult.rejected
+    for error_type, result in _RESULT_BY_ERROR:
+        if isinstance(error, error_type):
+            return result
     if error.status is not None and 400 <= error.status < 500 and error.status != 408:
         return WriteResult.rejected
     return WriteResult.error
@@ -119,6 +121,11 @@ def retry_wait(base: timedelta, failures: int) -> timedelta:
     return _doubling(base, failures, max(base, RETRY_WAIT_MAX))
 
 
+def _still_counts(write: datetime, at: datetime) -> bool:
+    """Whether a write made at ``write`` still counts against the budget at ``at``."""
+    return write + WRITE_WINDOW + WINDOW_MARGIN > at
+
+
 @dataclass(frozen=True, slots=True)
 class WriteBudget:
     writes: tuple[datetime, ...] = ()
@@ -137,7 +144,7 @@ class WriteBudget:
 
     def recent(self, now: datetime) -> tuple[datetime, ...]:
         """Writes that still count at ``now``."""
-        return tuple(w for w in self.writes if w + WRITE_WINDOW + WINDOW_MARGIN > now)
+        return tuple(w for w in self.writes if _still_counts(w, now))
 
     def window_frees_at(self, now: datetime) -> datetime | None:
         """When the 10-minute window next has room, or None if it has room now."""
@@ -179,21 +186,22 @@ class WriteBudget:
         if reserved_at in writes:
             writes.remove(reserved_at)  # one stamp: several writes may share an instant
         writes.append(max(finished_at, reserved_at))
-        kept = tuple(sorted(w for w in writes if w + WRITE_WINDOW + WINDOW_MARGIN > finished_at))
+        kept = tuple(sorted(w for w in writes if _still_counts(w, finished_at)))
         hinted = timedelta(seconds=retry_after) if retry_after else None
         failures = self.failures
-        nxt: datetime | None = None
+        next_write_at: datetime | None = None
         if result == WriteResult.ok:
             failures = 0
         elif result == WriteResult.rate_limited:
-            nxt = finished_at + (hinted or DEFAULT_RETRY_AFTER)
+            next_write_at = finished_at + (hinted or DEFAULT_RETRY_AFTER)
         elif result == WriteResult.throttled:
             failures += 1
-            nxt = finished_at + max(throttle_wait(failures), hinted or timedelta(0))
+            next_write_at = finished_at + max(throttle_wait(failures), hinted or timedelta(0))
         elif result in (WriteResult.incomplete, WriteResult.error):
             failures += 1
-            nxt = finished_at + max(retry_wait(retry_base, failures), hinted or timedelta(0))
+            wait = retry_wait(retry_base, failures)
+            next_write_at = finished_at + max(wait, hinted or timedelta(0))
         elif result == WriteResult.rejected:
             failures += 1
-            nxt = BLOCKED
-        return WriteBudget(kept, nxt, failures)
+            next_write_at = BLOCKED
+        return WriteBudget(kept, next_write_at, failures)

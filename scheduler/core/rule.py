@@ -202,19 +202,10 @@ def zone_for(chat: ChatFacts, line: LineFacts, policy: Policy) -> ZoneInfo:
     if fixed is not None:
         return fixed
     if policy.timezone == TIMEZONE_LINE:
-        name = line.timezone
+        zone = _named_zone(line.timezone) if line.timezone else None
     else:
-        recipient = chat.recipient
-        if recipient:
-            zone = _recipient_zone(recipient)
-            if zone is not None:
-                return zone
-        return policy.fallback_zone
-    if name:
-        zone = _named_zone(name)
-        if zone is not None:
-            return zone
-    return policy.fallback_zone
+        zone = _recipient_zone(chat.recipient) if chat.recipient else None
+    return policy.fallback_zone if zone is None else zone
 
 
 def share_day(t: datetime, zone: ZoneInfo, policy: Policy) -> date:

@@ -178,13 +178,19 @@ def write_schedule(path: Path, schedule: dict[str, Any]) -> Path:
     return path
 
 
-def upgrade_db(config_path: Path, env: Mapping[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "scheduler", "db", "upgrade", "--config", str(config_path)],
+def run_command(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """``share-scheduler ARGS`` in a child process, its output captured; raises if it fails."""
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler", *args],
         check=True,
         env=dict(env),
         capture_output=True,
+        text=True,
     )
+
+
+def upgrade_db(config_path: Path, env: Mapping[str, str]) -> None:
+    run_command(["db", "upgrade", "--config", str(config_path)], env)
 
 
 def base_env(**extra: str) -> dict[str, str]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,6 +20,7 @@ from scheduler.demo.processes import (
     SimProcess,
     base_env,
     free_port,
+    run_command,
     upgrade_db,
     write_schedule,
 )
@@ -100,7 +99,7 @@ class Demo:
             )
 
             def chat(line: str, to: list[str], service: str = "iMessage") -> str:
-                resp = api.post(
+                response = api.post(
                     "/v3/chats",
                     json={
                         "from": line,
@@ -109,12 +108,12 @@ class Demo:
                         "message": {"parts": [{"type": "text", "value": "Your order shipped"}]},
                     },
                 )
-                resp.raise_for_status()
-                return str(resp.json()["chat"]["id"])
+                response.raise_for_status()
+                return str(response.json()["chat"]["id"])
 
-            for li, line in enumerate(LINES):
+            for line_index, line in enumerate(LINES):
                 for i in range(self.chats_per_line):
-                    self.eligible.add(chat(line, [f"+1212555{li}{i:03d}"]))
+                    self.eligible.add(chat(line, [f"+1212555{line_index}{i:03d}"]))
             line = next(iter(LINES))
             self.not_eligible[chat(line, ["+12125559001"], "SMS")] = "SMS"
             self.not_eligible[chat(line, ["+12125559002"], "RCS")] = "RCS"
@@ -150,34 +149,22 @@ class Demo:
 
     def ledger_rows(self) -> list[dict[str, Any]]:
         assert self.daemon is not None
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "scheduler",
-                "ledger",
-                "list",
-                "--config",
-                str(self.daemon.config_path),
-                "--json",
-                "--limit",
-                "1000",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=self.env,
+        config = str(self.daemon.config_path)
+        listed = run_command(
+            ["ledger", "list", "--config", config, "--json", "--limit", "1000"], self.env
         )
-        return list(json.loads(out.stdout))
+        return list(json.loads(listed.stdout))
 
     def report(self) -> tuple[int, int, int, int]:
         rows = self.ledger_rows()
         table = Table(title="ledger", header_style="bold")
-        for col in ("chat", "line", "service", "status", "shares", "last shared", "next share"):
+        for column in ("chat", "line", "service", "status", "shares", "last shared", "next share"):
             # The short chat id is a prefix `ledger show` accepts; neither it nor the number
             # may be cut at 80 columns.
-            ident = col in ("chat", "line")
-            table.add_column(col, no_wrap=ident, min_width=12 if col == "line" else None)
+            is_identifier = column in ("chat", "line")
+            table.add_column(
+                column, no_wrap=is_identifier, min_width=12 if column == "line" else None
+            )
 
         def when(value: str | None, empty: str) -> str:
             return value[5:16].replace("T", " ") if value else empty
@@ -201,9 +188,8 @@ class Demo:
 
     def stop(self) -> None:
         if self.daemon is not None and self.daemon.proc is not None:
-            self.daemon.signal(signal.SIGTERM)
             try:
-                self.daemon.wait(30)
+                self.daemon.stop(30)
             except subprocess.TimeoutExpired:
                 self.daemon.kill()
         if self.sim is not None:

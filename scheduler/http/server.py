@@ -67,13 +67,15 @@ class GuardedProtocol(HttpToolsProtocol):
     limits = ServerLimits()
     # Connections that have not sent a byte yet, oldest first (dicts keep insertion order).
     silent: ClassVar[dict[GuardedProtocol, None]] = {}
+    # The request head being read: whether one is, its bytes and lines so far.
+    _in_head: bool
+    _head_bytes: int
+    _head_lines: int
+    _tail: bytes
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._in_head = True
-        self._head_bytes = 0
-        self._head_lines = 0
-        self._tail = b""
+        self._expect_head()
         self._received_any = False
         self._deadline: asyncio.TimerHandle | None = None
         self._arm(self.limits.header_timeout, self._head_timed_out)
@@ -118,11 +120,16 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self._expect_head()
+        super().on_message_complete()
+
+    def _expect_head(self) -> None:
+        """The next bytes start a request head: count it from zero."""
         self._in_head = True
         self._head_bytes = 0
         self._head_lines = 0
+        # The last bytes seen, so a blank line split across two reads is still found.
         self._tail = b""
-        super().on_message_complete()
 
     # -- deadlines and refusals ------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -50,7 +50,7 @@ _NOT_SENT: tuple[type[httpx.RequestError], ...] = (
     httpx.UnsupportedProtocol,
 )
 
-_M = TypeVar("_M", bound=BaseModel)
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
 def _segment(value: str) -> str:
@@ -207,11 +207,14 @@ class LinqClient:
         last_name: str | None = None,
         image_url: str | None = None,
     ) -> ContactCard:
-        body: dict[str, Any] = {"phone_number": phone_number, "first_name": first_name}
-        if last_name is not None:
-            body["last_name"] = last_name
-        if image_url is not None:
-            body["image_url"] = image_url
+        body = _without_none(
+            {
+                "phone_number": phone_number,
+                "first_name": first_name,
+                "last_name": last_name,
+                "image_url": image_url,
+            }
+        )
         data = await self._json("POST", "/v3/contact_card", json=body)
         return self._model(ContactCard, _unwrap(data, "contact_card"), "POST", "/v3/contact_card")
 
@@ -224,13 +227,9 @@ class LinqClient:
         image_url: str | None = None,
     ) -> ContactCard:
         """PATCH only the given fields: an omitted ``image_url`` is not re-uploaded."""
-        body: dict[str, Any] = {}
-        if first_name is not None:
-            body["first_name"] = first_name
-        if last_name is not None:
-            body["last_name"] = last_name
-        if image_url is not None:
-            body["image_url"] = image_url
+        body = _without_none(
+            {"first_name": first_name, "last_name": last_name, "image_url": image_url}
+        )
         if not body:
             # Each write spends one of the number's 3 writes per 10 minutes.
             raise ValueError("update_contact_card needs at least one field to change")
@@ -280,22 +279,6 @@ class LinqClient:
         data = await self._json("GET", "/v3/chats", params=params)
         return self._model(ChatPage, data, "GET", "/v3/chats")
 
-    async def iter_chats(
-        self,
-        *,
-        from_number: str | None = None,
-        limit: int = MAX_PAGE_SIZE,
-        cursor: str | None = None,
-    ) -> AsyncIterator[ChatPage]:
-        """Every page from ``cursor`` (or the first) until Linq returns no next cursor."""
-        seen: set[str] = set()
-        while True:
-            page = await self.list_chats(from_number=from_number, limit=limit, cursor=cursor)
-            yield page
-            cursor = _next_cursor(page.next_cursor, seen, "GET /v3/chats")
-            if cursor is None:
-                return
-
     async def list_messages(
         self, chat_id: str, *, limit: int = MAX_PAGE_SIZE, cursor: str | None = None
     ) -> MessagePage:
@@ -311,19 +294,6 @@ class LinqClient:
                 "messages": [_with_chat_id(item, chat_id) for item in data["messages"]],
             }
         return self._model(MessagePage, data, "GET", path)
-
-    async def iter_messages(
-        self, chat_id: str, *, limit: int = MAX_PAGE_SIZE, cursor: str | None = None
-    ) -> AsyncIterator[MessagePage]:
-        """Every page of one chat's messages from ``cursor`` (or the first)."""
-        what = f"GET /v3/chats/{_segment(chat_id)}/messages"
-        seen: set[str] = set()
-        while True:
-            page = await self.list_messages(chat_id, limit=limit, cursor=cursor)
-            yield page
-            cursor = _next_cursor(page.next_cursor, seen, what)
-            if cursor is None:
-                return
 
     async def create_chat(
         self,
@@ -475,7 +445,7 @@ class LinqClient:
             raise self._unexpected(method, path, response.status_code, "the body is not JSON")
         return data
 
-    def _model(self, model: type[_M], data: Any, method: str, path: str) -> _M:
+    def _model(self, model: type[_ModelT], data: Any, method: str, path: str) -> _ModelT:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -523,6 +493,11 @@ def _loads(response: httpx.Response) -> Any:
         return _NOT_JSON
 
 
+def _without_none(fields: Mapping[str, str | None]) -> dict[str, str]:
+    """The fields given a value: one left out of a card write keeps its value at Linq."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def _unwrap(data: Any, key: str) -> Any:
     if isinstance(data, dict) and isinstance(data.get(key), dict):
         return data[key]
@@ -550,13 +525,3 @@ def _check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
     return limit
-
-
-def _next_cursor(cursor: str | None, seen: set[str], what: str) -> str | None:
-    if cursor is None:
-        return None
-    if cursor in seen:
-        # A cursor handed out twice would page forever; stop loudly instead.
-        raise LinqError(f"{what}: pagination cursor repeated, stopping")
-    seen.add(cursor)
-    return cursor

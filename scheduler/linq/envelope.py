@@ -95,18 +95,20 @@ def parse_retry_after(value: str | float | None, now: datetime) -> float | None:
     """
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        seconds = float(value)
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            seconds = float(text)
+        except ValueError:
+            return _seconds_until_http_date(text, now)
     else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+        seconds = float(value)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _seconds_until_http_date(text: str, now: datetime) -> float | None:
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

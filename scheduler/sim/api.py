@@ -7,12 +7,13 @@ import hmac
 import json
 import math
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from scheduler.sim.model import SimError
@@ -61,10 +62,16 @@ def new_trace_id() -> str:
     return os.urandom(16).hex()
 
 
+def compact_json(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
 def json_response(data: Any, trace_id: str, status: int = 200) -> Response:
-    body = json.dumps(data, separators=(",", ":")).encode()
     return Response(
-        body, status_code=status, media_type="application/json", headers={"X-Trace-Id": trace_id}
+        compact_json(data),
+        status_code=status,
+        media_type="application/json",
+        headers={"X-Trace-Id": trace_id},
     )
 
 
@@ -77,14 +84,12 @@ def error_response(err: SimError, trace_id: str) -> Response:
         headers["Retry-After"] = str(seconds)
     body = {"success": False, "error": error, "trace_id": trace_id}
     return Response(
-        json.dumps(body, separators=(",", ":")).encode(),
-        status_code=err.status,
-        media_type="application/json",
-        headers=headers,
+        compact_json(body), status_code=err.status, media_type="application/json", headers=headers
     )
 
 
 async def read_json(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, ``{}`` when empty; SimError 400/1001 when it is not one."""
     raw = await request.body()
     if not raw:
         return {}
@@ -142,3 +147,15 @@ def v3(sim: Simulator, handler: Handler, *, share: bool = False) -> Endpoint:
             return error_response(err, trace_id)
 
     return endpoint
+
+
+def v3_route(
+    sim: Simulator, path: str, handlers: Mapping[str, Handler], *, share: bool = False
+) -> Route:
+    """One /v3 path whose methods each have their handler, each wrapped by :func:`v3`."""
+    endpoints = {method: v3(sim, handler, share=share) for method, handler in handlers.items()}
+
+    async def by_method(request: Request) -> Response:
+        return await endpoints[request.method](request)
+
+    return Route(path, by_method, methods=list(endpoints))

@@ -23,7 +23,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +32,7 @@ from starlette.routing import Route
 
 from scheduler import clock
 from scheduler.config import E164
-from scheduler.sim.api import Endpoint, Simulator
+from scheduler.sim.api import Endpoint, Simulator, compact_json, read_json
 from scheduler.sim.model import SERVICES, SimError, iso
 
 MAX_SEED = 1_000_000
@@ -47,21 +46,24 @@ class ControlError(Exception):
 
 
 def _ok(data: Any, status: int = 200) -> Response:
-    body = json.dumps(data, separators=(",", ":")).encode()
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(compact_json(data), status_code=status, media_type="application/json")
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        return {}
     try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ControlError(400, "the body is not valid JSON") from exc
-    if not isinstance(body, dict):
-        raise ControlError(400, "the body must be a JSON object")
-    return body
+        return await read_json(request)
+    except SimError as exc:
+        # The control API's own error shape: no Linq code.
+        raise ControlError(exc.status, exc.message) from exc
+
+
+def _is_whole_number(value: Any) -> bool:
+    # JSON's true and false arrive as Python bools, which are ints too.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_seconds(value: Any) -> bool:
+    return (_is_whole_number(value) or isinstance(value, float)) and not value < 0
 
 
 def _start_time(value: Any) -> datetime | None:
@@ -139,7 +141,7 @@ def control_routes(sim: Simulator) -> list[Route]:
     async def fail_message(request: Request) -> Response:
         body = await _body(request)
         code = body.get("code", 4001)
-        if isinstance(code, bool) or not isinstance(code, int):
+        if not _is_whole_number(code):
             raise ControlError(400, "code must be a whole number")
         message = state.fail_message(request.path_params["message_id"], code)
         return _ok({"message": message.to_json()})
@@ -186,11 +188,11 @@ def control_routes(sim: Simulator) -> list[Route]:
         spacing = body.get("spacing_seconds", 1.0)
         if not isinstance(number, str) or not E164.match(number):
             raise ControlError(400, "from must be an E.164 number")
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SEED:
+        if not _is_whole_number(count) or not 1 <= count <= MAX_SEED:
             raise ControlError(400, f"count must be an integer from 1 to {MAX_SEED}")
         if service not in SERVICES:
             raise ControlError(400, f"service must be one of {', '.join(SERVICES)}")
-        if isinstance(spacing, bool) or not isinstance(spacing, int | float) or spacing < 0:
+        if not _is_seconds(spacing):
             raise ControlError(400, "spacing_seconds must be a number >= 0")
         ids = state.seed(
             number,
@@ -226,7 +228,7 @@ def control_routes(sim: Simulator) -> list[Route]:
     async def drain(request: Request) -> Response:
         body = await _body(request)
         timeout = body.get("timeout", 30)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+        if not _is_seconds(timeout):
             raise ControlError(400, "timeout must be a number of seconds")
         drained = await hooks.drain(float(timeout))
         return _ok({"drained": drained, **hooks.stats()}, 200 if drained else 504)

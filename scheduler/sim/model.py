@@ -153,6 +153,10 @@ class Chat:
         # Linq's default: the recipients' handles, comma-separated.
         return ", ".join(h.handle for h in self.recipients)
 
+    def handles_json(self) -> list[dict[str, Any]]:
+        """Our handle first, then the recipients'."""
+        return [self.me.to_json(), *(h.to_json() for h in self.recipients)]
+
     def to_json(self, health: dict[str, Any]) -> dict[str, Any]:
         """A chat as listed and read (the SDK's ``Chat``)."""
         return {
@@ -163,7 +167,7 @@ class Chat:
             "is_archived": False,
             "is_group": self.is_group,
             "service": self.service,
-            "handles": [self.me.to_json(), *(h.to_json() for h in self.recipients)],
+            "handles": self.handles_json(),
             "health_status": health,
         }
 
@@ -175,7 +179,7 @@ class Chat:
                 "display_name": self.display_name,
                 "is_group": self.is_group,
                 "service": self.service,
-                "handles": [self.me.to_json(), *(h.to_json() for h in self.recipients)],
+                "handles": self.handles_json(),
                 "health_status": health,
                 "message": message.sent_json(),
             }

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from scheduler import clock
 from scheduler.config import E164
-from scheduler.sim.api import Simulator, json_response, read_json, v3
+from scheduler.sim.api import Simulator, json_response, read_json, v3_route
 from scheduler.sim.model import Chat, Handle, SimError, iso
 from scheduler.sim.state import SimState
 
@@ -64,24 +64,22 @@ def remove_participant(state: SimState, chat_id: str, handle: str, trace_id: str
     state.emit("participant.removed", chat.id, {**data, "removed_at": iso(at)}, trace_id)
 
 
+def _accepted(message: str, trace_id: str) -> Response:
+    body = {"status": "accepted", "message": message, "trace_id": trace_id}
+    return json_response(body, trace_id)
+
+
 def participant_routes(sim: Simulator) -> list[Route]:
     state = sim.state
 
     async def add(request: Request, trace_id: str) -> Response:
         handle = _handle(await read_json(request))
         add_participant(state, request.path_params["chat_id"], handle, trace_id)
-        body = {"status": "accepted", "message": f"{handle} added", "trace_id": trace_id}
-        return json_response(body, trace_id)
+        return _accepted(f"{handle} added", trace_id)
 
     async def remove(request: Request, trace_id: str) -> Response:
         handle = _handle(await read_json(request))
         remove_participant(state, request.path_params["chat_id"], handle, trace_id)
-        body = {"status": "accepted", "message": f"{handle} removed", "trace_id": trace_id}
-        return json_response(body, trace_id)
+        return _accepted(f"{handle} removed", trace_id)
 
-    by_method = {"POST": v3(sim, add), "DELETE": v3(sim, remove)}
-
-    async def dispatch(request: Request) -> Response:
-        return await by_method[request.method](request)
-
-    return [Route("/v3/chats/{chat_id}/participants", dispatch, methods=["POST", "DELETE"])]
+    return [v3_route(sim, "/v3/chats/{chat_id}/participants", {"POST": add, "DELETE": remove})]

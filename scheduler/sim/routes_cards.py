@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from scheduler import clock
-from scheduler.sim.api import Handler, Simulator, json_response, query_phone, read_json, v3
+from scheduler.sim.api import Handler, Simulator, json_response, query_phone, read_json, v3_route
 from scheduler.sim.model import SimError
 
 
@@ -47,16 +47,8 @@ def card_routes(sim: Simulator) -> list[Route]:
 
         return endpoint
 
-    by_method = {
-        "POST": v3(sim, logged(create)),
-        "PATCH": v3(sim, logged(update)),
-        "GET": v3(sim, logged(read)),
-    }
-
-    async def dispatch(request: Request) -> Response:
-        return await by_method[request.method](request)
-
-    return [Route("/v3/contact_card", dispatch, methods=["GET", "POST", "PATCH"])]
+    by_method = {"GET": logged(read), "POST": logged(create), "PATCH": logged(update)}
+    return [v3_route(sim, "/v3/contact_card", by_method)]
 
 
 async def _body_phone(request: Request) -> str | None:

@@ -19,7 +19,7 @@ from scheduler.sim.api import (
     json_response,
     query_phone,
     read_json,
-    v3,
+    v3_route,
 )
 from scheduler.sim.state import check_limit
 
@@ -69,22 +69,9 @@ def chat_routes(sim: Simulator) -> list[Route]:
             await asyncio.sleep(sim.settings.timeout_hold)
         return Response(status_code=200, headers={"X-Trace-Id": trace_id})
 
-    chats_by_method = {"POST": v3(sim, create_chat), "GET": v3(sim, list_chats)}
-    messages_by_method = {"POST": v3(sim, send_message), "GET": v3(sim, list_messages)}
-
-    async def chats(request: Request) -> Response:
-        return await chats_by_method[request.method](request)
-
-    async def messages(request: Request) -> Response:
-        return await messages_by_method[request.method](request)
-
     return [
-        Route("/v3/chats", chats, methods=["GET", "POST"]),
-        Route("/v3/chats/{chat_id}", v3(sim, get_chat), methods=["GET"]),
-        Route("/v3/chats/{chat_id}/messages", messages, methods=["GET", "POST"]),
-        Route(
-            "/v3/chats/{chat_id}/share_contact_card",
-            v3(sim, share, share=True),
-            methods=["POST"],
-        ),
+        v3_route(sim, "/v3/chats", {"GET": list_chats, "POST": create_chat}),
+        v3_route(sim, "/v3/chats/{chat_id}", {"GET": get_chat}),
+        v3_route(sim, "/v3/chats/{chat_id}/messages", {"GET": list_messages, "POST": send_message}),
+        v3_route(sim, "/v3/chats/{chat_id}/share_contact_card", {"POST": share}, share=True),
     ]

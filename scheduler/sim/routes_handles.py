@@ -6,11 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scheduler.sim.api import Simulator, json_response, v3
+from scheduler.sim.api import Simulator, json_response, v3_route
 
 
 def handle_routes(sim: Simulator) -> list[Route]:
     async def list_blocked(request: Request, trace_id: str) -> Response:
         return json_response({"blocked_handles": sim.state.blocked_handles()}, trace_id)
 
-    return [Route("/v3/blocked_handles", v3(sim, list_blocked), methods=["GET"])]
+    return [v3_route(sim, "/v3/blocked_handles", {"GET": list_blocked})]

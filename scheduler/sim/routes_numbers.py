@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scheduler.sim.api import Simulator, json_response, v3
+from scheduler.sim.api import Simulator, json_response, v3_route
 
 REPUTATION_DOC_URL = "https://docs.linqapp.com/channel/imessage/guides/phone-numbers/reputation#"
 
@@ -35,4 +35,4 @@ def phone_number_routes(sim: Simulator) -> list[Route]:
         body = {"phone_numbers": [phone_number_json(n) for n in numbers]}
         return json_response(body, trace_id)
 
-    return [Route("/v3/phone_numbers", v3(sim, list_numbers), methods=["GET"])]
+    return [v3_route(sim, "/v3/phone_numbers", {"GET": list_numbers})]

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scheduler.sim.api import Simulator, json_response, read_json, v3
+from scheduler.sim.api import Simulator, json_response, read_json, v3_route
 
 
 def webhook_subscription_routes(sim: Simulator) -> list[Route]:
@@ -35,21 +35,8 @@ def webhook_subscription_routes(sim: Simulator) -> list[Route]:
         store.delete(request.path_params["id"])
         return Response(status_code=204, headers={"X-Trace-Id": trace_id})
 
-    collection = {"GET": v3(sim, list_all), "POST": v3(sim, create)}
-    one = {
-        "GET": v3(sim, read),
-        "PUT": v3(sim, update),
-        "PATCH": v3(sim, update),
-        "DELETE": v3(sim, delete),
-    }
-
-    async def on_collection(request: Request) -> Response:
-        return await collection[request.method](request)
-
-    async def on_one(request: Request) -> Response:
-        return await one[request.method](request)
-
+    one = {"GET": read, "PUT": update, "PATCH": update, "DELETE": delete}
     return [
-        Route("/v3/webhook-subscriptions", on_collection, methods=["GET", "POST"]),
-        Route("/v3/webhook-subscriptions/{id}", on_one, methods=["GET", "PUT", "PATCH", "DELETE"]),
+        v3_route(sim, "/v3/webhook-subscriptions", {"GET": list_all, "POST": create}),
+        v3_route(sim, "/v3/webhook-subscriptions/{id}", one),
     ]

@@ -55,9 +55,8 @@ class SimSettings:
         """Raise ValueError naming the first bad knob."""
         for name in RATE_KNOBS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-            if not 0.0 <= float(value) <= 1.0:
+            is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not is_number or not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
         for name in DURATION_KNOBS:
             value = getattr(self, name)

@@ -171,8 +171,8 @@ class SimState:
     def new_id(self) -> str:
         """A random (seeded) UUID4 string; formatted by hand because uuid.UUID is slow."""
         bits = self._ids.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET
-        h = f"{bits:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        digits = f"{bits:032x}"
+        return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
     def roll(self, rate: float) -> bool:
         return rate > 0 and self.faults.random() < rate
@@ -182,11 +182,14 @@ class SimState:
         if lines is not None and number not in lines:
             raise SimError(403, 2005, f"{number} is not a line of this account")
 
+    def _account_number(self, value: Any, field: str = "phone_number") -> str:
+        """``value`` as one of the account's numbers: E.164 (1002, 1003), then ours (2005)."""
+        number = check_phone(value, field)
+        self.check_line(number)
+        return number
+
     def emit(self, event_type: str, key: str, data: dict[str, Any], trace_id: str) -> None:
         """Send a webhook event (when webhooks are on); ``key`` keeps its events in order."""
-        self._emit(event_type, key, data, trace_id)
-
-    def _emit(self, event_type: str, key: str, data: dict[str, Any], trace_id: str) -> None:
         if self.sink is not None:
             event = Event(self.new_id(), event_type, clock.now(), trace_id, key, data)
             self.sink(event)
@@ -219,8 +222,7 @@ class SimState:
             raise SimError(500, 2022, "contact card setup did not complete", fault="2022")
 
     def create_card(self, body: dict[str, Any], trace_id: str = "") -> Card:
-        number = check_phone(body.get("phone_number"))
-        self.check_line(number)
+        number = self._account_number(body.get("phone_number"))
         first_name = body.get("first_name")
         if not isinstance(first_name, str) or not first_name.strip():
             raise SimError(400, 1003, "first_name is required")
@@ -236,12 +238,11 @@ class SimState:
         self._card_write_fault(card)
         card.active_at = at + timedelta(seconds=self.settings.activation_delay)
         self.cards[number] = card
-        self._emit("contact_card.created", number, card_event_data(card, at, "created"), trace_id)
+        self.emit("contact_card.created", number, card_event_data(card, at, "created"), trace_id)
         return card
 
     def update_card(self, number: Any, body: dict[str, Any], trace_id: str = "") -> Card:
-        number = check_phone(number)
-        self.check_line(number)
+        number = self._account_number(number)
         changes: dict[str, str | None] = {}
         if "first_name" in body:
             first_name = body["first_name"]
@@ -268,7 +269,7 @@ class SimState:
         # Any write re-applies the card to the line: inactive until the delay has passed.
         card.active_at = at + timedelta(seconds=self.settings.activation_delay)
         data = card_event_data(card, at, "updated", change)
-        self._emit("contact_card.updated", number, data, trace_id)
+        self.emit("contact_card.updated", number, data, trace_id)
         return card
 
     def get_cards(self, number: str | None) -> list[Card]:
@@ -276,8 +277,7 @@ class SimState:
         at = clock.now()
         if number is None:
             return [card for card in self.cards.values() if card.is_active(at)]
-        number = check_phone(number)
-        self.check_line(number)
+        number = self._account_number(number)
         card = self.cards.get(number)
         if card is None or not card.is_active(at):
             raise SimError(404, 2012, f"no active contact card for {number}")
@@ -302,7 +302,7 @@ class SimState:
         if card is None:
             return False
         data = card_event_data(card, clock.now(), "deleted")
-        self._emit("contact_card.deleted", number, data, trace_id)
+        self.emit("contact_card.deleted", number, data, trace_id)
         return True
 
     # -- chats and messages ----------------------------------------------------------------
@@ -328,12 +328,18 @@ class SimState:
         opted out anywhere."""
         return not chat.is_group and chat.recipients[0].handle in self.opted_out
 
-    def is_blocked(self, chat: Chat) -> bool:
-        return not chat.is_group and chat.recipients[0].handle in self.blocked
-
-    def check_eligible(self, number: str) -> None:
+    def _check_sending_line(self, number: str) -> None:
+        """A line may send or share: it is the account's (2005) and not flagged (2027)."""
+        self.check_line(number)
         if number in self.ineligible_lines:
             raise SimError(403, 2027, f"{number} is not eligible to send right now")
+
+    def _check_recipient(self, handle: str) -> None:
+        """A 1:1 send or share reaches a recipient neither blocked (2026) nor opted out (2024)."""
+        if handle in self.blocked:
+            raise SimError(403, 2026, "the recipient is blocked by this account")
+        if handle in self.opted_out:
+            raise SimError(403, 2024, "the recipient has opted out")
 
     def block(self, handle: str, reason: str | None = None) -> None:
         self.blocked.setdefault(handle, (clock.now(), reason))
@@ -370,7 +376,7 @@ class SimState:
             "new_reputation": reputation,
             "changed_at": iso(clock.now()),
         }
-        self._emit("phone_number.status_updated", number, data, "")
+        self.emit("phone_number.status_updated", number, data, "")
         return data
 
     def chat_json(self, chat: Chat) -> dict[str, Any]:
@@ -418,12 +424,9 @@ class SimState:
         service = body.get("service", "iMessage")
         if service not in SERVICES:
             raise SimError(400, 1005, f"service must be one of {', '.join(SERVICES)}")
-        self.check_line(number)
-        self.check_eligible(number)
-        if len(to) == 1 and to[0] in self.blocked:
-            raise SimError(403, 2026, "the recipient is blocked by this account")
-        if len(to) == 1 and to[0] in self.opted_out:
-            raise SimError(403, 2024, "the recipient has opted out")
+        self._check_sending_line(number)
+        if len(to) == 1:
+            self._check_recipient(to[0])
         at = clock.now()
         chat = self._chat_keys.get((number, service, tuple(sorted(to))))
         created = chat is None
@@ -431,19 +434,16 @@ class SimState:
             chat = self._new_chat(number, to, service, at)
         message = self._add_message(chat, chat.me, parts, at)
         if created and self.sink is not None:
-            self._emit("chat.created", chat.id, self.chat_json(chat), trace_id)
+            self.emit("chat.created", chat.id, self.chat_json(chat), trace_id)
         self._emit_message(chat, message, trace_id)
         return chat, message
 
     def send_message(self, chat_id: str, body: dict[str, Any], trace_id: str = "") -> Message:
         chat = self.get_chat(chat_id)
         parts = check_parts(body.get("message"))
-        self.check_line(chat.from_number)
-        self.check_eligible(chat.from_number)
-        if self.is_blocked(chat):
-            raise SimError(403, 2026, "the recipient is blocked by this account")
-        if self.is_opted_out(chat):
-            raise SimError(403, 2024, "the recipient has opted out")
+        self._check_sending_line(chat.from_number)
+        if not chat.is_group:
+            self._check_recipient(chat.recipients[0].handle)
         message = self._add_message(chat, chat.me, parts, clock.now())
         self._emit_message(chat, message, trace_id)
         return message
@@ -502,10 +502,10 @@ class SimState:
             }
 
         if message.is_from_me:
-            self._emit("message.sent", chat.id, data(False), trace_id)
-            self._emit("message.delivered", chat.id, data(True), trace_id)
+            self.emit("message.sent", chat.id, data(False), trace_id)
+            self.emit("message.delivered", chat.id, data(True), trace_id)
         else:
-            self._emit("message.received", chat.id, data(True), trace_id)
+            self.emit("message.received", chat.id, data(True), trace_id)
 
     def fail_message(self, message_id: str, code: int = 4001, trace_id: str = "") -> Message:
         """An outbound message turns out undeliverable: message.failed, and it stops counting
@@ -528,7 +528,7 @@ class SimState:
                 "service": message.service,
                 "reason": "the message could not be delivered",
             }
-            self._emit("message.failed", chat.id, data, trace_id)
+            self.emit("message.failed", chat.id, data, trace_id)
             return message
         raise SimError(404, 1001, f"message {message_id} not found")
 
@@ -536,8 +536,7 @@ class SimState:
         if number is None:
             chats: list[Chat] = self.chat_order
         else:
-            number = check_phone(number, "from")
-            self.check_line(number)
+            number = self._account_number(number, "from")
             chats = self.chats_by_line.get(number, [])
         return _page(chats, "chats", limit, cursor)
 
@@ -571,7 +570,7 @@ class SimState:
                 self._seeded += size
                 chat = self._new_chat(number, to, service, at)
                 if self.sink is not None:
-                    self._emit("chat.created", chat.id, self.chat_json(chat), "")
+                    self.emit("chat.created", chat.id, self.chat_json(chat), "")
                 if outbound:
                     message = self._add_message(chat, chat.me, text, at)
                     self._emit_message(chat, message, "")
@@ -600,16 +599,13 @@ class SimState:
     def share(self, chat_id: str) -> Share:
         """Apply one share call's rules; raise SimError with the documented code on refusal."""
         chat = self.get_chat(chat_id)
-        self.check_line(chat.from_number)
-        self.check_eligible(chat.from_number)
+        self._check_sending_line(chat.from_number)
         at = clock.now()
         card = self.cards.get(chat.from_number)
         if card is None or not card.is_active(at):
             raise SimError(404, 2012, f"no active contact card for {chat.from_number}")
-        if self.is_blocked(chat):
-            raise SimError(403, 2026, "the recipient is blocked by this account")
-        if self.is_opted_out(chat):
-            raise SimError(403, 2024, "the recipient has opted out")
+        if not chat.is_group:
+            self._check_recipient(chat.recipients[0].handle)
         if not chat.has_outbound:
             raise SimError(400, 1004, "the chat has no outbound message yet")
         if chat.last_share_at is not None and at < chat.last_share_at + SHARE_INTERVAL:

@@ -1,7 +1,7 @@
 """Run a simulator on a free loopback port from a test, and drive it through ``/_sim``.
 
     with running_simulator(SimSettings(activation_delay=0)) as sim:
-        client = LinqClient(base_url=sim.api_base, token=sim.token)
+        client = LinqClient(sim.api_base, Secret(sim.token, "test"))
         chat = sim.control().create_chat("+14155550100", ["+14155550199"])
         ...
         assert sim.control().shares(chat["chat"]["id"])
@@ -99,33 +99,28 @@ def _reset() -> _Call:
     return _Call("POST", "/_sim/reset")
 
 
+def _text_message(text: str) -> dict[str, Any]:
+    return {"parts": [{"type": "text", "value": text}]}
+
+
 def _create_chat(number: str, to: list[str], text: str, service: str) -> _Call:
     body = {
         "from": number,
         "to": to,
-        "message": {"parts": [{"type": "text", "value": text}]},
+        "message": _text_message(text),
         "service": service,
     }
     return _Call("POST", "/api/partner/v3/chats", json=body, api=True)
 
 
 def _send(chat_id: str, text: str) -> _Call:
-    body = {"message": {"parts": [{"type": "text", "value": text}]}}
+    body = {"message": _text_message(text)}
     return _Call("POST", f"/api/partner/v3/chats/{chat_id}/messages", json=body, api=True)
-
-
-def _card_calls() -> _Call:
-    return _Call("GET", "/_sim/cards/calls", pick=lambda b: b["calls"])
 
 
 def _block(handle: str, blocked: bool) -> _Call:
     body = {"handle": handle, "blocked": blocked}
     return _Call("POST", "/_sim/blocked_handles", json=body, pick=lambda b: b["blocked_handles"])
-
-
-def _line_status(phone: str, status: str, reputation: str) -> _Call:
-    body = {"status": status, "reputation": reputation}
-    return _Call("POST", f"/_sim/lines/{phone}/status", json=body)
 
 
 class SimControlError(RuntimeError):
@@ -198,14 +193,8 @@ class SimControl:
     def reset(self) -> None:
         self._run(_reset())
 
-    def card_calls(self) -> list[dict[str, Any]]:
-        return list(self._run(_card_calls()))
-
     def block(self, handle: str, blocked: bool = True) -> list[dict[str, Any]]:
         return list(self._run(_block(handle, blocked)))
-
-    def line_status(self, phone: str, status: str, reputation: str = "HEALTHY") -> dict[str, Any]:
-        return dict(self._run(_line_status(phone, status, reputation)))
 
     def create_chat(
         self, number: str, to: list[str], text: str = "Hello", service: str = "iMessage"
@@ -274,16 +263,8 @@ class AsyncSimControl:
     async def reset(self) -> None:
         await self._run(_reset())
 
-    async def card_calls(self) -> list[dict[str, Any]]:
-        return list(await self._run(_card_calls()))
-
     async def block(self, handle: str, blocked: bool = True) -> list[dict[str, Any]]:
         return list(await self._run(_block(handle, blocked)))
-
-    async def line_status(
-        self, phone: str, status: str, reputation: str = "HEALTHY"
-    ) -> dict[str, Any]:
-        return dict(await self._run(_line_status(phone, status, reputation)))
 
     async def create_chat(
         self, number: str, to: list[str], text: str = "Hello", service: str = "iMessage"

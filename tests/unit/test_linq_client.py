@@ -20,7 +20,6 @@ from scheduler.errors import (
     CardWriteThrottled,
     ChatNotFound,
     LinqAPIError,
-    LinqError,
     LinqTransportError,
     OptedOut,
     RateLimited,
@@ -304,33 +303,7 @@ async def test_list_chats_rejects_limits_outside_the_api_range(limit: int) -> No
     assert rec.requests == []
 
 
-async def test_iter_chats_follows_cursors_across_three_pages() -> None:
-    rec = Recorder(
-        httpx.Response(200, json={"chats": [chat("a"), chat("b")], "next_cursor": "p2"}),
-        httpx.Response(200, json={"chats": [chat("c")], "next_cursor": "p3"}),
-        httpx.Response(200, json={"chats": [chat("d")], "next_cursor": None}),
-    )
-    async with make_client(rec) as client:
-        pages = [page async for page in client.iter_chats(from_number=LINE, limit=2)]
-    assert [[c.id for c in page.chats] for page in pages] == [["a", "b"], ["c"], ["d"]]
-    assert [r.url.params.get("cursor") for r in rec.requests] == [None, "p2", "p3"]
-    assert all(r.url.params["from"] == LINE for r in rec.requests)
-    assert all(r.url.params["limit"] == "2" for r in rec.requests)
-
-
-async def test_iter_chats_stops_on_a_repeated_cursor() -> None:
-    rec = Recorder(
-        httpx.Response(200, json={"chats": [chat("a")], "next_cursor": "same"}),
-        httpx.Response(200, json={"chats": [chat("b")], "next_cursor": "same"}),
-    )
-    async with make_client(rec) as client:
-        with pytest.raises(LinqError, match="cursor repeated"):
-            async for _ in client.iter_chats():
-                pass
-    assert len(rec.requests) == 2
-
-
-async def test_iter_messages_pages_and_fills_missing_chat_id() -> None:
+async def test_list_messages_pages_and_fills_missing_chat_id() -> None:
     first = message("m1")
     second = message("m2", is_from_me=None, direction="inbound")
     del second["chat_id"]
@@ -339,7 +312,8 @@ async def test_iter_messages_pages_and_fills_missing_chat_id() -> None:
         httpx.Response(200, json={"messages": [second], "next_cursor": None}),
     )
     async with make_client(rec) as client:
-        pages = [page async for page in client.iter_messages("chat-1", limit=1)]
+        pages = [await client.list_messages("chat-1", limit=1)]
+        pages.append(await client.list_messages("chat-1", limit=1, cursor=pages[0].next_cursor))
     assert [r.url.path for r in rec.requests] == ["/api/partner/v3/chats/chat-1/messages"] * 2
     assert [r.url.params.get("cursor") for r in rec.requests] == [None, "n2"]
     messages = [m for page in pages for m in page.messages]
