@@ -267,6 +267,8 @@ async def _record_line_facts(
     # One 2027 fact per line per batch: chats claimed together, refused together, are one
     # refusal of the line (their backoff must not double once per chat).
     refused_lines: set[str] = set()
+    written_card: dict[str, tuple[str, str | None]] = {}
+    stopped_lines: set[str] = set()
     for rec in records:
         d = rec.decision
         number = rec.claim.line
@@ -276,23 +278,32 @@ async def _record_line_facts(
         card_state, probe_at = known.get(number, (row.line_card_state, row.line_probe_at))
         if d.line_card_state is not None:
             card_state = d.line_card_state
-            await conn.execute(
-                sa.update(Line_table)
-                .where(Line_table.c.number == number)
-                .values(
-                    card_state=d.line_card_state,
-                    card_state_since=now,
-                    last_error=d.line_error,
-                    updated_at=now,
+            # Many chats of a line answer the same 2012 in one batch: the line is written
+            # once per distinct answer, not once per chat.
+            if written_card.get(number) != (d.line_card_state, d.line_error):
+                written_card[number] = (d.line_card_state, d.line_error)
+                await conn.execute(
+                    sa.update(Line_table)
+                    .where(Line_table.c.number == number)
+                    .values(
+                        card_state=d.line_card_state,
+                        card_state_since=now,
+                        last_error=d.line_error,
+                        updated_at=now,
+                    )
                 )
-            )
-            # The line's other chats stop until the card is seen active again.
-            await conn.execute(
-                sa.update(chats)
-                .where(chats.c.line == number)
-                .where(chats.c.claim_attempt_id.is_(None))
-                .values(next_share_at=None)
-            )
+            if number not in stopped_lines:
+                stopped_lines.add(number)
+                # The line's other chats stop until the card is seen active again: only
+                # those still due some day. The chats of this batch still hold their claims
+                # here, so they are left to their own update (which recomputes them).
+                await conn.execute(
+                    sa.update(chats)
+                    .where(chats.c.line == number)
+                    .where(chats.c.claim_attempt_id.is_(None))
+                    .where(chats.c.next_share_at.is_not(None))
+                    .values(next_share_at=None)
+                )
         elif d.line_ineligible:
             if number in refused_lines:
                 continue
