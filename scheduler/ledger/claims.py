@@ -267,8 +267,7 @@ async def _record_line_facts(
     # One 2027 fact per line per batch: chats claimed together, refused together, are one
     # refusal of the line (their backoff must not double once per chat).
     refused_lines: set[str] = set()
-    written_card: dict[str, tuple[str, str | None]] = {}
-    stopped_lines: set[str] = set()
+    card_answers: dict[str, tuple[str, str | None]] = {}
     for rec in records:
         d = rec.decision
         number = rec.claim.line
@@ -278,32 +277,9 @@ async def _record_line_facts(
         card_state, probe_at = known.get(number, (row.line_card_state, row.line_probe_at))
         if d.line_card_state is not None:
             card_state = d.line_card_state
-            # Many chats of a line answer the same 2012 in one batch: the line is written
-            # once per distinct answer, not once per chat.
-            if written_card.get(number) != (d.line_card_state, d.line_error):
-                written_card[number] = (d.line_card_state, d.line_error)
-                await conn.execute(
-                    sa.update(Line_table)
-                    .where(Line_table.c.number == number)
-                    .values(
-                        card_state=d.line_card_state,
-                        card_state_since=now,
-                        last_error=d.line_error,
-                        updated_at=now,
-                    )
-                )
-            if number not in stopped_lines:
-                stopped_lines.add(number)
-                # The line's other chats stop until the card is seen active again: only
-                # those still due some day. The chats of this batch still hold their claims
-                # here, so they are left to their own update (which recomputes them).
-                await conn.execute(
-                    sa.update(chats)
-                    .where(chats.c.line == number)
-                    .where(chats.c.claim_attempt_id.is_(None))
-                    .where(chats.c.next_share_at.is_not(None))
-                    .values(next_share_at=None)
-                )
+            # Many chats of a line answer 2012 in one batch: the line is written once, after
+            # the loop, with the last answer (as if each answer had been written in turn).
+            card_answers[number] = (d.line_card_state, d.line_error)
         elif d.line_ineligible:
             if number in refused_lines:
                 continue
@@ -324,6 +300,27 @@ async def _record_line_facts(
             continue
         known[number] = (card_state, probe_at)
         overrides[number] = line_facts(card_state, row.line_paused, row.line_timezone, probe_at)
+    for number, (answered_state, answered_error) in card_answers.items():
+        await conn.execute(
+            sa.update(Line_table)
+            .where(Line_table.c.number == number)
+            .values(
+                card_state=answered_state,
+                card_state_since=now,
+                last_error=answered_error,
+                updated_at=now,
+            )
+        )
+        # The line's other chats stop until the card is seen active again: only those still
+        # due some day are written. The chats of this batch still hold their claims here, so
+        # they are left to their own update, which recomputes them with the line's new facts.
+        await conn.execute(
+            sa.update(chats)
+            .where(chats.c.line == number)
+            .where(chats.c.claim_attempt_id.is_(None))
+            .where(chats.c.next_share_at.is_not(None))
+            .values(next_share_at=None)
+        )
     return overrides
 
 
