@@ -26,18 +26,10 @@ import sqlalchemy as sa
 from bench.common import LINE, fill_ledger, ledger_url, median, open_policy, table
 from scheduler import clock
 from scheduler.ledger.checkpoint import Checkpointer
-from scheduler.ledger.claim_sql import (
-    PG_DUE,
-    PG_START_ATTEMPTS,
-    SQLITE_DUE,
-    SQLITE_INSERT_ATTEMPTS,
-    SQLITE_LEASE_ROWS,
-    SQLITE_TOP_ATTEMPT,
-    ClaimSQL,
-    sqlite_lease_update,
-    sqlite_time,
-)
+from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.claims import claim_batch
+from scheduler.ledger.dialects import postgres as pg_sql
+from scheduler.ledger.dialects import sqlite as sqlite_sql
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, compute_next
 from scheduler.ledger.models import attempts_table
@@ -126,22 +118,22 @@ def driver_floor(url: str, repeats: int, batch: int) -> dict[str, list[float]]:
         try:
             for _ in range(repeats):
                 now = clock.now()
-                end = sqlite_time(now + timedelta(minutes=5))
-                started = sqlite_time(now)
+                end = sqlite_sql.bind_time(now + timedelta(minutes=5))
+                started = sqlite_sql.bind_time(now)
                 t0 = time.perf_counter()
                 db.execute("BEGIN IMMEDIATE")
-                rows = db.execute(SQLITE_DUE, (started, batch)).fetchall()
+                rows = db.execute(sqlite_sql.DUE, (started, batch)).fetchall()
                 t1 = time.perf_counter()
-                first = (db.execute(SQLITE_TOP_ATTEMPT).fetchone()[0] or 0) + 1
+                first = (db.execute(sqlite_sql.TOP_ATTEMPT).fetchone()[0] or 0) + 1
                 ids = [(row[0], first + i) for i, row in enumerate(rows)]
                 db.executemany(
-                    SQLITE_INSERT_ATTEMPTS,
+                    sqlite_sql.INSERT_ATTEMPTS,
                     [(aid, cid, LINE, started, "bench", False) for cid, aid in ids],
                 )
-                for start in range(0, len(ids), SQLITE_LEASE_ROWS):
-                    part = ids[start : start + SQLITE_LEASE_ROWS]
+                for start in range(0, len(ids), sqlite_sql.LEASE_ROWS):
+                    part = ids[start : start + sqlite_sql.LEASE_ROWS]
                     db.execute(
-                        sqlite_lease_update(len(part)),
+                        sqlite_sql.lease_update(len(part)),
                         (*(x for pair in part for x in pair), "bench", end, end),
                     )
                 t2 = time.perf_counter()
@@ -151,7 +143,7 @@ def driver_floor(url: str, repeats: int, batch: int) -> dict[str, list[float]]:
                     "UPDATE chats SET claimed_by = NULL, claim_attempt_id = NULL,"
                     " claim_expires_at = NULL, next_share_at = ?"
                     " WHERE claim_attempt_id IS NOT NULL",
-                    (sqlite_time(now - timedelta(seconds=60)),),
+                    (sqlite_sql.bind_time(now - timedelta(seconds=60)),),
                 )
                 db.execute("DELETE FROM share_attempts")
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -163,10 +155,10 @@ def driver_floor(url: str, repeats: int, batch: int) -> dict[str, list[float]]:
             now = clock.now()
             lease_end = now + timedelta(minutes=5)
             t0 = time.perf_counter()
-            rows = pg.execute(PG_DUE, (now, batch)).fetchall()
+            rows = pg.execute(pg_sql.DUE, (now, batch)).fetchall()
             t1 = time.perf_counter()
             pg.execute(
-                PG_START_ATTEMPTS,
+                pg_sql.START_ATTEMPTS,
                 (
                     [r[0] for r in rows],
                     [r[1] for r in rows],

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +19,15 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.ledger.claim_sql import AttemptFinish, ChatState, ChatUpdate, ClaimSQL
+from scheduler.core.chat import (
+    AttemptFinish,
+    CallRecord,
+    ChatState,
+    ChatUpdate,
+    Claim,
+    ClaimResult,
+)
+from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, line_facts
 from scheduler.ledger.facts import lines as Line_table
@@ -28,43 +35,12 @@ from scheduler.ledger.line_eligibility import hold_probe, mark_line_eligible, ma
 from scheduler.ledger.models import CardState, ChatStatus, Outcome, attempts_table
 from scheduler.ledger.recipients import RecipientFacts, one_to_one_handle, record_recipient_facts
 from scheduler.rule import LineFacts, Policy
-from scheduler.share.decisions import Decision
 
 attempts = attempts_table
 log = structlog.get_logger("scheduler.share")
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    chat_id: str
-    line: str | None
-    attempt_id: int
-    started_at: datetime
-    consecutive_failures: int
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """What the calls of one claim did, and what it means."""
-
-    claim: Claim
-    decision: Decision
-    finished_at: datetime
-    tries: int
-    http_status: int | None = None
-    error_code: int | None = None
-    trace_id: str | None = None
-    latency_ms: float | None = None
-
-
-@dataclass(slots=True)
-class ClaimResult:
-    claims: list[Claim]
-    ambiguous: int = 0
-    rescheduled: int = 0
-
-
-def _chat_update(row: Any, nxt: datetime | None, **changes: Any) -> ChatUpdate:
+def _chat_update(row: ChatState, nxt: datetime | None, **changes: Any) -> ChatUpdate:
     return ChatUpdate(
         chat_id=row.chat_id,
         last_shared_at=changes.get("last_shared_at", row.last_shared_at),
@@ -78,7 +54,7 @@ def _chat_update(row: Any, nxt: datetime | None, **changes: Any) -> ChatUpdate:
 
 
 async def _resolve_ambiguous(
-    sql: ClaimSQL, rows: Sequence[Any], policy: Policy, now: datetime
+    sql: ClaimSQL, rows: Sequence[ChatState], policy: Policy, now: datetime
 ) -> int:
     """Resolve the open claims of ``rows`` (chats) as shared at their attempt's start."""
     if not rows:
