@@ -27,6 +27,7 @@ from scheduler.core.chat import (
     Claim,
     ClaimResult,
 )
+from scheduler.errors import NotFound
 from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, line_facts
@@ -87,6 +88,15 @@ async def _resolve_ambiguous(
     await sql.finish_attempts(finish)
     await sql.update_chats(updates, now)
     return len(finish)
+
+
+async def chat_state(ledger: Ledger, chat_id: str) -> ChatState:
+    """One chat's facts and its line's, as the claim reads them."""
+    async with ledger.read() as conn:
+        found = await (await ClaimSQL.open(conn)).chats([chat_id])
+    if not found:
+        raise NotFound(f"no chat {chat_id!r} in the ledger")
+    return found[0]
 
 
 async def claim_batch(
@@ -360,9 +370,11 @@ async def resolve_dangling(
 __all__ = [
     "CallRecord",
     "CardState",
+    "ChatState",
     "ChatStatus",
     "Claim",
     "ClaimResult",
+    "chat_state",
     "claim_batch",
     "record_results",
     "release_claims",
