@@ -7,29 +7,30 @@ Each repeat first times the due query alone (the index range read of 500 rows an
 re-check of each), then claims one batch (the same query and re-check, 500 intent rows and
 500 leases, one transaction); the claims are undone outside the timing so the next repeat
 sees the same ledger. The ratio 1M / 10k shows whether the cost grows with the ledger
-(1.0 = flat). The floor is the claim's statements through the bare synchronous driver (see
-``driver_floor``), part by part: the database's own share of the cost.
+(1.0 = flat). The floor is the same write shape through the bare async driver (see
+``driver_floor``): one ``UPDATE ... RETURNING`` of the batch's rows in one transaction;
+"x floor" is the claim's cost over it (median of the repeats).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import time
 import uuid
 from datetime import datetime, timedelta
 
+import aiosqlite
 import psycopg
 import sqlalchemy as sa
 
-from bench.common import LINE, fill_ledger, ledger_url, median, open_policy, table
+from bench.common import fill_ledger, ledger_url, median, open_policy, table
 from scheduler import clock
 from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.claims import claim_batch
-from scheduler.ledger.dialects import postgres as pg_sql
 from scheduler.ledger.dialects import sqlite as sqlite_sql
+from scheduler.ledger.dialects.base import FACT_COLUMNS
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, compute_next
 from scheduler.ledger.models import attempts_table
@@ -93,94 +94,75 @@ async def measure(url: str, repeats: int, batch: int) -> tuple[list[float], list
     return queries, times
 
 
-FLOOR_PARTS = ("select", "writes", "commit")
+def _returning_claim(mark: str, lock: str) -> str:
+    """The floor's one statement: lease the ``batch`` chats due soonest and return their
+    facts (the columns the claim reads), as a bare ``UPDATE ... RETURNING``."""
+    return (
+        f"UPDATE chats SET claimed_by = {mark}, claim_expires_at = {mark},"
+        f" next_share_at = {mark} WHERE chat_id IN (SELECT chat_id FROM chats"
+        f" WHERE next_share_at <= {mark} ORDER BY next_share_at LIMIT {mark}{lock})"
+        f" RETURNING {', '.join(FACT_COLUMNS)}"
+    )
 
 
-def driver_floor(url: str, repeats: int, batch: int) -> dict[str, list[float]]:
-    """The claim's own statements through the bare synchronous driver, timed part by part.
+SQLITE_FLOOR = _returning_claim("?", "")
+PG_FLOOR = _returning_claim("%s", " FOR UPDATE SKIP LOCKED")
 
-    No rule re-check, no asyncio, no SQLAlchemy: what the database itself costs to read the
-    due rows, write 500 intent rows and 500 leases (index upkeep, the foreign key) and commit,
-    the floor under ``claim_batch``. SQLite runs with the daemon's settings and checkpoints
-    outside the timing. Returns the seconds of each part of ``FLOOR_PARTS`` per repeat.
+
+async def driver_floor(url: str, repeats: int, batch: int) -> list[float]:
+    """The same write shape through the bare async driver the daemon uses (aiosqlite,
+    psycopg): one transaction of one ``UPDATE ... RETURNING`` of ``batch`` rows, read whole.
+
+    No rule re-check, no intent rows, no SQLAlchemy: the floor under ``claim_batch``. SQLite
+    runs with the daemon's settings and checkpoints outside the timing. Returns seconds per
+    repeat; the leases are undone outside the timing.
     """
-    parts: dict[str, list[float]] = {name: [] for name in FLOOR_PARTS}
-
-    def keep(t0: float, t1: float, t2: float, t3: float) -> None:
-        for name, seconds in zip(FLOOR_PARTS, (t1 - t0, t2 - t1, t3 - t2), strict=True):
-            parts[name].append(seconds)
-
+    times: list[float] = []
     if url.startswith("sqlite"):
-        db = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-            db.execute(f"PRAGMA {pragma}")
-        db.execute("PRAGMA wal_autocheckpoint=0")
+        db = await aiosqlite.connect(url.split("///", 1)[1], isolation_level=None)
         try:
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+                await db.execute(f"PRAGMA {pragma}")
+            await db.execute("PRAGMA wal_autocheckpoint=0")
             for _ in range(repeats):
                 now = clock.now()
                 end = sqlite_sql.bind_time(now + timedelta(minutes=5))
-                started = sqlite_sql.bind_time(now)
                 t0 = time.perf_counter()
-                db.execute("BEGIN IMMEDIATE")
-                rows = db.execute(sqlite_sql.DUE, (started, batch)).fetchall()
-                t1 = time.perf_counter()
-                first = (db.execute(sqlite_sql.TOP_ATTEMPT).fetchone()[0] or 0) + 1
-                ids = [(row[0], first + i) for i, row in enumerate(rows)]
-                db.executemany(
-                    sqlite_sql.INSERT_ATTEMPTS,
-                    [(aid, cid, LINE, started, "bench", False) for cid, aid in ids],
+                await db.execute("BEGIN IMMEDIATE")
+                rows = await db.execute_fetchall(
+                    SQLITE_FLOOR, ("bench", end, end, sqlite_sql.bind_time(now), batch)
                 )
-                for start in range(0, len(ids), sqlite_sql.LEASE_ROWS):
-                    part = ids[start : start + sqlite_sql.LEASE_ROWS]
-                    db.execute(
-                        sqlite_sql.lease_update(len(part)),
-                        (*(x for pair in part for x in pair), "bench", end, end),
-                    )
-                t2 = time.perf_counter()
-                db.execute("COMMIT")
-                keep(t0, t1, t2, time.perf_counter())
-                db.execute(
-                    "UPDATE chats SET claimed_by = NULL, claim_attempt_id = NULL,"
-                    " claim_expires_at = NULL, next_share_at = ?"
-                    " WHERE claim_attempt_id IS NOT NULL",
+                await db.execute("COMMIT")
+                times.append(time.perf_counter() - t0)
+                assert len(list(rows)) == batch
+                await db.execute(
+                    "UPDATE chats SET claimed_by = NULL, next_share_at = ?"
+                    " WHERE claimed_by IS NOT NULL",
                     (sqlite_sql.bind_time(now - timedelta(seconds=60)),),
                 )
-                db.execute("DELETE FROM share_attempts")
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
-            db.close()
-        return parts
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as pg:
+            await db.close()
+        return times
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    async with await psycopg.AsyncConnection.connect(dsn) as pg:
         for _ in range(repeats):
             now = clock.now()
-            lease_end = now + timedelta(minutes=5)
+            end = now + timedelta(minutes=5)
             t0 = time.perf_counter()
-            rows = pg.execute(pg_sql.DUE, (now, batch)).fetchall()
-            t1 = time.perf_counter()
-            pg.execute(
-                pg_sql.START_ATTEMPTS,
-                (
-                    [r[0] for r in rows],
-                    [r[1] for r in rows],
-                    now,
-                    "bench",
-                    False,
-                    "bench",
-                    lease_end,
-                    lease_end,
-                ),
-            ).fetchall()
-            t2 = time.perf_counter()
-            pg.commit()
-            keep(t0, t1, t2, time.perf_counter())
-            pg.execute(
-                "UPDATE chats SET claimed_by = NULL, claim_attempt_id = NULL,"
-                " claim_expires_at = NULL, next_share_at = %s WHERE claim_attempt_id IS NOT NULL",
+            async with pg.cursor() as cur:
+                await cur.execute(PG_FLOOR, ("bench", end, end, now, batch))
+                rows = await cur.fetchall()
+            await pg.commit()
+            times.append(time.perf_counter() - t0)
+            assert len(rows) == batch
+            await pg.execute(
+                "UPDATE chats SET claimed_by = NULL, next_share_at = %s"
+                " WHERE claimed_by IS NOT NULL",
                 (now - timedelta(seconds=60),),
             )
-            pg.execute("DELETE FROM share_attempts")
-            pg.commit()
-    return parts
+            await pg.commit()
+    return times
 
 
 def main() -> None:
@@ -204,8 +186,7 @@ def main() -> None:
                 fill_ledger(url, ids, due, clock.now())
                 load = time.perf_counter() - t0
                 queries, times = asyncio.run(measure(url, args.repeats, args.batch))
-                parts = driver_floor(url, args.repeats, args.batch)
-                floor = median([sum(p) for p in zip(*parts.values(), strict=True)])
+                floor = median(asyncio.run(driver_floor(url, args.repeats, args.batch)))
                 per_size[size] = median(times)
                 query_at[size] = median(queries)
                 rows.append(
@@ -218,7 +199,6 @@ def main() -> None:
                         per_size[size] * 1000,
                         max(times) * 1000,
                         floor * 1000,
-                        *(median(parts[name]) * 1000 for name in FLOOR_PARTS),
                         per_size[size] / floor,
                         load,
                     ]
@@ -240,7 +220,6 @@ def main() -> None:
             "claim ms",
             "max ms",
             "floor ms",
-            *(f"{name} ms" for name in FLOOR_PARTS),
             "x floor",
             "load s",
         ],

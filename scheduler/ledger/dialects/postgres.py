@@ -74,7 +74,7 @@ class PostgresDialect:
         return postgresql.insert(table)
 
     async def _rows(self, db: Driver, sql: str, params: Sequence[object]) -> list[ChatState]:
-        return [ChatState(*row) for row in await db.fetch(sql, params)]
+        return [ChatState._make(row) for row in await db.fetch(sql, params)]
 
     async def due(self, db: Driver, now: datetime, limit: int) -> list[ChatState]:
         return await self._rows(db, DUE, (now, limit))

@@ -18,13 +18,20 @@ from scheduler.ledger.driver import Driver, chunks
 from scheduler.times import from_ledger_text, to_ledger_text
 
 DUE = f"{SELECT_FACTS} WHERE c.next_share_at <= ? ORDER BY c.next_share_at LIMIT ?"
-TOP_ATTEMPT = "SELECT max(id) FROM share_attempts"
-INSERT_ATTEMPTS = (
-    "INSERT INTO share_attempts (id, chat_id, line, started_at, outcome, instance, tries, forced)"
-    " VALUES (?, ?, ?, ?, 'started', ?, 0, ?)"
-)
-# Rows per lease UPDATE: (chat id, attempt id) per row, within the parameter cap.
-LEASE_ROWS = 400
+# Rows per statement of the claim: a batch (500 by default) in one statement each, within
+# SQLite's cap of 32,766 parameters per statement (3 per intent row, 2 per lease).
+CLAIM_ROWS = 5000
+
+
+def insert_attempts(rows: int) -> str:
+    """Intent rows for ``rows`` chats: parameters (chat id, line) per row, then started_at,
+    instance and forced; the ids come from the table's rowid, returned with each chat id."""
+    return (
+        "INSERT INTO share_attempts (chat_id, line, started_at, outcome, instance, tries, forced)"
+        " SELECT v.column1, v.column2, ?, 'started', ?, 0, ?"
+        f" FROM (VALUES {', '.join(['(?, ?)'] * rows)}) AS v"
+        " RETURNING chat_id, id"
+    )
 _EXPIRED = (
     f"{SELECT_FACTS} WHERE c.claim_attempt_id IS NOT NULL AND c.claim_expires_at <= ? LIMIT ?"
 )
@@ -60,27 +67,29 @@ def _is_time(name: str) -> bool:
     return name.endswith("_at") or name == "not_before"
 
 
-# How each column of a fact row arrives from SQLite: times as text, booleans as 0/1.
-_CONVERTERS: tuple[Callable[[Any], Any] | None, ...] = (
-    *(
-        from_ledger_text if _is_time(name) else bool if name == "is_group" else None
-        for name in FACT_COLUMNS
-    ),
-    *(
-        from_ledger_text if _is_time(name) else bool if name == "paused" else None
-        for name in LINE_FACT_COLUMNS
-    ),
-    None,  # claimed_by
+# The columns of a fact row that arrive from SQLite as text (times) or 0/1 (booleans), by
+# position, with their conversion; the others arrive as they are.
+_CONVERTERS: tuple[tuple[int, Callable[[Any], Any]], ...] = tuple(
+    (position, convert)
+    for position, name in enumerate((*FACT_COLUMNS, *(f"line_{c}" for c in LINE_FACT_COLUMNS)))
+    for convert in (
+        from_ledger_text
+        if _is_time(name)
+        else bool
+        if name in ("is_group", "line_paused")
+        else None,
+    )
+    if convert is not None
 )
 
 
 def _chat_state(row: Sequence[Any]) -> ChatState:
-    return ChatState(
-        *[
-            value if convert is None or value is None else convert(value)
-            for convert, value in zip(_CONVERTERS, row, strict=True)
-        ]
-    )
+    values = list(row)
+    for position, convert in _CONVERTERS:
+        value = values[position]
+        if value is not None:
+            values[position] = convert(value)
+    return ChatState._make(values)
 
 
 class SqliteDialect:
@@ -136,26 +145,20 @@ class SqliteDialect:
     ) -> dict[str, int]:
         if not chats:
             return {}
-        # This transaction holds the write lock, so max(id) cannot move under us.
-        top = (await db.fetch(TOP_ATTEMPT, ()))[0][0]
-        first = int(top or 0) + 1
-        attempt_of = {c.chat_id: first + i for i, c in enumerate(chats)}
+        attempt_of: dict[str, int] = {}
         started = bind_time(now)
-        await db.execute_many(
-            INSERT_ATTEMPTS,
-            [(attempt_of[c.chat_id], c.chat_id, c.line, started, instance, forced) for c in chats],
-        )
         end = bind_time(lease_end)
-        for start in range(0, len(chats), LEASE_ROWS):
-            part = chats[start : start + LEASE_ROWS]
+        for first in range(0, len(chats), CLAIM_ROWS):
+            part = chats[first : first + CLAIM_ROWS]
+            returned = await db.fetch(
+                insert_attempts(len(part)),
+                (started, instance, forced, *(x for c in part for x in (c.chat_id, c.line))),
+            )
+            ids = {str(chat_id): int(aid) for chat_id, aid in returned}
+            attempt_of.update(ids)
             await db.execute(
                 lease_update(len(part)),
-                (
-                    *(x for c in part for x in (c.chat_id, attempt_of[c.chat_id])),
-                    instance,
-                    end,
-                    end,
-                ),
+                (*(x for c in part for x in (c.chat_id, ids[c.chat_id])), instance, end, end),
             )
         return attempt_of
 
