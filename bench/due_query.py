@@ -9,7 +9,8 @@ re-check of each), then claims one batch (the same query and re-check, 500 inten
 sees the same ledger. The ratio 1M / 10k shows whether the cost grows with the ledger
 (1.0 = flat). The floor is the same write shape through the bare async driver (see
 ``driver_floor``): one ``UPDATE ... RETURNING`` of the batch's rows in one transaction;
-"x floor" is the claim's cost over it (median of the repeats).
+"x floor" is the claim's cost over it (median of the repeats' ratios, each floor run right
+after its claim).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from scheduler import clock
 from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.claims import claim_batch
-from scheduler.ledger.dialects import sqlite as sqlite_sql
 from scheduler.ledger.dialects.base import FACT_COLUMNS
+from scheduler.ledger.dialects.sqlite import bind_time
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, compute_next
 from scheduler.ledger.models import attempts_table
@@ -46,12 +47,17 @@ async def due_query(ledger: Ledger, now: datetime, batch: int, policy: Policy) -
         return sum(1 for row in rows if (nxt := compute_next(row, policy, now)) and nxt <= now)
 
 
-async def measure(url: str, repeats: int, batch: int) -> tuple[list[float], list[float]]:
-    """Per repeat: the due query alone, then the whole claim of one batch (seconds)."""
+async def measure(
+    url: str, repeats: int, batch: int
+) -> tuple[list[float], list[float], list[float]]:
+    """Per repeat: the due query alone, the whole claim of one batch, then the floor
+    (seconds). Interleaved, so that the load of a shared machine weighs on each alike."""
     # As in the daemon: on SQLite, commits leave checkpoints to a background task.
     ledger = Ledger(create_engine(url, pool_size=2, background_checkpoint=True))
     policy = open_policy(clock.now())
-    queries, times = [], []
+    queries, times, floors = [], [], []
+    floor = DriverFloor(url)
+    await floor.open()
     stopping = asyncio.Event()
     checkpoints = (
         asyncio.create_task(Checkpointer(ledger).run(stopping)) if ledger.is_sqlite else None
@@ -86,12 +92,14 @@ async def measure(url: str, repeats: int, batch: int) -> tuple[list[float], list
                     )
                 )
                 await conn.execute(sa.delete(attempts_table))
+            floors.append(await floor.once(batch))
     finally:
+        await floor.close()
         stopping.set()
         if checkpoints is not None:
             await checkpoints
         await ledger.dispose()
-    return queries, times
+    return queries, times, floors
 
 
 def _returning_claim(mark: str, lock: str) -> str:
@@ -109,60 +117,77 @@ SQLITE_FLOOR = _returning_claim("?", "")
 PG_FLOOR = _returning_claim("%s", " FOR UPDATE SKIP LOCKED")
 
 
-async def driver_floor(url: str, repeats: int, batch: int) -> list[float]:
+class DriverFloor:
     """The same write shape through the bare async driver the daemon uses (aiosqlite,
     psycopg): one transaction of one ``UPDATE ... RETURNING`` of ``batch`` rows, read whole.
 
     No rule re-check, no intent rows, no SQLAlchemy: the floor under ``claim_batch``. SQLite
-    runs with the daemon's settings and checkpoints outside the timing. Returns seconds per
-    repeat; the leases are undone outside the timing.
+    runs with the daemon's settings (checkpoints left to the background task). Each run is
+    timed alone; its leases are undone outside the timing.
     """
-    times: list[float] = []
-    if url.startswith("sqlite"):
-        db = await aiosqlite.connect(url.split("///", 1)[1], isolation_level=None)
-        try:
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-                await db.execute(f"PRAGMA {pragma}")
-            await db.execute("PRAGMA wal_autocheckpoint=0")
-            for _ in range(repeats):
-                now = clock.now()
-                end = sqlite_sql.bind_time(now + timedelta(minutes=5))
-                t0 = time.perf_counter()
-                await db.execute("BEGIN IMMEDIATE")
-                rows = await db.execute_fetchall(
-                    SQLITE_FLOOR, ("bench", end, end, sqlite_sql.bind_time(now), batch)
-                )
-                await db.execute("COMMIT")
-                times.append(time.perf_counter() - t0)
-                assert len(list(rows)) == batch
-                await db.execute(
-                    "UPDATE chats SET claimed_by = NULL, next_share_at = ?"
-                    " WHERE claimed_by IS NOT NULL",
-                    (sqlite_sql.bind_time(now - timedelta(seconds=60)),),
-                )
-                await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            await db.close()
-        return times
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
-    async with await psycopg.AsyncConnection.connect(dsn) as pg:
-        for _ in range(repeats):
-            now = clock.now()
-            end = now + timedelta(minutes=5)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite: aiosqlite.Connection | None = None
+        self.pg: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+
+    async def open(self) -> None:
+        if self.url.startswith("sqlite"):
+            self.sqlite = await aiosqlite.connect(self.url.split("///", 1)[1], isolation_level=None)
+            for pragma in (
+                "journal_mode=WAL",
+                "synchronous=NORMAL",
+                "foreign_keys=ON",
+                "wal_autocheckpoint=0",
+            ):
+                await self.sqlite.execute(f"PRAGMA {pragma}")
+            return
+        dsn = self.url.replace("postgresql+psycopg://", "postgresql://")
+        self.pg = await psycopg.AsyncConnection.connect(dsn)
+
+    async def close(self) -> None:
+        if self.sqlite is not None:
+            await self.sqlite.close()
+        if self.pg is not None:
+            await self.pg.close()
+
+    async def once(self, batch: int) -> float:
+        """Seconds for one claim-shaped ``UPDATE ... RETURNING`` of ``batch`` rows."""
+        now = clock.now()
+        end = now + timedelta(minutes=5)
+        back = now - timedelta(seconds=60)
+        if self.sqlite is not None:
+            db = self.sqlite
+            t0 = time.perf_counter()
+            await db.execute("BEGIN IMMEDIATE")
+            rows = await db.execute_fetchall(
+                SQLITE_FLOOR,
+                ("bench", bind_time(end), bind_time(end), bind_time(now), batch),
+            )
+            await db.execute("COMMIT")
+            seconds = time.perf_counter() - t0
+            await db.execute(
+                "UPDATE chats SET claimed_by = NULL, next_share_at = ?"
+                " WHERE claimed_by IS NOT NULL",
+                (bind_time(back),),
+            )
+        else:
+            assert self.pg is not None
+            pg = self.pg
             t0 = time.perf_counter()
             async with pg.cursor() as cur:
                 await cur.execute(PG_FLOOR, ("bench", end, end, now, batch))
                 rows = await cur.fetchall()
             await pg.commit()
-            times.append(time.perf_counter() - t0)
-            assert len(rows) == batch
+            seconds = time.perf_counter() - t0
             await pg.execute(
                 "UPDATE chats SET claimed_by = NULL, next_share_at = %s"
                 " WHERE claimed_by IS NOT NULL",
-                (now - timedelta(seconds=60),),
+                (back,),
             )
             await pg.commit()
-    return times
+        assert len(list(rows)) == batch, len(list(rows))
+        return seconds
 
 
 def main() -> None:
@@ -178,6 +203,7 @@ def main() -> None:
     for kind in args.databases.split(","):
         per_size: dict[int, float] = {}
         query_at: dict[int, float] = {}
+        over_floor: dict[int, float] = {}
         for size in sizes:
             with ledger_url(kind) as url:
                 ids = [f"chat-{uuid.UUID(int=i).hex}" for i in range(size)]
@@ -185,10 +211,13 @@ def main() -> None:
                 t0 = time.perf_counter()
                 fill_ledger(url, ids, due, clock.now())
                 load = time.perf_counter() - t0
-                queries, times = asyncio.run(measure(url, args.repeats, args.batch))
-                floor = median(asyncio.run(driver_floor(url, args.repeats, args.batch)))
+                queries, times, floors = asyncio.run(measure(url, args.repeats, args.batch))
+                floor = median(floors)
                 per_size[size] = median(times)
                 query_at[size] = median(queries)
+                # Each claim over the floor run right after it: the machine's load of the moment
+                # weighs on both.
+                over_floor[size] = median([t / f for t, f in zip(times, floors, strict=True)])
                 rows.append(
                     [
                         kind,
@@ -199,7 +228,7 @@ def main() -> None:
                         per_size[size] * 1000,
                         max(times) * 1000,
                         floor * 1000,
-                        per_size[size] / floor,
+                        over_floor[size],
                         load,
                     ]
                 )
@@ -207,7 +236,8 @@ def main() -> None:
         summary.append(
             f"{kind} {big}/{small}: claim {per_size[big] / per_size[small]:.2f}"
             f" ({per_size[big] * 1000:.1f} ms), due query {query_at[big] / query_at[small]:.2f}"
-            f" ({query_at[big] * 1000:.1f} ms)"
+            f" ({query_at[big] * 1000:.1f} ms), claim over the driver floor"
+            f" {' / '.join(f'{over_floor[size]:.2f}' for size in sizes)}"
         )
     table(
         f"due query and claim of one batch (medians of {args.repeats}; max of the claim)",
