@@ -32,6 +32,8 @@ def insert_attempts(rows: int) -> str:
         f" FROM (VALUES {', '.join(['(?, ?)'] * rows)}) AS v"
         " RETURNING chat_id, id"
     )
+
+
 _EXPIRED = (
     f"{SELECT_FACTS} WHERE c.claim_attempt_id IS NOT NULL AND c.claim_expires_at <= ? LIMIT ?"
 )
