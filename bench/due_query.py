@@ -7,38 +7,32 @@ Each repeat first times the due query alone (the index range read of 500 rows an
 re-check of each), then claims one batch (the same query and re-check, 500 intent rows and
 500 leases, one transaction); the claims are undone outside the timing so the next repeat
 sees the same ledger. The ratio 1M / 10k shows whether the cost grows with the ledger
-(1.0 = flat). The floor is the claim's statements through the bare synchronous driver (see
-``driver_floor``), part by part: the database's own share of the cost.
+(1.0 = flat). The floor is the same write shape through the bare async driver (see
+``driver_floor``): one ``UPDATE ... RETURNING`` of the batch's rows in one transaction;
+"x floor" is the claim's cost over it (median of the repeats' ratios, each floor run right
+after its claim).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import time
 import uuid
 from datetime import datetime, timedelta
 
+import aiosqlite
 import psycopg
 import sqlalchemy as sa
 
-from bench.common import LINE, fill_ledger, ledger_url, median, open_policy, table
+from bench.common import fill_ledger, ledger_url, median, open_policy, table
 from scheduler import clock
 from scheduler.core.rule import Policy
 from scheduler.ledger.checkpoint import Checkpointer
-from scheduler.ledger.claim_sql import (
-    PG_DUE,
-    PG_START_ATTEMPTS,
-    SQLITE_DUE,
-    SQLITE_INSERT_ATTEMPTS,
-    SQLITE_LEASE_ROWS,
-    SQLITE_TOP_ATTEMPT,
-    ClaimSQL,
-    sqlite_lease_update,
-    sqlite_time,
-)
+from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.claims import claim_batch
+from scheduler.ledger.dialects.base import FACT_COLUMNS
+from scheduler.ledger.dialects.sqlite import bind_time
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, compute_next
 from scheduler.ledger.models import attempts_table
@@ -53,12 +47,17 @@ async def due_query(ledger: Ledger, now: datetime, batch: int, policy: Policy) -
         return sum(1 for row in rows if (nxt := compute_next(row, policy, now)) and nxt <= now)
 
 
-async def measure(url: str, repeats: int, batch: int) -> tuple[list[float], list[float]]:
-    """Per repeat: the due query alone, then the whole claim of one batch (seconds)."""
+async def measure(
+    url: str, repeats: int, batch: int
+) -> tuple[list[float], list[float], list[float]]:
+    """Per repeat: the due query alone, the whole claim of one batch, then the floor
+    (seconds). Interleaved, so that the load of a shared machine weighs on each alike."""
     # As in the daemon: on SQLite, commits leave checkpoints to a background task.
     ledger = Ledger(create_engine(url, pool_size=2, background_checkpoint=True))
     policy = open_policy(clock.now())
-    queries, times = [], []
+    queries, times, floors = [], [], []
+    floor = DriverFloor(url)
+    await floor.open()
     stopping = asyncio.Event()
     checkpoints = (
         asyncio.create_task(Checkpointer(ledger).run(stopping)) if ledger.is_sqlite else None
@@ -93,102 +92,102 @@ async def measure(url: str, repeats: int, batch: int) -> tuple[list[float], list
                     )
                 )
                 await conn.execute(sa.delete(attempts_table))
+            floors.append(await floor.once(batch))
     finally:
+        await floor.close()
         stopping.set()
         if checkpoints is not None:
             await checkpoints
         await ledger.dispose()
-    return queries, times
+    return queries, times, floors
 
 
-FLOOR_PARTS = ("select", "writes", "commit")
+def _returning_claim(mark: str, lock: str) -> str:
+    """The floor's one statement: lease the ``batch`` chats due soonest and return their
+    facts (the columns the claim reads), as a bare ``UPDATE ... RETURNING``."""
+    return (
+        f"UPDATE chats SET claimed_by = {mark}, claim_expires_at = {mark},"
+        f" next_share_at = {mark} WHERE chat_id IN (SELECT chat_id FROM chats"
+        f" WHERE next_share_at <= {mark} ORDER BY next_share_at LIMIT {mark}{lock})"
+        f" RETURNING {', '.join(FACT_COLUMNS)}"
+    )
 
 
-def driver_floor(url: str, repeats: int, batch: int) -> dict[str, list[float]]:
-    """The claim's own statements through the bare synchronous driver, timed part by part.
+SQLITE_FLOOR = _returning_claim("?", "")
+PG_FLOOR = _returning_claim("%s", " FOR UPDATE SKIP LOCKED")
 
-    No rule re-check, no asyncio, no SQLAlchemy: what the database itself costs to read the
-    due rows, write 500 intent rows and 500 leases (index upkeep, the foreign key) and commit,
-    the floor under ``claim_batch``. SQLite runs with the daemon's settings and checkpoints
-    outside the timing. Returns the seconds of each part of ``FLOOR_PARTS`` per repeat.
+
+class DriverFloor:
+    """The same write shape through the bare async driver the daemon uses (aiosqlite,
+    psycopg): one transaction of one ``UPDATE ... RETURNING`` of ``batch`` rows, read whole.
+
+    No rule re-check, no intent rows, no SQLAlchemy: the floor under ``claim_batch``. SQLite
+    runs with the daemon's settings (checkpoints left to the background task). Each run is
+    timed alone; its leases are undone outside the timing.
     """
-    parts: dict[str, list[float]] = {name: [] for name in FLOOR_PARTS}
 
-    def keep(t0: float, t1: float, t2: float, t3: float) -> None:
-        for name, seconds in zip(FLOOR_PARTS, (t1 - t0, t2 - t1, t3 - t2), strict=True):
-            parts[name].append(seconds)
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite: aiosqlite.Connection | None = None
+        self.pg: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
-    if url.startswith("sqlite"):
-        db = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-            db.execute(f"PRAGMA {pragma}")
-        db.execute("PRAGMA wal_autocheckpoint=0")
-        try:
-            for _ in range(repeats):
-                now = clock.now()
-                end = sqlite_time(now + timedelta(minutes=5))
-                started = sqlite_time(now)
-                t0 = time.perf_counter()
-                db.execute("BEGIN IMMEDIATE")
-                rows = db.execute(SQLITE_DUE, (started, batch)).fetchall()
-                t1 = time.perf_counter()
-                first = (db.execute(SQLITE_TOP_ATTEMPT).fetchone()[0] or 0) + 1
-                ids = [(row[0], first + i) for i, row in enumerate(rows)]
-                db.executemany(
-                    SQLITE_INSERT_ATTEMPTS,
-                    [(aid, cid, LINE, started, "bench", False) for cid, aid in ids],
-                )
-                for start in range(0, len(ids), SQLITE_LEASE_ROWS):
-                    part = ids[start : start + SQLITE_LEASE_ROWS]
-                    db.execute(
-                        sqlite_lease_update(len(part)),
-                        (*(x for pair in part for x in pair), "bench", end, end),
-                    )
-                t2 = time.perf_counter()
-                db.execute("COMMIT")
-                keep(t0, t1, t2, time.perf_counter())
-                db.execute(
-                    "UPDATE chats SET claimed_by = NULL, claim_attempt_id = NULL,"
-                    " claim_expires_at = NULL, next_share_at = ?"
-                    " WHERE claim_attempt_id IS NOT NULL",
-                    (sqlite_time(now - timedelta(seconds=60)),),
-                )
-                db.execute("DELETE FROM share_attempts")
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            db.close()
-        return parts
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as pg:
-        for _ in range(repeats):
-            now = clock.now()
-            lease_end = now + timedelta(minutes=5)
+    async def open(self) -> None:
+        if self.url.startswith("sqlite"):
+            self.sqlite = await aiosqlite.connect(self.url.split("///", 1)[1], isolation_level=None)
+            for pragma in (
+                "journal_mode=WAL",
+                "synchronous=NORMAL",
+                "foreign_keys=ON",
+                "wal_autocheckpoint=0",
+            ):
+                await self.sqlite.execute(f"PRAGMA {pragma}")
+            return
+        dsn = self.url.replace("postgresql+psycopg://", "postgresql://")
+        self.pg = await psycopg.AsyncConnection.connect(dsn)
+
+    async def close(self) -> None:
+        if self.sqlite is not None:
+            await self.sqlite.close()
+        if self.pg is not None:
+            await self.pg.close()
+
+    async def once(self, batch: int) -> float:
+        """Seconds for one claim-shaped ``UPDATE ... RETURNING`` of ``batch`` rows."""
+        now = clock.now()
+        end = now + timedelta(minutes=5)
+        back = now - timedelta(seconds=60)
+        if self.sqlite is not None:
+            db = self.sqlite
             t0 = time.perf_counter()
-            rows = pg.execute(PG_DUE, (now, batch)).fetchall()
-            t1 = time.perf_counter()
-            pg.execute(
-                PG_START_ATTEMPTS,
-                (
-                    [r[0] for r in rows],
-                    [r[1] for r in rows],
-                    now,
-                    "bench",
-                    False,
-                    "bench",
-                    lease_end,
-                    lease_end,
-                ),
-            ).fetchall()
-            t2 = time.perf_counter()
-            pg.commit()
-            keep(t0, t1, t2, time.perf_counter())
-            pg.execute(
-                "UPDATE chats SET claimed_by = NULL, claim_attempt_id = NULL,"
-                " claim_expires_at = NULL, next_share_at = %s WHERE claim_attempt_id IS NOT NULL",
-                (now - timedelta(seconds=60),),
+            await db.execute("BEGIN IMMEDIATE")
+            rows = await db.execute_fetchall(
+                SQLITE_FLOOR,
+                ("bench", bind_time(end), bind_time(end), bind_time(now), batch),
             )
-            pg.execute("DELETE FROM share_attempts")
-            pg.commit()
-    return parts
+            await db.execute("COMMIT")
+            seconds = time.perf_counter() - t0
+            await db.execute(
+                "UPDATE chats SET claimed_by = NULL, next_share_at = ?"
+                " WHERE claimed_by IS NOT NULL",
+                (bind_time(back),),
+            )
+        else:
+            assert self.pg is not None
+            pg = self.pg
+            t0 = time.perf_counter()
+            async with pg.cursor() as cur:
+                await cur.execute(PG_FLOOR, ("bench", end, end, now, batch))
+                rows = await cur.fetchall()
+            await pg.commit()
+            seconds = time.perf_counter() - t0
+            await pg.execute(
+                "UPDATE chats SET claimed_by = NULL, next_share_at = %s"
+                " WHERE claimed_by IS NOT NULL",
+                (back,),
+            )
+            await pg.commit()
+        assert len(list(rows)) == batch, len(list(rows))
+        return seconds
 
 
 def main() -> None:
@@ -204,6 +203,7 @@ def main() -> None:
     for kind in args.databases.split(","):
         per_size: dict[int, float] = {}
         query_at: dict[int, float] = {}
+        over_floor: dict[int, float] = {}
         for size in sizes:
             with ledger_url(kind) as url:
                 ids = [f"chat-{uuid.UUID(int=i).hex}" for i in range(size)]
@@ -211,11 +211,13 @@ def main() -> None:
                 t0 = time.perf_counter()
                 fill_ledger(url, ids, due, clock.now())
                 load = time.perf_counter() - t0
-                queries, times = asyncio.run(measure(url, args.repeats, args.batch))
-                parts = driver_floor(url, args.repeats, args.batch)
-                floor = median([sum(p) for p in zip(*parts.values(), strict=True)])
+                queries, times, floors = asyncio.run(measure(url, args.repeats, args.batch))
+                floor = median(floors)
                 per_size[size] = median(times)
                 query_at[size] = median(queries)
+                # Each claim over the floor run right after it: the machine's load of the moment
+                # weighs on both.
+                over_floor[size] = median([t / f for t, f in zip(times, floors, strict=True)])
                 rows.append(
                     [
                         kind,
@@ -226,8 +228,7 @@ def main() -> None:
                         per_size[size] * 1000,
                         max(times) * 1000,
                         floor * 1000,
-                        *(median(parts[name]) * 1000 for name in FLOOR_PARTS),
-                        per_size[size] / floor,
+                        over_floor[size],
                         load,
                     ]
                 )
@@ -235,7 +236,8 @@ def main() -> None:
         summary.append(
             f"{kind} {big}/{small}: claim {per_size[big] / per_size[small]:.2f}"
             f" ({per_size[big] * 1000:.1f} ms), due query {query_at[big] / query_at[small]:.2f}"
-            f" ({query_at[big] * 1000:.1f} ms)"
+            f" ({query_at[big] * 1000:.1f} ms), claim over the driver floor"
+            f" {' / '.join(f'{over_floor[size]:.2f}' for size in sizes)}"
         )
     table(
         f"due query and claim of one batch (medians of {args.repeats}; max of the claim)",
@@ -248,7 +250,6 @@ def main() -> None:
             "claim ms",
             "max ms",
             "floor ms",
-            *(f"{name} ms" for name in FLOOR_PARTS),
             "x floor",
             "load s",
         ],

@@ -17,8 +17,9 @@ import structlog
 from scheduler.core.rule import Policy
 from scheduler.core.status import ChatStatus
 from scheduler.errors import NotFound, ShareSchedulerError
+from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.facts import chats, compute_next, select_chats_with_line
+from scheduler.ledger.facts import chats, compute_next
 from scheduler.ledger.recipients import chat_status_for, one_to_one_handle, recipient_facts
 
 __all__ = ["ChatStateError", "StatusChange", "set_chat_paused"]
@@ -56,11 +57,10 @@ async def set_chat_paused(
         (ChatStatus.paused, ChatStatus.active) if paused else (ChatStatus.active, ChatStatus.paused)
     )
     async with ledger.write() as conn:
-        row = (
-            await conn.execute(select_chats_with_line().where(chats.c.chat_id == chat_id))
-        ).first()
-        if row is None:
+        found = await (await ClaimSQL.open(conn)).chats([chat_id])
+        if not found:
             raise NotFound(f"no chat {chat_id!r} in the ledger")
+        row = found[0]
         if row.status == want:
             return StatusChange(chat_id, row.status, row.status, row.next_share_at, False)
         if row.status != other:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,10 +19,18 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scheduler.core.chat import (
+    AttemptFinish,
+    CallRecord,
+    ChatState,
+    ChatUpdate,
+    Claim,
+    ClaimResult,
+)
 from scheduler.core.rule import LineFacts, Policy
-from scheduler.core.share_outcome import Decision
 from scheduler.core.status import CardState, ChatStatus, Outcome
-from scheduler.ledger.claim_sql import AttemptFinish, ChatState, ChatUpdate, ClaimSQL
+from scheduler.errors import NotFound
+from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, line_facts
 from scheduler.ledger.facts import lines as Line_table
@@ -35,37 +42,7 @@ attempts = attempts_table
 log = structlog.get_logger("scheduler.share")
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    chat_id: str
-    line: str | None
-    attempt_id: int
-    started_at: datetime
-    consecutive_failures: int
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """What the calls of one claim did, and what it means."""
-
-    claim: Claim
-    decision: Decision
-    finished_at: datetime
-    tries: int
-    http_status: int | None = None
-    error_code: int | None = None
-    trace_id: str | None = None
-    latency_ms: float | None = None
-
-
-@dataclass(slots=True)
-class ClaimResult:
-    claims: list[Claim]
-    ambiguous: int = 0
-    rescheduled: int = 0
-
-
-def _chat_update(row: Any, nxt: datetime | None, **changes: Any) -> ChatUpdate:
+def _chat_update(row: ChatState, nxt: datetime | None, **changes: Any) -> ChatUpdate:
     return ChatUpdate(
         chat_id=row.chat_id,
         last_shared_at=changes.get("last_shared_at", row.last_shared_at),
@@ -79,7 +56,7 @@ def _chat_update(row: Any, nxt: datetime | None, **changes: Any) -> ChatUpdate:
 
 
 async def _resolve_ambiguous(
-    sql: ClaimSQL, rows: Sequence[Any], policy: Policy, now: datetime
+    sql: ClaimSQL, rows: Sequence[ChatState], policy: Policy, now: datetime
 ) -> int:
     """Resolve the open claims of ``rows`` (chats) as shared at their attempt's start."""
     if not rows:
@@ -112,6 +89,15 @@ async def _resolve_ambiguous(
     await sql.finish_attempts(finish)
     await sql.update_chats(updates, now)
     return len(finish)
+
+
+async def chat_state(ledger: Ledger, chat_id: str) -> ChatState:
+    """One chat's facts and its line's, as the claim reads them."""
+    async with ledger.read() as conn:
+        found = await (await ClaimSQL.open(conn)).chats([chat_id])
+    if not found:
+        raise NotFound(f"no chat {chat_id!r} in the ledger")
+    return found[0]
 
 
 async def claim_batch(
@@ -268,6 +254,7 @@ async def _record_line_facts(
     # One 2027 fact per line per batch: chats claimed together, refused together, are one
     # refusal of the line (their backoff must not double once per chat).
     refused_lines: set[str] = set()
+    card_answers: dict[str, tuple[str, str | None]] = {}
     for rec in records:
         d = rec.decision
         number = rec.claim.line
@@ -277,23 +264,9 @@ async def _record_line_facts(
         card_state, probe_at = known.get(number, (row.line_card_state, row.line_probe_at))
         if d.line_card_state is not None:
             card_state = d.line_card_state
-            await conn.execute(
-                sa.update(Line_table)
-                .where(Line_table.c.number == number)
-                .values(
-                    card_state=d.line_card_state,
-                    card_state_since=now,
-                    last_error=d.line_error,
-                    updated_at=now,
-                )
-            )
-            # The line's other chats stop until the card is seen active again.
-            await conn.execute(
-                sa.update(chats)
-                .where(chats.c.line == number)
-                .where(chats.c.claim_attempt_id.is_(None))
-                .values(next_share_at=None)
-            )
+            # Many chats of a line answer 2012 in one batch: the line is written once, after
+            # the loop, with the last answer (as if each answer had been written in turn).
+            card_answers[number] = (d.line_card_state, d.line_error)
         elif d.line_ineligible:
             if number in refused_lines:
                 continue
@@ -314,6 +287,27 @@ async def _record_line_facts(
             continue
         known[number] = (card_state, probe_at)
         overrides[number] = line_facts(card_state, row.line_paused, row.line_timezone, probe_at)
+    for number, (answered_state, answered_error) in card_answers.items():
+        await conn.execute(
+            sa.update(Line_table)
+            .where(Line_table.c.number == number)
+            .values(
+                card_state=answered_state,
+                card_state_since=now,
+                last_error=answered_error,
+                updated_at=now,
+            )
+        )
+        # The line's other chats stop until the card is seen active again: only those still
+        # due some day are written. The chats of this batch still hold their claims here, so
+        # they are left to their own update, which recomputes them with the line's new facts.
+        await conn.execute(
+            sa.update(chats)
+            .where(chats.c.line == number)
+            .where(chats.c.claim_attempt_id.is_(None))
+            .where(chats.c.next_share_at.is_not(None))
+            .values(next_share_at=None)
+        )
     return overrides
 
 
@@ -377,9 +371,11 @@ async def resolve_dangling(
 __all__ = [
     "CallRecord",
     "CardState",
+    "ChatState",
     "ChatStatus",
     "Claim",
     "ClaimResult",
+    "chat_state",
     "claim_batch",
     "record_results",
     "release_claims",

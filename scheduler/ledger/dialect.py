@@ -1,19 +1,18 @@
-"""The few statements that differ between SQLite and PostgreSQL."""
+"""The few statements that differ between SQLite and PostgreSQL, by the dialect's name."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from scheduler.ledger.dialects import dialect_named
+from scheduler.ledger.dialects.base import UpsertInsert
 
 
-def insert_ignore(table: sa.Table, dialect: str) -> Any:
+def insert_ignore(table: sa.Table, dialect: str) -> Insert:
     """INSERT that silently skips rows whose primary key exists."""
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+    return dialect_named(dialect).insert_ignore(table)
 
 
-def upsert(table: sa.Table, dialect: str) -> Any:
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+def upsert(table: sa.Table, dialect: str) -> UpsertInsert:
+    return dialect_named(dialect).upsert(table)

@@ -23,6 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scheduler.ledger.models import UTCDateTime
+from scheduler.times import from_ledger_text, to_ledger_text
+
 Processor = Callable[[Any], Any] | None
 
 
@@ -38,6 +41,11 @@ class Codec:
         self.bind: dict[str, Processor] = {}
         self.result: dict[str, Processor] = {}
         for column in table.c:
+            if dialect.name == "sqlite" and isinstance(column.type, UTCDateTime):
+                # The ledger's one text form of a time (what the column type stores too).
+                self.bind[column.name] = to_ledger_text
+                self.result[column.name] = from_ledger_text
+                continue
             impl = column.type.dialect_impl(dialect)
             self.bind[column.name] = impl.bind_processor(dialect)
             self.result[column.name] = impl.result_processor(dialect, None)

@@ -9,31 +9,30 @@ no active card, is refused: Linq would reject the call, and an opt-out is the re
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import random
 import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from scheduler import clock
 from scheduler.config import Schedule
+from scheduler.core.chat import CallRecord, ChatState, Claim
 from scheduler.core.rule import Policy, ineligible_reason, share_day, zone_for
-from scheduler.ledger.claims import claim_batch
+from scheduler.errors import NotFound
+from scheduler.ledger.claims import chat_state, claim_batch
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.facts import (
-    chat_facts,
-    chats,
-    compute_next,
-    line_facts_of,
-)
-from scheduler.ledger.queries import get_chat_with_line
+from scheduler.ledger.facts import chat_facts, compute_next, line_facts_of
 from scheduler.linq.client import LinqClient
 from scheduler.metrics import Metrics
-from scheduler.share.share_pass import SharePass
+from scheduler.share.limiter import RateLimiter
+from scheduler.share.share_pass import OutcomeWriter, ShareCaller, observe_outcome
 
 __all__ = ["FORCE_CANNOT_OVERRIDE", "ManualShare", "cli_instance_id", "share_now"]
 
@@ -82,7 +81,7 @@ def cli_instance_id() -> str:
     return f"cli-{socket.gethostname()}-{os.getpid()}"
 
 
-def _refusal(row: Any, policy: Policy, now: datetime, force: bool) -> tuple[str, str] | None:
+def _refusal(row: ChatState, policy: Policy, now: datetime, force: bool) -> tuple[str, str] | None:
     if row.claim_attempt_id is not None and (
         row.claim_expires_at is None or row.claim_expires_at > now
     ):
@@ -123,7 +122,7 @@ async def share_now(
 ) -> ManualShare:
     instance = instance or cli_instance_id()
     now = clock.now()
-    row = await get_chat_with_line(ledger, chat_id)
+    row = await chat_state(ledger, chat_id)
     result = ManualShare(chat_id=chat_id, line=row.line, forced=force)
     bound = {"chat_id": chat_id, "line": row.line, "forced": force}
     refusal = _refusal(row, policy, now, force)
@@ -146,26 +145,18 @@ async def share_now(
         log.warning("share.manual_refused", reason=result.refused, **bound)
         return result
     claim = claimed.claims[0]
-    sharer = SharePass(
-        ledger=ledger,
-        client=client,
-        config=schedule.share_pass,
-        policy=policy,
-        instance=instance,
-        metrics=metrics,
-    )
     pass_id = f"manual-{uuid.uuid4().hex[:8]}"
-    record, kept = await sharer.share_claim(claim, pass_id=pass_id)
+    record, kept = await _call_and_record(
+        ledger, client, schedule, policy, claim, pass_id=pass_id, metrics=metrics or Metrics()
+    )
     result.attempt_id = claim.attempt_id
     result.outcome = str(record.decision.outcome)
     result.http_status = record.http_status
     result.error_code = record.error_code
     result.trace_id = record.trace_id
     result.detail = record.decision.error or ("shared" if kept else "claim lost")
-    async with ledger.read() as conn:
-        result.next_share_at = (
-            await conn.execute(sa.select(chats.c.next_share_at).where(chats.c.chat_id == chat_id))
-        ).scalar_one_or_none()
+    with contextlib.suppress(NotFound):  # removed meanwhile: nothing is due
+        result.next_share_at = (await chat_state(ledger, chat_id)).next_share_at
     log.info(
         "share.manual",
         outcome=result.outcome,
@@ -175,3 +166,39 @@ async def share_now(
         **bound,
     )
     return result
+
+
+async def _call_and_record(
+    ledger: Ledger,
+    client: LinqClient,
+    schedule: Schedule,
+    policy: Policy,
+    claim: Claim,
+    *,
+    pass_id: str,
+    metrics: Metrics,
+) -> tuple[CallRecord, bool]:
+    """The pass's call and record steps for one claim: retries, the decision table, metrics,
+    the share.* events and one outcome transaction. Returns the record and whether the claim
+    was still ours."""
+    config = schedule.share_pass
+    caller = ShareCaller(
+        client,
+        config,
+        limiter=RateLimiter(config.requests_per_second, burst=config.concurrency),
+        metrics=metrics,
+        rng=random.Random(),
+        stopping=asyncio.Event(),
+    )
+    writer = OutcomeWriter(ledger, policy, patience=config.lease.total_seconds() / 2)
+    cut_short: list[CallRecord] = []
+    with structlog.contextvars.bound_contextvars(pass_id=pass_id):
+        try:
+            record = await caller.call(claim, on_cut_short=cut_short.append)
+        finally:
+            # Only a call cut short leaves its (ambiguous) record here.
+            if cut_short:
+                await writer.write(cut_short)
+        observe_outcome(record, metrics)
+        lost = await writer.write([record])
+    return record, not lost

@@ -1,11 +1,18 @@
-"""One share pass: claim due chats, call Linq with bounded concurrency, record.
+"""One share pass, in three steps with typed records between them:
 
-A claim is taken only for a worker about to call: each of the ``concurrency`` workers waits
-for its turn under the rate limit, then asks for one claim, and the asks that arrive while a
-claim transaction runs are served together by the next one (up to ``batch_size``). So claims
-without an outcome (which count as shared if the process dies: a missed day) never outnumber
-the calls in flight, and the claim transactions still grow with the load. Outcomes are written
-by one recorder in transactions of many chats.
+- **select** (``_Claimer``, ``SharePass._select``): claim due chats through the ledger; each
+  claim's intent row is committed before its call. A claim is taken only for a worker about to
+  call: each of the ``concurrency`` workers waits for its turn under the rate limit, then asks
+  for one claim, and the asks that arrive while a claim transaction runs are served together by
+  the next one (up to ``batch_size``). So claims without an outcome (which count as shared if
+  the process dies: a missed day) never outnumber the calls in flight, and the claim
+  transactions still grow with the load.
+- **call** (``ShareCaller``): Linq's share for one :class:`Claim`, under the rate limit, with
+  retries; returns a :class:`CallRecord` (what the calls did, and the decision). No ledger.
+- **record** (``OutcomeWriter``, buffered by ``_Recorder``): write outcomes through the ledger,
+  in transactions of many chats.
+
+``share now`` (:mod:`scheduler.share.manual`) runs the same call and record steps for one claim.
 """
 
 from __future__ import annotations
@@ -25,13 +32,12 @@ import structlog
 
 from scheduler import clock
 from scheduler.config import SharePassConfig
+from scheduler.core.chat import CallRecord, Claim
 from scheduler.core.rule import Policy
 from scheduler.core.share_outcome import Decision, decide
 from scheduler.core.status import Outcome
 from scheduler.errors import LedgerUnavailable, LinqError, LinqTransportError
 from scheduler.ledger.claims import (
-    CallRecord,
-    Claim,
     claim_batch,
     record_results,
     release_claims,
@@ -146,38 +152,169 @@ class PassReport:
         }
 
 
-class _Recorder:
-    """Buffers call records and writes them in batches from one task.
+class ShareCaller:
+    """The call step: Linq's share for one claim, with retries, under the rate limit.
 
-    While the ledger is unreachable the records wait in memory and are retried, for at most
-    ``patience``: the claims they close stay valid for the lease, and past it the records
-    would be stale (the chats are resolved as ambiguous by whoever finds them).
+    Touches no ledger: it returns the :class:`CallRecord` of the claim's calls, decided by the
+    decision table. ``stopping`` cuts the retries short (the pass is stopping).
+    """
+
+    def __init__(
+        self,
+        client: LinqClient,
+        config: SharePassConfig,
+        *,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        rng: random.Random,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.limiter = limiter
+        self.metrics = metrics
+        self.rng = rng
+        self.stopping = stopping
+
+    async def call(
+        self,
+        claim: Claim,
+        *,
+        on_cut_short: Callable[[CallRecord], None],
+        turn_taken: bool = False,
+    ) -> CallRecord:
+        """Call for ``claim`` until an answer is final (``turn_taken``: the first call's turn
+        under the rate limit is already spent).
+
+        Cancelled mid-call, the request may have been sent: ``on_cut_short`` is handed the
+        claim's ambiguous record (to be written) before the cancellation goes on.
+        """
+        cfg = self.config
+        tries = 0
+        maybe_applied = False
+        error: LinqError | None = None
+        http_status: int | None = None
+        trace_id: str | None = None
+        latency_ms: float | None = None
+        try:
+            while True:
+                tries += 1
+                if tries > 1 or not turn_taken:
+                    await self.limiter.acquire()
+                t0 = time.perf_counter()
+                try:
+                    result = await self.client.share_contact_card(claim.chat_id)
+                except LinqError as exc:
+                    latency_ms = (time.perf_counter() - t0) * 1000
+                    self.metrics.share_latency.observe(latency_ms / 1000)
+                    error = exc
+                    http_status, trace_id = exc.status, exc.trace_id
+                    if isinstance(exc, LinqTransportError):
+                        maybe_applied = maybe_applied or exc.sent
+                    if tries < cfg.max_tries and is_retryable(exc) and not self.stopping.is_set():
+                        await asyncio.sleep(
+                            backoff_delay(
+                                tries - 1,
+                                base=cfg.retry_backoff.total_seconds(),
+                                cap=cfg.retry_backoff_max.total_seconds(),
+                                rng=self.rng,
+                            )
+                        )
+                        continue
+                    break
+                else:
+                    error = None
+                    http_status, trace_id = result.http_status, result.trace_id
+                    latency_ms = result.latency_ms
+                    self.metrics.share_latency.observe(latency_ms / 1000)
+                    break
+        except asyncio.CancelledError:
+            # Cancelled mid-call (shutdown past its grace): the request may have been sent.
+            decision = Decision(
+                Outcome.ambiguous,
+                counts_as_shared=True,
+                error="cancelled during the call (shutdown)",
+            )
+            on_cut_short(
+                CallRecord(
+                    claim, decision, clock.now(), tries, http_status, None, trace_id, latency_ms
+                )
+            )
+            raise
+        decision = decide(
+            error,
+            now=clock.now(),
+            maybe_applied=maybe_applied,
+            consecutive_failures=claim.consecutive_failures,
+            failure_backoff=cfg.failure_backoff,
+        )
+        return CallRecord(
+            claim=claim,
+            decision=decision,
+            finished_at=clock.now(),
+            tries=tries,
+            http_status=http_status,
+            error_code=error.code if error is not None else None,
+            trace_id=trace_id,
+            latency_ms=latency_ms,
+        )
+
+
+def observe_outcome(record: CallRecord, metrics: Metrics) -> None:
+    """The metrics and the ``share.*`` event of one claim's outcome."""
+    d = record.decision
+    metrics.share_outcome(str(d.outcome), record.claim.line or "-").inc()
+    if d.outcome == Outcome.ambiguous:
+        metrics.ambiguous_attempts.inc()
+    fields = {
+        "chat_id": record.claim.chat_id,
+        "line": record.claim.line,
+        "attempt_id": record.claim.attempt_id,
+        "tries": record.tries,
+        "trace_id": record.trace_id,
+    }
+    if d.outcome == Outcome.shared:
+        log.info("share.succeeded", latency_ms=record.latency_ms, **fields)
+        return
+    log.warning(
+        f"share.{d.outcome}",
+        http_status=record.http_status,
+        code=record.error_code,
+        error=d.error,
+        not_before=d.not_before.isoformat() if d.not_before else None,
+        **fields,
+    )
+
+
+class OutcomeWriter:
+    """The record step: writes outcomes through the ledger, one transaction per batch.
+
+    While the ledger is unreachable a write is retried, for at most ``patience``: the claims
+    it closes stay valid for the lease, and past it the records would be stale (the chats are
+    resolved as ambiguous by whoever finds them).
     """
 
     def __init__(
         self,
         ledger: Ledger,
         policy: Policy,
-        report: PassReport,
+        *,
         patience: float,
         on_recorded: Callable[[list[CallRecord]], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.policy = policy
-        self.report = report
         self.patience = patience
         self.on_recorded = on_recorded
-        self.pending: list[CallRecord] = []
-        self.wake = asyncio.Event()
-        self.closed = False
 
-    def add(self, record: CallRecord) -> None:
-        self.pending.append(record)
-        if len(self.pending) >= RECORD_BATCH:
-            self.wake.set()
+    async def write(self, batch: list[CallRecord]) -> list[CallRecord]:
+        """Write ``batch``; return its records whose claim was lost (resolved elsewhere)."""
+        lost: list[CallRecord] = []
 
-    async def _write(self, batch: list[CallRecord]) -> None:
-        lost = await record_results(self.ledger, batch, self.policy, clock.now())
+        async def once() -> None:
+            lost[:] = await record_results(self.ledger, batch, self.policy, clock.now())
+
+        await retry_while_unavailable(once, self.patience)
         if self.on_recorded is not None:
             self.on_recorded(batch)
         for rec in lost:
@@ -187,11 +324,27 @@ class _Recorder:
                 attempt_id=rec.claim.attempt_id,
                 outcome=rec.decision.outcome,
             )
+        return lost
+
+
+class _Recorder:
+    """Buffers call records and hands them to the writer in batches, from one task."""
+
+    def __init__(self, writer: OutcomeWriter) -> None:
+        self.writer = writer
+        self.pending: list[CallRecord] = []
+        self.wake = asyncio.Event()
+        self.closed = False
+
+    def add(self, record: CallRecord) -> None:
+        self.pending.append(record)
+        if len(self.pending) >= RECORD_BATCH:
+            self.wake.set()
 
     async def flush(self) -> None:
         while self.pending:
             batch = self.pending[: RECORD_BATCH * 5]
-            await retry_while_unavailable(functools.partial(self._write, batch), self.patience)
+            await self.writer.write(batch)
             del self.pending[: len(batch)]
 
     async def run(self) -> None:
@@ -239,13 +392,11 @@ class SharePass:
     ) -> None:
         self.ledger = ledger
         self.client = client
-        self.config = config
-        self.policy = policy
         self.instance = instance
         self.metrics = metrics or Metrics()
         self.rng = rng or random.Random()
-        self.limiter = RateLimiter(config.requests_per_second, burst=config.concurrency)
         self.stopping = asyncio.Event()
+        self.reconfigure(config, policy)
         self.auth_failure: str | None = None
         self.blocked_lines: set[str] = set()
         # Told of each line whose card a share found unusable (2012), once per pass, so that
@@ -258,33 +409,17 @@ class SharePass:
         self.config = config
         self.policy = policy
         self.limiter = RateLimiter(config.requests_per_second, burst=config.concurrency)
+        self.caller = ShareCaller(
+            self.client,
+            config,
+            limiter=self.limiter,
+            metrics=self.metrics,
+            rng=self.rng,
+            stopping=self.stopping,
+        )
 
     def request_stop(self) -> None:
         self.stopping.set()
-
-    async def share_claim(self, claim: Claim, *, pass_id: str) -> tuple[CallRecord, bool]:
-        """Call, decide and record one claim taken outside a pass (``share now``).
-
-        The same path as a pass: retries, the decision table, metrics, the share.* events and
-        one outcome transaction. Returns the record and whether the claim was still ours.
-        """
-        report = PassReport(pass_id=pass_id, started_at=clock.now())
-        patience = self.config.lease.total_seconds() / 2
-        recorder = _Recorder(self.ledger, self.policy, report, patience=patience)
-        lost: list[CallRecord] = []
-
-        async def write(record: CallRecord) -> None:
-            lost[:] = await record_results(self.ledger, [record], self.policy, clock.now())
-
-        with structlog.contextvars.bound_contextvars(pass_id=pass_id):
-            try:
-                record = await self._share(claim, recorder)
-            finally:
-                # Only a call cut short leaves its (ambiguous) record in the recorder.
-                await recorder.flush()
-            self._observe(record, report)
-            await retry_while_unavailable(functools.partial(write, record), patience)
-        return record, not lost
 
     async def run(self) -> PassReport:
         started = clock.now()
@@ -329,17 +464,18 @@ class SharePass:
             self.last_report = report
             bound.__exit__(None, None, None)
 
+    def _patience(self) -> float:
+        """How long outcomes wait for an unreachable ledger: half the lease."""
+        return self.config.lease.total_seconds() / 2
+
     async def _pipeline(self, report: PassReport) -> None:
         cfg = self.config
-        recorder = _Recorder(
-            self.ledger,
-            self.policy,
-            report,
-            patience=cfg.lease.total_seconds() / 2,
-            on_recorded=self._recorded,
+        writer = OutcomeWriter(
+            self.ledger, self.policy, patience=self._patience(), on_recorded=self._recorded
         )
+        recorder = _Recorder(writer)
         unstarted: list[Claim] = []
-        claimer = _Claimer(functools.partial(self._claim, report))
+        claimer = _Claimer(functools.partial(self._select, report))
         recorder_task = asyncio.create_task(recorder.run(), name="share-recorder")
         workers = [
             asyncio.create_task(self._worker(claimer, recorder, unstarted, report))
@@ -369,13 +505,14 @@ class SharePass:
         if unstarted:
             await retry_while_unavailable(
                 lambda: release_claims(self.ledger, unstarted, self.policy, clock.now()),
-                self.config.lease.total_seconds() / 2,
+                self._patience(),
             )
             report.released += len(unstarted)
             log.info("share.claims_released", count=len(unstarted))
 
-    async def _claim(self, report: PassReport, wanted: int) -> list[Claim] | None:
-        """Claim up to ``wanted`` due chats; ``None`` when the pass has nothing more to do."""
+    async def _select(self, report: PassReport, wanted: int) -> list[Claim] | None:
+        """The select step: claim up to ``wanted`` due chats; ``None`` when the pass has
+        nothing more to do."""
         cfg = self.config
         while not self.stopping.is_set() and self.auth_failure is None:
             try:
@@ -420,38 +557,18 @@ class SharePass:
             ):
                 unstarted.append(claim)
                 continue
-            record = await self._share(claim, recorder, turn_taken=True)
+            record = await self.caller.call(claim, on_cut_short=recorder.add, turn_taken=True)
             recorder.add(record)
             self._observe(record, report)
 
     def _observe(self, record: CallRecord, report: PassReport) -> None:
         d = record.decision
         report.outcomes[d.outcome] += 1
-        line = record.claim.line
-        self.metrics.share_outcome(str(d.outcome), line or "-").inc()
-        if d.outcome == Outcome.ambiguous:
-            self.metrics.ambiguous_attempts.inc()
-        fields = {
-            "chat_id": record.claim.chat_id,
-            "line": record.claim.line,
-            "attempt_id": record.claim.attempt_id,
-            "tries": record.tries,
-            "trace_id": record.trace_id,
-        }
-        if d.outcome == Outcome.shared:
-            log.info("share.succeeded", latency_ms=record.latency_ms, **fields)
-            return
-        log.warning(
-            f"share.{d.outcome}",
-            http_status=record.http_status,
-            code=record.error_code,
-            error=d.error,
-            not_before=d.not_before.isoformat() if d.not_before else None,
-            **fields,
-        )
+        observe_outcome(record, self.metrics)
         if d.stop_all and self.auth_failure is None:
             self.auth_failure = d.error or "the Linq API token was rejected"
             log.error("linq.unauthorized", error=self.auth_failure)
+        line = record.claim.line
         if d.line_card_state is not None and line is not None and line not in self.blocked_lines:
             self.blocked_lines.add(line)
             log.warning("line.card_unusable", line=line, state=d.line_card_state)
@@ -472,78 +589,3 @@ class SharePass:
                 self._rechecked.add(line)
                 if self.on_card_unusable is not None:
                     self.on_card_unusable(line)
-
-    async def _share(
-        self, claim: Claim, recorder: _Recorder, *, turn_taken: bool = False
-    ) -> CallRecord:
-        """Call for ``claim`` with retries (``turn_taken``: the first call's turn under the
-        rate limit is already spent)."""
-        cfg = self.config
-        tries = 0
-        maybe_applied = False
-        error: LinqError | None = None
-        http_status: int | None = None
-        trace_id: str | None = None
-        latency_ms: float | None = None
-        try:
-            while True:
-                tries += 1
-                if tries > 1 or not turn_taken:
-                    await self.limiter.acquire()
-                t0 = time.perf_counter()
-                try:
-                    result = await self.client.share_contact_card(claim.chat_id)
-                except LinqError as exc:
-                    latency_ms = (time.perf_counter() - t0) * 1000
-                    self.metrics.share_latency.observe(latency_ms / 1000)
-                    error = exc
-                    http_status, trace_id = exc.status, exc.trace_id
-                    if isinstance(exc, LinqTransportError):
-                        maybe_applied = maybe_applied or exc.sent
-                    if tries < cfg.max_tries and is_retryable(exc) and not self.stopping.is_set():
-                        await asyncio.sleep(
-                            backoff_delay(
-                                tries - 1,
-                                base=cfg.retry_backoff.total_seconds(),
-                                cap=cfg.retry_backoff_max.total_seconds(),
-                                rng=self.rng,
-                            )
-                        )
-                        continue
-                    break
-                else:
-                    error = None
-                    http_status, trace_id = result.http_status, result.trace_id
-                    latency_ms = result.latency_ms
-                    self.metrics.share_latency.observe(latency_ms / 1000)
-                    break
-        except asyncio.CancelledError:
-            # Cancelled mid-call (shutdown past its grace): the request may have been sent.
-            decision = Decision(
-                Outcome.ambiguous,
-                counts_as_shared=True,
-                error="cancelled during the call (shutdown)",
-            )
-            recorder.add(
-                CallRecord(
-                    claim, decision, clock.now(), tries, http_status, None, trace_id, latency_ms
-                )
-            )
-            raise
-        decision = decide(
-            error,
-            now=clock.now(),
-            maybe_applied=maybe_applied,
-            consecutive_failures=claim.consecutive_failures,
-            failure_backoff=cfg.failure_backoff,
-        )
-        return CallRecord(
-            claim=claim,
-            decision=decision,
-            finished_at=clock.now(),
-            tries=tries,
-            http_status=http_status,
-            error_code=error.code if error is not None else None,
-            trace_id=trace_id,
-            latency_ms=latency_ms,
-        )

@@ -10,6 +10,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 COMMANDS = {
+    "card_gone": ["--chats", "600", "--delete-after", "100"],
     "crash": ["--kills", "2", "--chats", "400", "--replicas", "2", "--max-gap", "0.3"],
     "share_pass": ["--chats", "60", "--runs", "1"],
     "latency_pass": ["--chats", "64", "--latency-ms", "20"],

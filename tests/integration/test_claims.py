@@ -205,3 +205,71 @@ async def test_concurrent_replicas_never_claim_the_same_chat(
     every = [cid for r in results for cid in r]
     assert len(every) == 300
     assert len(set(every)) == 300
+
+
+async def _count_row_writes(ledger: Ledger) -> None:
+    """From now on, every row updated in ``chats`` or ``lines`` adds one to ``row_writes.n``."""
+    async with ledger.write() as conn:
+        await conn.execute(sa.text("CREATE TABLE row_writes (n INTEGER NOT NULL)"))
+        await conn.execute(sa.text("INSERT INTO row_writes (n) VALUES (0)"))
+        if ledger.is_sqlite:
+            for table in ("chats", "lines"):
+                await conn.execute(
+                    sa.text(
+                        f"CREATE TRIGGER count_{table}_writes AFTER UPDATE ON {table}"
+                        " BEGIN UPDATE row_writes SET n = n + 1; END"
+                    )
+                )
+            return
+        await conn.execute(
+            sa.text(
+                "CREATE FUNCTION count_row_write() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN UPDATE row_writes SET n = n + 1; RETURN NULL; END $$"
+            )
+        )
+        for table in ("chats", "lines"):
+            await conn.execute(
+                sa.text(
+                    f"CREATE TRIGGER count_{table}_writes AFTER UPDATE ON {table}"
+                    " FOR EACH ROW EXECUTE FUNCTION count_row_write()"
+                )
+            )
+
+
+async def _row_writes(ledger: Ledger) -> int:
+    async with ledger.read() as conn:
+        return int((await conn.execute(sa.text("SELECT n FROM row_writes"))).scalar_one())
+
+
+async def test_card_gone_answers_stop_the_line_with_one_write_per_row(ledger: Ledger) -> None:
+    """Several 2012 answers on one line in one batch: the line and each of its waiting chats
+    are written once, and the chats already stopped are not written at all."""
+    pol = policy()
+    ids = await _seed(ledger, 20)
+    stopped = ids[-5:]  # chats of the line that are not due at all (nothing to stop)
+    async with ledger.write() as conn:
+        await conn.execute(
+            sa.update(chats).where(chats.c.chat_id.in_(stopped)).values(next_share_at=None)
+        )
+    claimed = await claim_batch(ledger, now=NOON, limit=6, instance="a", lease=LEASE, policy=pol)
+    assert len(claimed.claims) == 6
+    await _count_row_writes(ledger)
+    gone = CardNotActive("card not active", status=404, code=2012)
+    done = NOON + timedelta(seconds=1)
+    records = (
+        [
+            CallRecord(  # type: ignore[arg-type]
+                claim, _decide(gone, done), done, tries=1, http_status=404, error_code=2012
+            )
+            for claim in claimed.claims[:4]
+        ]
+        + [CallRecord(claim, _decide(None, done), done, tries=1) for claim in claimed.claims[4:]]
+    )  # type: ignore[arg-type]
+    assert await record_results(ledger, records, pol, done) == []
+    # 6 recorded chats, the 9 waiting chats of the line stopped once each, the line once.
+    assert await _row_writes(ledger) == 6 + 9 + 1
+    async with ledger.read() as conn:
+        waiting = (
+            await conn.execute(sa.select(sa.func.count()).where(chats.c.next_share_at.is_not(None)))
+        ).scalar_one()
+    assert waiting == 0

@@ -1,0 +1,111 @@
+"""What differs between the ledger's databases, as one interface, and the SQL they share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from scheduler.core.chat import AttemptFinish, ChatState, ChatUpdate
+from scheduler.ledger.driver import Driver
+
+# The chat columns the rule and the claim protocol read, then its line's; ``claimed_by`` last
+# (it has a default in ChatState).
+FACT_COLUMNS = (
+    "chat_id",
+    "line",
+    "recipients",
+    "is_group",
+    "service",
+    "first_outbound_at",
+    "last_outbound_at",
+    "last_inbound_at",
+    "last_shared_at",
+    "share_count",
+    "status",
+    "not_before",
+    "consecutive_failures",
+    "next_share_at",
+    "claim_attempt_id",
+    "claim_expires_at",
+    "last_error",
+)
+LINE_FACT_COLUMNS = ("card_state", "paused", "timezone", "probe_at")
+SELECT_FACTS = (
+    "SELECT "
+    + ", ".join(f"c.{name}" for name in FACT_COLUMNS)
+    + ", "
+    + ", ".join(f"l.{name}" for name in LINE_FACT_COLUMNS)
+    + ", c.claimed_by"
+    + " FROM chats c LEFT JOIN lines l ON l.number = c.line"
+)
+
+
+# An INSERT with the database's own ``on_conflict_do_update``.
+UpsertInsert = postgresql.Insert | sqlite.Insert
+
+
+class LedgerDialect(Protocol):
+    """The statements whose SQL differs between SQLite and PostgreSQL.
+
+    Each runs on the driver connection of the caller's transaction (``db``), with plain
+    parameters: one round trip per statement, whatever the batch size.
+    """
+
+    name: str
+
+    def bind_time(self, value: datetime | None) -> object:
+        """A time as this database's driver takes it."""
+        ...
+
+    def insert_ignore(self, table: sa.Table) -> Insert:
+        """INSERT that silently skips rows whose primary key exists."""
+        ...
+
+    def upsert(self, table: sa.Table) -> UpsertInsert:
+        """INSERT with this database's ``on_conflict_do_update``."""
+        ...
+
+    async def due(self, db: Driver, now: datetime, limit: int) -> list[ChatState]:
+        """The ``limit`` chats due soonest, by the ``next_share_at`` index; where the
+        database has row locks, locked, skipping those another transaction holds."""
+        ...
+
+    async def chats(
+        self, db: Driver, chat_ids: Sequence[str], *, lock: bool = False
+    ) -> list[ChatState]:
+        """The named chats (those that exist); ``lock`` skips rows locked by others."""
+        ...
+
+    async def expired(self, db: Driver, now: datetime, limit: int) -> list[ChatState]:
+        """Chats whose claim's lease ran out (its owner crashed mid-call)."""
+        ...
+
+    async def reschedule(self, db: Driver, rows: Sequence[tuple[str, datetime | None]]) -> None:
+        """Correct ``next_share_at`` of chats found not due after all."""
+        ...
+
+    async def start_attempts(
+        self,
+        db: Driver,
+        chats: Sequence[ChatState],
+        *,
+        now: datetime,
+        instance: str,
+        lease_end: datetime,
+        forced: bool,
+    ) -> dict[str, int]:
+        """Intent rows and leases for ``chats``; returns chat id -> attempt id."""
+        ...
+
+    async def finish_attempts(self, db: Driver, rows: Sequence[AttemptFinish]) -> None:
+        """Close ``started`` attempts; one already closed elsewhere keeps its verdict."""
+        ...
+
+    async def update_chats(self, db: Driver, rows: Sequence[ChatUpdate], now: datetime) -> None:
+        """Write each chat's new facts and ``next_share_at``, and drop its claim."""
+        ...
