@@ -1,0 +1,1 @@
+"""The pure core: decisions and records, given ``now`` and facts as arguments."""
