@@ -12,7 +12,7 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +41,7 @@ from scheduler.metrics import Metrics
 from scheduler.rule import LineFacts, next_share_at
 from scheduler.sim.settings import SimSettings
 from scheduler.sim.state import SimState
-from scheduler.sim.testing import SimHandle, running_simulator
+from scheduler.testing import SimHandle
 from tests.conftest import PgServer
 from tests.factories import add_line, policy
 
@@ -59,9 +59,8 @@ _WRITTEN = ("created_at", "updated_at")
 
 
 @pytest.fixture(scope="module")
-def sim_server(clock_file: Path) -> Iterator[SimHandle]:
-    with running_simulator(SimSettings(activation_delay=0, seed=11)) as handle:
-        yield handle
+def sim_settings() -> SimSettings:
+    return SimSettings(activation_delay=0, seed=11)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +35,7 @@ from scheduler.linq.types import ContactCard
 from scheduler.metrics import Metrics
 from scheduler.share.share_pass import SharePass
 from scheduler.sim.settings import SimSettings
-from scheduler.sim.testing import SimHandle, running_simulator
+from scheduler.testing import SimHandle
 from tests.factories import policy
 
 LINE = "+14155550100"
@@ -49,9 +49,8 @@ WRITES = ("POST", "PATCH")
 
 
 @pytest.fixture(scope="module")
-def sim_server(clock_file: Path) -> Iterator[SimHandle]:
-    with running_simulator(SimSettings(activation_delay=60, seed=5)) as handle:
-        yield handle
+def sim_settings() -> SimSettings:
+    return SimSettings(activation_delay=60, seed=5)
 
 
 @pytest.fixture
