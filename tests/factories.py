@@ -1,8 +1,9 @@
-"""Small builders for ledger rows in tests."""
+"""Small builders for tests: ledger rows (lines, chats) and Linq webhook events."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -11,6 +12,12 @@ from scheduler.ledger.facts import chats, lines
 from scheduler.ledger.models import CardState, ChatStatus
 from scheduler.ledger.recompute import recompute_chats
 from scheduler.rule import Policy
+from scheduler.testing import webhooks
+
+# The time, line and customer of the events :func:`message_event` builds unless told.
+EVENT_TIME = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
+EVENT_LINE = webhooks.LINE
+EVENT_CUSTOMER = webhooks.CUSTOMER
 
 
 def policy(**overrides: object) -> Policy:
@@ -106,3 +113,10 @@ async def chat_row(ledger: Ledger, chat_id: str) -> sa.Row[tuple[object, ...]]:
     async with ledger.read() as conn:
         row = (await conn.execute(sa.select(chats).where(chats.c.chat_id == chat_id))).one()
     return row
+
+
+def message_event(
+    event_type: str, *, sent_at: datetime = EVENT_TIME, **fields: Any
+) -> dict[str, Any]:
+    """A v3 ``message.*`` event (see :func:`scheduler.testing.message_event`), at a fixed time."""
+    return webhooks.message_event(event_type, sent_at=sent_at, **fields)

@@ -18,7 +18,9 @@ Build a webhook event and sign it as Linq does, then post it to a daemon::
     body = event_body(message_event("message.sent", chat_id="chat-1"))
     httpx.post(url, content=body, headers=standard_headers(body, "whsec_..."))
 
-:func:`legacy_headers` signs with the older ``X-Webhook-Signature`` scheme instead.
+:func:`legacy_headers` signs with the older ``X-Webhook-Signature`` scheme instead;
+:func:`standard_delivery` and :func:`legacy_delivery` give body and headers at once, as
+keyword arguments for ``httpx``'s ``post``.
 Timestamps and default event times come from :func:`scheduler.clock.now`, so a test that
 moves the clock file moves them too.
 """
@@ -30,7 +32,14 @@ from scheduler.testing.simulator import (
     SimHandle,
     running_simulator,
 )
-from scheduler.testing.webhooks import event_body, legacy_headers, message_event, standard_headers
+from scheduler.testing.webhooks import (
+    event_body,
+    legacy_delivery,
+    legacy_headers,
+    message_event,
+    standard_delivery,
+    standard_headers,
+)
 
 __all__ = [
     "AsyncSimControl",
@@ -38,8 +47,10 @@ __all__ = [
     "SimControlError",
     "SimHandle",
     "event_body",
+    "legacy_delivery",
     "legacy_headers",
     "message_event",
     "running_simulator",
+    "standard_delivery",
     "standard_headers",
 ]

@@ -9,7 +9,14 @@ from typing import Any
 from scheduler import clock
 from scheduler.ingest.signing import sign, sign_standard, standard_webhook
 
-__all__ = ["event_body", "legacy_headers", "message_event", "standard_headers"]
+__all__ = [
+    "event_body",
+    "legacy_delivery",
+    "legacy_headers",
+    "message_event",
+    "standard_delivery",
+    "standard_headers",
+]
 
 # The line (our number) and the customer of the events :func:`message_event` builds by default.
 LINE = "+14155550100"
@@ -31,13 +38,14 @@ def message_event(
     reconciled: bool = False,
     line: str = LINE,
     customer: str = CUSTOMER,
+    service: str = "iMessage",
 ) -> dict[str, Any]:
-    """A v3 ``message.*`` event of a one-to-one iMessage chat; ``sent_at`` defaults to now."""
+    """A v3 ``message.*`` event of a one-to-one chat; ``sent_at`` defaults to now."""
     sent = clock.now() if sent_at is None else sent_at
     data: dict[str, Any] = {
         "id": "msg-1",
         "direction": direction,
-        "service": "iMessage",
+        "service": service,
         "sent_at": _iso(sent),
         "chat": {
             "id": chat_id,
@@ -102,3 +110,18 @@ def legacy_headers(body: bytes, secret: str, *, timestamp: float | None = None) 
         "X-Webhook-Timestamp": str(stamp),
         "X-Webhook-Signature": sign(secret, stamp, body),
     }
+
+
+def standard_delivery(
+    payload: Any, *secrets: str, webhook_id: str | None = None, timestamp: float | None = None
+) -> dict[str, Any]:
+    """``payload`` as Linq posts it with Standard Webhooks headers: ``client.post(url, **it)``."""
+    body = event_body(payload)
+    headers = standard_headers(body, *secrets, webhook_id=webhook_id, timestamp=timestamp)
+    return {"content": body, "headers": headers}
+
+
+def legacy_delivery(payload: Any, secret: str, *, timestamp: float | None = None) -> dict[str, Any]:
+    """``payload`` as Linq posts it with legacy headers: ``client.post(url, **it)``."""
+    body = event_body(payload)
+    return {"content": body, "headers": legacy_headers(body, secret, timestamp=timestamp)}

@@ -16,7 +16,9 @@ from scheduler.ingest.events import ChatActivity, EventError, parse_event
 from scheduler.ingest.merge import merge_activity
 from scheduler.ingest.signing import SignatureVerdict, verify
 from scheduler.ledger.models import ChatStatus
-from tests.unit.test_events import LINE, T0, message_event
+from tests.factories import EVENT_LINE as LINE
+from tests.factories import EVENT_TIME as T0
+from tests.factories import message_event
 
 
 def _with(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
