@@ -64,13 +64,11 @@ def sim_settings() -> SimSettings:
 
 
 @pytest.fixture
-async def sim(sim_server: SimHandle, clock_file: Path) -> SimHandle:
+async def sim(sim: SimHandle, clock_file: Path) -> SimHandle:
     clock.set_clock_file(clock_file, T0)
-    async with sim_server.async_control() as control:
-        await control.reset()
-        await control.faults(global_429_rate=0, retry_after=30, lines=None)
+    async with sim.async_control() as control:
         await control.webhooks(enabled=False)
-    return sim_server
+    return sim
 
 
 class Recorder(httpx.AsyncBaseTransport):

@@ -54,12 +54,9 @@ def sim_settings() -> SimSettings:
 
 
 @pytest.fixture
-async def sim(sim_server: SimHandle, clock_file: Path) -> SimHandle:
+def sim(sim: SimHandle, clock_file: Path) -> SimHandle:
     clock.set_clock_file(clock_file, T0)
-    async with sim_server.async_control() as control:
-        await control.reset()
-        await control.faults(activation_delay=60, card_4004_next=0, card_2022_next=0, lines=None)
-    return sim_server
+    return sim
 
 
 @pytest.fixture
