@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -54,7 +55,34 @@ async def add_chats(
     is_group: bool = False,
     pol: Policy | None = None,
 ) -> list[str]:
+    """``count`` chats named ``prefix-000000``...; ``pol``: their next shares computed by it."""
     ids = [f"{prefix}-{i:06d}" for i in range(count)]
+    return await add_chats_named(
+        ledger,
+        line,
+        ids,
+        now=now,
+        first_outbound_at=first_outbound_at,
+        service=service,
+        status=status,
+        is_group=is_group,
+        pol=pol,
+    )
+
+
+async def add_chats_named(
+    ledger: Ledger,
+    line: str,
+    ids: Sequence[str],
+    *,
+    now: datetime,
+    first_outbound_at: datetime,
+    service: str = "iMessage",
+    status: str = ChatStatus.active,
+    is_group: bool = False,
+    pol: Policy | None = None,
+) -> list[str]:
+    """Chats of these ids (the simulator's, say), created ``now``, each with one recipient."""
     async with ledger.write() as conn:
         await conn.execute(
             sa.insert(chats),
@@ -76,7 +104,7 @@ async def add_chats(
         )
     if pol is not None:
         await recompute_chats(ledger, pol, now=now)
-    return ids
+    return list(ids)
 
 
 async def add_chat(

@@ -29,14 +29,13 @@ from scheduler.config import CardsConfig, Schedule, Secret, SharePassConfig, par
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, lines
 from scheduler.ledger.models import CardState
-from scheduler.ledger.recompute import recompute_chats
 from scheduler.linq.client import LinqClient
 from scheduler.linq.types import ContactCard
 from scheduler.metrics import Metrics
 from scheduler.share.share_pass import SharePass
 from scheduler.sim.settings import SimSettings
 from scheduler.testing import SimHandle
-from tests.factories import policy
+from tests.factories import add_chats_named, policy
 
 LINE = "+14155550100"
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, inside the 09:00-20:00 UTC window
@@ -200,25 +199,9 @@ async def _seed_chats(ledger: Ledger, sim: SimHandle, count: int) -> list[str]:
     async with sim.async_control() as control:
         ids = await control.seed(LINE, count)
     now = clock.now()
-    async with ledger.write() as conn:
-        await conn.execute(
-            sa.insert(chats),
-            [
-                {
-                    "chat_id": chat_id,
-                    "line": LINE,
-                    "recipients": f"+1555{i:07d}",
-                    "service": "iMessage",
-                    "first_outbound_at": now - MIN,
-                    "last_outbound_at": now - MIN,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i, chat_id in enumerate(ids)
-            ],
-        )
-    await recompute_chats(ledger, policy(), now=now)
-    return ids
+    return await add_chats_named(
+        ledger, LINE, ids, now=now, first_outbound_at=now - MIN, pol=policy()
+    )
 
 
 async def _direct(sim: SimHandle, method: str, **kwargs: Any) -> httpx.Response:
