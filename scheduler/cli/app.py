@@ -73,24 +73,49 @@ def _register() -> None:
         webhooks_cmd,
     )
 
-    app.add_typer(config_cmd.config_app, name="config")
-    app.add_typer(db_cmd.db_app, name="db")
+    config = _group(
+        "config", "Validate the schedule file; print its reference.", no_args_is_help=True
+    )
+    config.command("check")(config_cmd.check)
+    config.command("reference")(config_cmd.reference)
+    db = _group("db", "Ledger database schema.", no_args_is_help=True)
+    db.command("upgrade")(db_cmd.upgrade)
+    db.command("downgrade")(db_cmd.downgrade)
+    db.command("current")(db_cmd.current)
     app.add_typer(sim_cmd.sim_app, name="sim")
-    ledger = ledger_cmd.ledger_app
+    ledger = _group("ledger", "Inspect the share ledger.", no_args_is_help=True)
+    ledger.command("list")(ledger_cmd.list_)
+    ledger.command("show")(ledger_cmd.show)
+    ledger.command("actions")(ledger_cmd.actions)
     ledger.command("stats")(ledger_ops_cmd.stats)
     ledger.command("export")(ledger_ops_cmd.export)
     ledger.command("import")(import_cmd.import_)
-    app.add_typer(ledger, name="ledger")
     app.command("run")(run_cmd.run)
     app.command("demo")(demo_cmd.demo)
-    app.add_typer(chat_cmd.chat_app, name="chat")
-    app.add_typer(share_cmd.share_app, name="share")
+    chat = _group("chat", "Pause or resume one chat's sharing.", no_args_is_help=True)
+    chat.command("pause")(chat_cmd.pause)
+    chat.command("resume")(chat_cmd.resume)
+    share = _group("share", "Share a contact card on request.", no_args_is_help=True)
+    share.command("now")(share_cmd.now)
     app.command("plan")(ops_cmd.plan)
     app.command("doctor")(ops_cmd.doctor)
-    app.add_typer(cards_cmd.cards_app, name="cards")
-    app.add_typer(cards_cmd.line_app, name="line")
+    cards = _group("cards", "Contact cards: what each line should carry and what it does.")
+    cards.command("status")(cards_cmd.status)
+    cards.command("sync")(cards_cmd.sync)
+    line = _group("line", "Pause or resume sharing for one of our numbers.")
+    line.command("pause")(cards_cmd.pause)
+    line.command("resume")(cards_cmd.resume)
     app.command("backfill")(backfill_cmd.backfill)
-    app.add_typer(webhooks_cmd.webhooks_app, name="webhooks")
+    webhooks = _group("webhooks", "Linq webhook subscriptions: where Linq sends the daemon events.")
+    webhooks.command("list")(webhooks_cmd.list_subscriptions)
+    webhooks.command("ensure")(webhooks_cmd.ensure)
+
+
+def _group(name: str, help: str, *, no_args_is_help: bool = False) -> typer.Typer:
+    """A sub-command group of :data:`app`, its commands added by the caller."""
+    group = typer.Typer(help=help, no_args_is_help=no_args_is_help)
+    app.add_typer(group, name=name)
+    return group
 
 
 def _verbose() -> bool:

@@ -32,9 +32,6 @@ from scheduler.ledger.operator_log import ActionKind
 from scheduler.linq.client import LinqClient
 from scheduler.rule import Policy
 
-cards_app = typer.Typer(help="Contact cards: what each line should carry and what it does.")
-line_app = typer.Typer(help="Pause or resume sharing for one of our numbers.")
-
 _NONE = "-"
 
 
@@ -66,7 +63,6 @@ def _next_write(row: dict[str, Any], now: datetime) -> str:
     return "now" if at <= now else _when(at)
 
 
-@cards_app.command("status")
 def status(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
@@ -112,7 +108,6 @@ def status(
     out.print(table)
 
 
-@cards_app.command("sync")
 def sync(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
@@ -235,17 +230,13 @@ def _line_command(paused: bool, doc: str, done: str) -> Callable[..., None]:
     return command
 
 
-pause = line_app.command("pause")(
-    _line_command(
-        True,
-        "Stop sharing into this line's chats (no chat's day is spent) until resumed.",
-        "paused ({} chats taken off the schedule)",
-    )
+pause = _line_command(
+    True,
+    "Stop sharing into this line's chats (no chat's day is spent) until resumed.",
+    "paused ({} chats taken off the schedule)",
 )
-resume = line_app.command("resume")(
-    _line_command(
-        False,
-        "Share into this line's chats again; the daemon's next pass re-checks each of them.",
-        "resumed ({} chats to re-check)",
-    )
+resume = _line_command(
+    False,
+    "Share into this line's chats again; the daemon's next pass re-checks each of them.",
+    "resumed ({} chats to re-check)",
 )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import typer
-
 from scheduler import clock
 from scheduler.cli.args import ChatIdArgument
 from scheduler.cli.audit import ActorOption, actor_name, record
@@ -22,8 +20,6 @@ from scheduler.ledger.engine import Ledger
 from scheduler.ledger.operator_log import ActionKind
 from scheduler.ledger.queries import resolve_chat_id
 from scheduler.rule import Policy
-
-chat_app = typer.Typer(help="Pause or resume one chat's sharing.", no_args_is_help=True)
 
 ChatId = ChatIdArgument
 
@@ -81,9 +77,7 @@ def _command(paused: bool, doc: str) -> Callable[..., None]:
     return command
 
 
-pause = chat_app.command("pause")(
-    _command(True, "Stop sharing into this chat until it is resumed (an active chat only).")
-)
-resume = chat_app.command("resume")(
-    _command(False, "Share into this paused chat again; its next share is recomputed by the rule.")
+pause = _command(True, "Stop sharing into this chat until it is resumed (an active chat only).")
+resume = _command(
+    False, "Share into this paused chat again; its next share is recomputed by the rule."
 )

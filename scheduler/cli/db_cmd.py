@@ -10,8 +10,6 @@ from scheduler.cli.common import ConfigOption, DatabaseUrlOption, JsonOption, pr
 from scheduler.cli.context import CommandContext
 from scheduler.ledger import schema
 
-db_app = typer.Typer(help="Ledger database schema.", no_args_is_help=True)
-
 
 def _report(done: str, before: str | None, after: str | None) -> None:
     if before == after:
@@ -20,7 +18,6 @@ def _report(done: str, before: str | None, after: str | None) -> None:
         typer.echo(f"ledger {done} from {before or 'empty'} to {after or 'empty'}")
 
 
-@db_app.command("upgrade")
 def upgrade(
     config: ConfigOption = None, database_url: DatabaseUrlOption = None, revision: str = "head"
 ) -> None:
@@ -32,7 +29,6 @@ def upgrade(
     _report("upgraded", before, after)
 
 
-@db_app.command("downgrade")
 def downgrade(
     revision: Annotated[
         str,
@@ -48,7 +44,6 @@ def downgrade(
     _report("downgraded", before, after)
 
 
-@db_app.command("current")
 def current(
     config: ConfigOption = None, database_url: DatabaseUrlOption = None, json: JsonOption = False
 ) -> None:

@@ -28,9 +28,6 @@ from scheduler.ledger import queries
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.operator_log import ActionKind, OperatorAction, list_operator_actions
 
-ledger_app = typer.Typer(help="Inspect the share ledger.", no_args_is_help=True)
-
-
 # The JSON keys of `ledger list`, as scripts know them; wide output and JSON add WIDE_COLUMNS.
 CHAT_COLUMNS = [
     "chat_id",
@@ -55,7 +52,6 @@ WIDE_COLUMNS = [
 TABLE_COLUMNS = ["chat_id", "line", "status", "shared", "next"]
 
 
-@ledger_app.command("list")
 def list_(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
@@ -122,7 +118,6 @@ ATTEMPT_COLUMNS = ["id", "started_at", "outcome", "http_status", "error_code", "
 ATTEMPT_WIDE = ["finished_at", "latency_ms", "instance", "trace_id", "error_message"]
 
 
-@ledger_app.command("show")
 def show(
     chat_id: ChatIdArgument,
     config: ConfigOption = None,
@@ -157,7 +152,6 @@ def show(
     )
 
 
-@ledger_app.command("actions")
 def actions(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,

@@ -24,10 +24,7 @@ from scheduler.linq.client import LinqClient
 from scheduler.rule import Policy
 from scheduler.share.manual import ManualShare, share_now
 
-share_app = typer.Typer(help="Share a contact card on request.", no_args_is_help=True)
 
-
-@share_app.command("now")
 def now(
     chat_id: ChatIdArgument,
     force: Annotated[

@@ -25,7 +25,6 @@ from scheduler.linq.types import WebhookSubscription
 from scheduler.logs import register_secrets
 
 log = structlog.get_logger("scheduler.cli.webhooks")
-webhooks_app = typer.Typer(help="Linq webhook subscriptions: where Linq sends the daemon events.")
 
 
 def _url(value: str) -> str:
@@ -65,7 +64,6 @@ def _as_dict(sub: WebhookSubscription) -> dict[str, Any]:
     }
 
 
-@webhooks_app.command("list")
 def list_subscriptions(config: ConfigOption = None, json: JsonOption = False) -> None:
     """The account's webhook subscriptions (never their signing secrets: Linq shows none)."""
     ctx = CommandContext.of(config, json=json)
@@ -108,7 +106,6 @@ def _storage_hint(schedule: Schedule) -> str:
     )
 
 
-@webhooks_app.command("ensure")
 def ensure(url: UrlOption, config: ConfigOption = None, json: JsonOption = False) -> None:
     """Create or update the subscription of --url: the daemon's event types, for its lines."""
     ctx = CommandContext.of(config, json=json)
