@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-import sqlalchemy as sa
 
 from scheduler import clock
 from scheduler.config import Schedule, Secrets, load_schedule, resolve_secrets
 from scheduler.errors import ConfigError, LedgerError, LinqError, Unauthorized
 from scheduler.ledger import schema
+from scheduler.ledger.diagnostics import LineStanding, line_standings, ping
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.line_eligibility import LineEligibility, ineligible_lines
 from scheduler.linq.client import LinqClient
 from scheduler.linq.types import ContactCard
 from scheduler.logs import redact_text
@@ -112,39 +110,30 @@ def _check_config(
     return schedule
 
 
-@dataclass(frozen=True)
-class LineInfo:
-    """What the ledger says of one line: its chats, and the states that keep it from sharing."""
-
-    chats: int = 0
-    paused: bool = False
-    ineligible: LineEligibility | None = None
-
-    def states(self) -> list[str]:
-        """Why the line shares nothing now, one phrase per state (none: it may share)."""
-        found = []
-        if self.paused:
-            found.append("paused by an operator (`share-scheduler line resume` ends it)")
-        if self.ineligible is not None:
-            line = self.ineligible
-            # Linq refuses activity on the line (2027, FLAGGED): its chats wait.
-            found.append(
-                f"not eligible to send since {_iso(line.ineligible_since)}"
-                f" ({line.reason or 'no reason given'}); sharing on it waits, next probe"
-                f" at {_iso(line.probe_at) if line.probe_at else 'unknown'}, or resumes"
-                " when Linq reports the line ACTIVE"
-            )
-        return found
+def _line_states(line: LineStanding) -> list[str]:
+    """Why the line shares nothing now, one phrase per state (none: it may share)."""
+    found = []
+    if line.paused:
+        found.append("paused by an operator (`share-scheduler line resume` ends it)")
+    if line.ineligible is not None:
+        ineligible = line.ineligible
+        # Linq refuses activity on the line (2027, FLAGGED): its chats wait.
+        found.append(
+            f"not eligible to send since {_iso(ineligible.ineligible_since)}"
+            f" ({ineligible.reason or 'no reason given'}); sharing on it waits, next probe"
+            f" at {_iso(ineligible.probe_at) if ineligible.probe_at else 'unknown'}, or resumes"
+            " when Linq reports the line ACTIVE"
+        )
+    return found
 
 
-async def _check_ledger(report: _Report, schedule: Schedule) -> dict[str, LineInfo]:
+async def _check_ledger(report: _Report, schedule: Schedule) -> dict[str, LineStanding]:
     """Database and schema checks; return the ledger's lines with their chats and states."""
     ledger = Ledger.from_config(schedule.database)
     try:
         try:
             async with asyncio.timeout(_DB_TIMEOUT):
-                async with ledger.read() as conn:
-                    await conn.execute(sa.text("SELECT 1"))
+                await ping(ledger)
         except (LedgerError, TimeoutError, OSError) as exc:
             report.add("database", "fail", f"{ledger.url}: {exc or 'timed out'}")
             report.add("schema", "skip", "needs the database")
@@ -161,7 +150,7 @@ async def _check_ledger(report: _Report, schedule: Schedule) -> dict[str, LineIn
             )
             return {}
         report.add("schema", "ok", f"at {head} (current)")
-        return await _line_infos(ledger)
+        return {line.number: line for line in await line_standings(ledger)}
     except LedgerError as exc:
         report.add("schema", "fail", str(exc))
         return {}
@@ -201,36 +190,12 @@ async def _check_token(
     return cards, client
 
 
-async def _line_infos(ledger: Ledger) -> dict[str, LineInfo]:
-    async with ledger.read() as conn:
-        paused = {
-            str(row.number): bool(row.paused)
-            for row in await conn.execute(sa.select(lines.c.number, lines.c.paused))
-        }
-        counts: dict[str, int] = {}
-        for number, n in await conn.execute(
-            sa.select(chats.c.line, sa.func.count())
-            .where(chats.c.line.is_not(None))
-            .group_by(chats.c.line)
-        ):
-            counts[str(number)] = int(n)
-        ineligible = {line.number: line for line in await ineligible_lines(conn)}
-    return {
-        number: LineInfo(
-            chats=counts.get(number, 0),
-            paused=paused.get(number, False),
-            ineligible=ineligible.get(number),
-        )
-        for number in sorted(set(paused) | set(counts))
-    }
-
-
-def _check_lines(report: _Report, known_lines: dict[str, LineInfo]) -> None:
+def _check_lines(report: _Report, known_lines: dict[str, LineStanding]) -> None:
     """A warning per line that shares nothing because of its state (paused...)."""
-    for number, info in known_lines.items():
-        states = info.states()
+    for number, line in known_lines.items():
+        states = _line_states(line)
         if states:
-            report.add(f"line {number}", "warn", f"{'; '.join(states)}; {info.chats} chats")
+            report.add(f"line {number}", "warn", f"{'; '.join(states)}; {line.chats} chats")
 
 
 def _check_cards(

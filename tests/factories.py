@@ -1,8 +1,10 @@
-"""Small builders for ledger rows in tests."""
+"""Small builders for tests: ledger rows (lines, chats) and Linq webhook events."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -11,6 +13,12 @@ from scheduler.core.status import CardState, ChatStatus
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
 from scheduler.ledger.recompute import recompute_chats
+from scheduler.testing import webhooks
+
+# The time, line and customer of the events :func:`message_event` builds unless told.
+EVENT_TIME = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
+EVENT_LINE = webhooks.LINE
+EVENT_CUSTOMER = webhooks.CUSTOMER
 
 
 def policy(**overrides: object) -> Policy:
@@ -47,7 +55,34 @@ async def add_chats(
     is_group: bool = False,
     pol: Policy | None = None,
 ) -> list[str]:
+    """``count`` chats named ``prefix-000000``...; ``pol``: their next shares computed by it."""
     ids = [f"{prefix}-{i:06d}" for i in range(count)]
+    return await add_chats_named(
+        ledger,
+        line,
+        ids,
+        now=now,
+        first_outbound_at=first_outbound_at,
+        service=service,
+        status=status,
+        is_group=is_group,
+        pol=pol,
+    )
+
+
+async def add_chats_named(
+    ledger: Ledger,
+    line: str,
+    ids: Sequence[str],
+    *,
+    now: datetime,
+    first_outbound_at: datetime,
+    service: str = "iMessage",
+    status: str = ChatStatus.active,
+    is_group: bool = False,
+    pol: Policy | None = None,
+) -> list[str]:
+    """Chats of these ids (the simulator's, say), created ``now``, each with one recipient."""
     async with ledger.write() as conn:
         await conn.execute(
             sa.insert(chats),
@@ -69,7 +104,7 @@ async def add_chats(
         )
     if pol is not None:
         await recompute_chats(ledger, pol, now=now)
-    return ids
+    return list(ids)
 
 
 async def add_chat(
@@ -106,3 +141,10 @@ async def chat_row(ledger: Ledger, chat_id: str) -> sa.Row[tuple[object, ...]]:
     async with ledger.read() as conn:
         row = (await conn.execute(sa.select(chats).where(chats.c.chat_id == chat_id))).one()
     return row
+
+
+def message_event(
+    event_type: str, *, sent_at: datetime = EVENT_TIME, **fields: Any
+) -> dict[str, Any]:
+    """A v3 ``message.*`` event (see :func:`scheduler.testing.message_event`), at a fixed time."""
+    return webhooks.message_event(event_type, sent_at=sent_at, **fields)

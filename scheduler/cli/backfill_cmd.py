@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 
@@ -25,9 +26,8 @@ from scheduler.cli.common import (
     JsonOption,
     print_json,
     print_table,
-    run_on_ledger,
 )
-from scheduler.cli.ingest_common import load_with_api
+from scheduler.cli.context import CommandContext
 from scheduler.core.rule import Policy
 from scheduler.ingest.backfill import (
     BackfillOptions,
@@ -132,7 +132,8 @@ def backfill(
     Resumes where an unfinished run stopped. Exit 1 when a line could not be finished.
     """
     show_bar = sys.stdout.isatty() and not json
-    schedule, api_key = load_with_api(config, database_url, what="backfill", quiet=show_bar)
+    ctx = CommandContext.of(config, database_url, json=json)
+    schedule, api_key = ctx.schedule_with_api("backfill", quiet=show_bar)
     policy = Policy.from_config(schedule.sharing)
     options = BackfillOptions.from_config(schedule.backfill)
     bar = _Bar(Console()) if show_bar else None
@@ -140,17 +141,7 @@ def backfill(
     async def work(ledger: Ledger) -> BackfillReport:
         scopes = [line] if line is not None else await lines_to_backfill(ledger, schedule)
         async with LinqClient.from_config(schedule.linq, api_key) as client:
-            if bar is None:
-                return await run_backfill(
-                    ledger,
-                    client,
-                    policy,
-                    scopes,
-                    options=options,
-                    since=parse_since(since),
-                    restart=restart,
-                )
-            with bar.progress:
+            with bar.progress if bar is not None else nullcontext():
                 return await run_backfill(
                     ledger,
                     client,
@@ -162,8 +153,8 @@ def backfill(
                     progress=bar,
                 )
 
-    report = run_on_ledger(schedule, work)
-    if json:
+    report = ctx.on_ledger(work, schedule=schedule)
+    if ctx.json:
         print_json(report.as_dict())
     else:
         _print(report)
@@ -203,7 +194,3 @@ def _print(report: BackfillReport) -> None:
             ]
         )
     print_table("backfill", columns, rows)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("backfill")(backfill)

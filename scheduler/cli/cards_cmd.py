@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,22 +21,16 @@ from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
     JsonOption,
-    load,
+    LineFilterOption,
     out,
     print_json,
     print_table,
-    run_on_ledger,
 )
+from scheduler.cli.context import CommandContext
 from scheduler.core.rule import Policy
-from scheduler.errors import ConfigError, ConfigProblem
-from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.operator_log import ActionKind
 from scheduler.linq.client import LinqClient
-from scheduler.logs import configure_logging, register_secrets
-
-cards_app = typer.Typer(help="Contact cards: what each line should carry and what it does.")
-line_app = typer.Typer(help="Pause or resume sharing for one of our numbers.")
 
 _NONE = "-"
 
@@ -68,31 +63,24 @@ def _next_write(row: dict[str, Any], now: datetime) -> str:
     return "now" if at <= now else _when(at)
 
 
-@cards_app.command("status")
 def status(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
-    line: Annotated[
-        str | None, typer.Option("--line", help="Only this line (E.164).", show_default=False)
-    ] = None,
+    line: LineFilterOption = None,
     json: JsonOption = False,
 ) -> None:
     """Per line: desired and observed card, active since when, last error, next allowed write."""
     if line is not None:
         phone_number_callback(line)
-    schedule, _ = load(config, database_url)
+    ctx = CommandContext.of(config, database_url, json=json)
+    schedule, _ = ctx.schedule()
     now = clock.now()
 
-    async def work() -> list[dict[str, Any]]:
-        ledger = Ledger.from_config(schedule.database)
-        try:
-            await schema.ensure_current(ledger)
-            return await card_status(ledger, schedule.cards, now, line)
-        finally:
-            await ledger.dispose()
+    async def work(ledger: Ledger) -> list[dict[str, Any]]:
+        return await card_status(ledger, schedule.cards, now, line)
 
-    rows = asyncio.run(work())
-    if json:
+    rows = ctx.on_ledger(work, schedule=schedule)
+    if ctx.json:
         print_json(rows)
         return
     table = Table(title=f"{len(rows)} lines", header_style="bold")
@@ -120,7 +108,6 @@ def status(
     out.print(table)
 
 
-@cards_app.command("sync")
 def sync(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
@@ -133,30 +120,13 @@ def sync(
     json: JsonOption = False,
 ) -> None:
     """Read all cards; create or patch the declared ones within the write budget (3/10 min)."""
-    if config is None:
-        raise ConfigError("(no schedule file)", [ConfigProblem("", "give --config FILE")])
-    schedule, secrets = load(config, database_url)
-    if secrets.api_key is None:
-        raise ConfigError(
-            str(config),
-            [
-                ConfigProblem(
-                    "linq.api_key_env",
-                    f"environment variable {schedule.linq.api_key_env} is not set "
-                    "(the Linq API token)",
-                )
-            ],
-        )
-    api_key = secrets.api_key
-    register_secrets([api_key.reveal()])
+    ctx = CommandContext.of(config, database_url, json=json)
     # What happens goes to stderr as log events; stdout stays the table or the JSON.
-    configure_logging(schedule.logging.level, schedule.logging.format)
+    schedule, api_key = ctx.schedule_with_api("cards sync", missing="give --config FILE")
 
-    async def work() -> list[SyncReport]:
-        ledger = Ledger.from_config(schedule.database)
+    async def work(ledger: Ledger) -> list[SyncReport]:
         client = LinqClient.from_config(schedule.linq, api_key)
         try:
-            await schema.ensure_current(ledger)
             await sync_configured_lines(ledger, schedule, clock.now())
             runner = CardSync.from_schedule(
                 schedule, ledger=ledger, client=client, policy=Policy.from_config(schedule.sharing)
@@ -172,11 +142,10 @@ def sync(
             return reports
         finally:
             await client.aclose()
-            await ledger.dispose()
 
-    reports = asyncio.run(work())
+    reports = ctx.on_ledger(work, schedule=schedule)
     last = reports[-1]
-    if json:
+    if ctx.json:
         writes = [w.as_dict() for r in reports for w in r.writes]
         print_json({**last.as_dict(), "writes": writes, "runs": len(reports)})
     else:
@@ -221,11 +190,9 @@ def _print_sync(reports: list[SyncReport]) -> None:
     )
 
 
-def _pause(
-    number: str, config: Any, database_url: str | None, paused: bool, actor: str | None
-) -> int:
+def _pause(ctx: CommandContext, number: str, paused: bool, actor: str | None) -> int:
     who = actor_name(actor)
-    schedule, _ = load(config, database_url)
+    schedule, _ = ctx.schedule()
 
     async def work(ledger: Ledger) -> int:
         touched = await set_line_paused(ledger, number, paused, clock.now())
@@ -239,41 +206,37 @@ def _pause(
         )
         return touched
 
-    return run_on_ledger(schedule, work)
+    return ctx.on_ledger(work, schedule=schedule)
 
 
-@line_app.command("pause")
-def pause(
-    number: NumberArgument,
-    config: ConfigOption = None,
-    database_url: DatabaseUrlOption = None,
-    json: JsonOption = False,
-    actor: ActorOption = None,
-) -> None:
-    """Stop sharing into this line's chats (no chat's day is spent) until resumed."""
-    touched = _pause(number, config, database_url, True, actor)
-    if json:
-        print_json({"line": number, "paused": True, "chats": touched})
-    else:
-        typer.echo(f"line {number} paused ({touched} chats taken off the schedule)")
+def _line_command(paused: bool, doc: str, done: str) -> Callable[..., None]:
+    """``line pause`` or ``line resume``: the same flags, the one change."""
+
+    def command(
+        number: NumberArgument,
+        config: ConfigOption = None,
+        database_url: DatabaseUrlOption = None,
+        json: JsonOption = False,
+        actor: ActorOption = None,
+    ) -> None:
+        ctx = CommandContext.of(config, database_url, json=json)
+        touched = _pause(ctx, number, paused, actor)
+        if ctx.json:
+            print_json({"line": number, "paused": paused, "chats": touched})
+        else:
+            typer.echo(f"line {number} {done.format(touched)}")
+
+    command.__doc__ = doc
+    return command
 
 
-@line_app.command("resume")
-def resume(
-    number: NumberArgument,
-    config: ConfigOption = None,
-    database_url: DatabaseUrlOption = None,
-    json: JsonOption = False,
-    actor: ActorOption = None,
-) -> None:
-    """Share into this line's chats again; the daemon's next pass re-checks each of them."""
-    touched = _pause(number, config, database_url, False, actor)
-    if json:
-        print_json({"line": number, "paused": False, "chats": touched})
-    else:
-        typer.echo(f"line {number} resumed ({touched} chats to re-check)")
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(cards_app, name="cards")
-    app.add_typer(line_app, name="line")
+pause = _line_command(
+    True,
+    "Stop sharing into this line's chats (no chat's day is spent) until resumed.",
+    "paused ({} chats taken off the schedule)",
+)
+resume = _line_command(
+    False,
+    "Share into this line's chats again; the daemon's next pass re-checks each of them.",
+    "resumed ({} chats to re-check)",
+)

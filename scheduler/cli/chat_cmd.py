@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import typer
+from collections.abc import Callable
 
 from scheduler import clock
 from scheduler.cli.args import ChatIdArgument
@@ -13,26 +13,21 @@ from scheduler.cli.common import (
     JsonOption,
     print_json,
     print_table,
-    run_on_ledger,
 )
-from scheduler.cli.ops_common import load_for_rule
+from scheduler.cli.context import CommandContext
 from scheduler.core.rule import Policy
 from scheduler.ledger.chat_ops import StatusChange, set_chat_paused
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.operator_log import ActionKind
 from scheduler.ledger.queries import resolve_chat_id
 
-chat_app = typer.Typer(help="Pause or resume one chat's sharing.", no_args_is_help=True)
-
 ChatId = ChatIdArgument
 
 
-def _change(
-    chat_id: str, paused: bool, config: ConfigOption, database_url: str | None, actor: str | None
-) -> StatusChange:
+def _change(ctx: CommandContext, chat_id: str, paused: bool, actor: str | None) -> StatusChange:
     verb = "pause" if paused else "resume"
     who = actor_name(actor)
-    schedule, _ = load_for_rule(config, database_url, what=f"chat {verb}")
+    schedule, _ = ctx.schedule_for_rule(f"chat {verb}")
     policy = Policy.from_config(schedule.sharing)
 
     async def work(ledger: Ledger) -> StatusChange:
@@ -50,11 +45,11 @@ def _change(
         )
         return change
 
-    return run_on_ledger(schedule, work)
+    return ctx.on_ledger(work, schedule=schedule)
 
 
-def _show(change: StatusChange, json: bool) -> None:
-    if json:
+def _show(ctx: CommandContext, change: StatusChange) -> None:
+    if ctx.json:
         print_json(change.as_dict())
         return
     what = f"{change.before} -> {change.after}" if change.changed else f"already {change.after}"
@@ -65,29 +60,24 @@ def _show(change: StatusChange, json: bool) -> None:
     )
 
 
-@chat_app.command("pause")
-def pause(
-    chat_id: ChatId,
-    config: ConfigOption = None,
-    database_url: DatabaseUrlOption = None,
-    json: JsonOption = False,
-    actor: ActorOption = None,
-) -> None:
-    """Stop sharing into this chat until it is resumed (an active chat only)."""
-    _show(_change(chat_id, True, config, database_url, actor), json)
+def _command(paused: bool, doc: str) -> Callable[..., None]:
+    """``chat pause`` or ``chat resume``: the same flags, the one change."""
+
+    def command(
+        chat_id: ChatId,
+        config: ConfigOption = None,
+        database_url: DatabaseUrlOption = None,
+        json: JsonOption = False,
+        actor: ActorOption = None,
+    ) -> None:
+        ctx = CommandContext.of(config, database_url, json=json)
+        _show(ctx, _change(ctx, chat_id, paused, actor))
+
+    command.__doc__ = doc
+    return command
 
 
-@chat_app.command("resume")
-def resume(
-    chat_id: ChatId,
-    config: ConfigOption = None,
-    database_url: DatabaseUrlOption = None,
-    json: JsonOption = False,
-    actor: ActorOption = None,
-) -> None:
-    """Share into this paused chat again; its next share is recomputed by the rule."""
-    _show(_change(chat_id, False, config, database_url, actor), json)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(chat_app, name="chat")
+pause = _command(True, "Stop sharing into this chat until it is resumed (an active chat only).")
+resume = _command(
+    False, "Share into this paused chat again; its next share is recomputed by the rule."
+)

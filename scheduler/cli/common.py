@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from scheduler.config import CONFIG_ENV, Schedule, Secrets, load_schedule
-from scheduler.errors import ConfigError, ConfigProblem
-from scheduler.ledger import schema
-from scheduler.ledger.engine import Ledger
-
-T = TypeVar("T")
+from scheduler.config import CONFIG_ENV
+from scheduler.ledger.models import ChatStatus
 
 ConfigOption = Annotated[
     Path | None,
@@ -43,26 +37,25 @@ DatabaseUrlOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+LineFilterOption = Annotated[
+    str | None, typer.Option("--line", help="Only this line (E.164).", show_default=False)
+]
+StatusFilterOption = Annotated[
+    str | None, typer.Option("--status", help="active, paused, opted_out, blocked, gone.")
+]
+LimitOption = Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")]
+
+
+def check_status(status: str | None) -> None:
+    """``--status``: one of the chat statuses, or a usage error (exit 2)."""
+    if status is not None and status not in set(ChatStatus):
+        raise typer.BadParameter(
+            f"{status!r} is not a chat status ({', '.join(ChatStatus)})", param_hint="--status"
+        )
+
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-
-
-def load(
-    config: Path | None, database_url: str | None = None, *, require_secrets: bool = False
-) -> tuple[Schedule, Secrets]:
-    if config is None:
-        if database_url is None:
-            raise ConfigError(
-                "(no schedule file)",
-                [ConfigProblem("", f"give --config FILE or set {CONFIG_ENV}")],
-            )
-        # Database-only commands can run from a URL alone.
-        from scheduler.config import parse_schedule, resolve_secrets
-
-        schedule = parse_schedule({"database": {"url": database_url}}, "--database-url")
-        return schedule, resolve_secrets(schedule, os.environ)[0]
-    return load_schedule(config, require_secrets=require_secrets, database_url=database_url)
 
 
 def jsonable(value: Any) -> Any:
@@ -206,17 +199,3 @@ def print_fields(title: str, fields: Sequence[tuple[str, Any]]) -> None:
     width = max((len(name) for name, _ in fields), default=0) + 1
     for name, value in fields:
         out.print(f"{name + ':':<{width}} {escape(_cell(value))}", highlight=False, markup=True)
-
-
-def run_on_ledger(schedule: Schedule, work: Callable[[Ledger], Awaitable[T]]) -> T:
-    """Run ``work`` on the schedule's ledger, refusing an out-of-date schema (exit 3)."""
-
-    async def _run() -> T:
-        ledger = Ledger.from_config(schedule.database)
-        try:
-            await schema.ensure_current(ledger)
-            return await work(ledger)
-        finally:
-            await ledger.dispose()
-
-    return asyncio.run(_run())

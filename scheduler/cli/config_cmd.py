@@ -11,12 +11,7 @@ from scheduler.cli.common import ConfigOption
 from scheduler.config import load_schedule
 from scheduler.errors import ConfigError, ConfigProblem
 
-config_app = typer.Typer(
-    help="Validate the schedule file; print its reference.", no_args_is_help=True
-)
 
-
-@config_app.command("check")
 def check(
     file: Annotated[
         Path | None, typer.Argument(help="The schedule file.", show_default=False)
@@ -37,7 +32,6 @@ def check(
     typer.echo("ok")
 
 
-@config_app.command("reference")
 def reference(
     output: Annotated[
         Path | None,

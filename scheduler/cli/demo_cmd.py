@@ -19,7 +19,3 @@ def demo(
     from scheduler.demo.runner import run_demo
 
     sys.exit(run_demo(exit_when_done=exit_when_done, chats_per_line=chats_per_line, keep=keep))
-
-
-def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)

@@ -14,15 +14,8 @@ import typer
 
 from scheduler import clock
 from scheduler.cli.audit import ActorOption, actor_name, record
-from scheduler.cli.common import (
-    ConfigOption,
-    DatabaseUrlOption,
-    JsonOption,
-    print_json,
-    run_on_ledger,
-)
-from scheduler.cli.ingest_common import load_with_rule
-from scheduler.cli.ledger_cmd import ledger_app
+from scheduler.cli.common import ConfigOption, DatabaseUrlOption, JsonOption, print_json
+from scheduler.cli.context import CommandContext
 from scheduler.core.rule import Policy
 from scheduler.ingest.importer import Format, ImportReport, import_file
 from scheduler.ledger.engine import Ledger
@@ -57,7 +50,8 @@ def import_(
     Exit 1 when any row was rejected, 2 when the file cannot be used at all.
     """
     who = actor_name(actor)
-    schedule = load_with_rule(config, database_url, what="ledger import")
+    ctx = CommandContext.of(config, database_url, json=json)
+    schedule, _ = ctx.schedule_for_rule("ledger import")
     policy = Policy.from_config(schedule.sharing)
 
     progress = _show_progress if sys.stderr.isatty() and not json else None
@@ -77,12 +71,12 @@ def import_(
             )
         return report
 
-    report = run_on_ledger(schedule, work)
+    report = ctx.on_ledger(work, schedule=schedule)
     if progress is not None:
         typer.echo("", err=True)
     for problem in report.rejected:
         typer.echo(f"{file}: {problem}", err=True)
-    if json:
+    if ctx.json:
         print_json(report.as_dict())
     else:
         typer.echo(_summary(report))
@@ -106,8 +100,3 @@ def _summary(report: ImportReport) -> str:
     if report.dry_run:
         text += " (dry run: nothing written)"
     return text
-
-
-def register(_app: typer.Typer) -> None:
-    if not any(c.name == "import" for c in ledger_app.registered_commands):
-        ledger_app.command("import")(import_)

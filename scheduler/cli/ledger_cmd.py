@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
@@ -13,30 +12,21 @@ from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
     JsonOption,
+    LimitOption,
+    LineFilterOption,
     OutputFormat,
     OutputOption,
+    StatusFilterOption,
+    check_status,
     fmt_age,
-    load,
     out,
-    output_format,
-    print_data,
     print_fields,
     print_table,
-    run_on_ledger,
 )
-from scheduler.core.status import ChatStatus
+from scheduler.cli.context import CommandContext
 from scheduler.ledger import queries
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.operator_log import ActionKind, OperatorAction, list_operator_actions
-
-ledger_app = typer.Typer(help="Inspect the share ledger.", no_args_is_help=True)
-T = TypeVar("T")
-
-
-def with_ledger(config: Any, database_url: str | None, work: Callable[[Ledger], Awaitable[T]]) -> T:
-    schedule, _ = load(config, database_url)
-    return run_on_ledger(schedule, work)
-
 
 # The JSON keys of `ledger list`, as scripts know them; wide output and JSON add WIDE_COLUMNS.
 CHAT_COLUMNS = [
@@ -62,15 +52,12 @@ WIDE_COLUMNS = [
 TABLE_COLUMNS = ["chat_id", "line", "status", "shared", "next"]
 
 
-@ledger_app.command("list")
 def list_(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
     due: Annotated[bool, typer.Option("--due", help="Only chats due now.")] = False,
-    line: Annotated[str | None, typer.Option("--line", help="Only this line (E.164).")] = None,
-    status: Annotated[
-        str | None, typer.Option("--status", help="active, paused, opted_out, blocked, gone.")
-    ] = None,
+    line: LineFilterOption = None,
+    status: StatusFilterOption = None,
     never_shared: Annotated[
         bool, typer.Option("--never-shared", help="Only chats never shared.")
     ] = False,
@@ -82,21 +69,18 @@ def list_(
             "fallback zone when windows follow lines or recipients).",
         ),
     ] = False,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 100,
+    limit: LimitOption = 100,
     output: OutputOption = None,
     json: JsonOption = False,
 ) -> None:
     """List chats with their sharing state."""
-    fmt = output_format(output, json)
-    if status is not None and status not in set(ChatStatus):
-        raise typer.BadParameter(
-            f"{status!r} is not a chat status ({', '.join(ChatStatus)})", param_hint="--status"
-        )
+    ctx = CommandContext.of(config, database_url, output=output, json=json)
+    check_status(status)
     shared_since = None
     if shared_today:
         from scheduler.ledger.stats import day_start, report_zone
 
-        zone = report_zone(load(config, database_url)[0].sharing)
+        zone = report_zone(ctx.schedule()[0].sharing)
         shared_since = day_start(clock.now().astimezone(zone).date(), zone)
     f = queries.ChatFilter(
         due_at=clock.now() if due else None,
@@ -106,10 +90,10 @@ def list_(
         never_shared=never_shared,
         limit=limit,
     )
-    rows = with_ledger(config, database_url, lambda led: queries.list_chats(led, f))
-    if print_data([{k: r[k] for k in CHAT_COLUMNS + WIDE_COLUMNS} for r in rows], fmt):
+    rows = ctx.on_ledger(lambda led: queries.list_chats(led, f))
+    if ctx.show_data([{k: r[k] for k in CHAT_COLUMNS + WIDE_COLUMNS} for r in rows]):
         return
-    if fmt == OutputFormat.wide:
+    if ctx.output == OutputFormat.wide:
         columns = CHAT_COLUMNS + WIDE_COLUMNS
         print_table(f"{len(rows)} chats", columns, [[r[c] for c in columns] for r in rows])
         return
@@ -134,7 +118,6 @@ ATTEMPT_COLUMNS = ["id", "started_at", "outcome", "http_status", "error_code", "
 ATTEMPT_WIDE = ["finished_at", "latency_ms", "instance", "trace_id", "error_message"]
 
 
-@ledger_app.command("show")
 def show(
     chat_id: ChatIdArgument,
     config: ConfigOption = None,
@@ -143,7 +126,7 @@ def show(
     json: JsonOption = False,
 ) -> None:
     """One chat, its share attempts and the operator actions on it."""
-    fmt = output_format(output, json)
+    ctx = CommandContext.of(config, database_url, output=output, json=json)
 
     async def work(
         led: Ledger,
@@ -152,13 +135,13 @@ def show(
         chat, history = await queries.get_chat(led, found)
         return chat, history, await list_operator_actions(led, target=found, limit=1000)
 
-    chat, history, actions = with_ledger(config, database_url, work)
-    if print_data(
-        {"chat": chat, "attempts": history, "actions": [a.as_dict() for a in actions]}, fmt
+    chat, history, actions = ctx.on_ledger(work)
+    if ctx.show_data(
+        {"chat": chat, "attempts": history, "actions": [a.as_dict() for a in actions]}
     ):
         return
     print_fields(f"chat {chat['chat_id']}", list(chat.items()))
-    cols = ATTEMPT_COLUMNS + (ATTEMPT_WIDE if fmt == OutputFormat.wide else [])
+    cols = ATTEMPT_COLUMNS + (ATTEMPT_WIDE if ctx.output == OutputFormat.wide else [])
     out.print()
     print_table(f"{len(history)} attempts", cols, [[a[c] for c in cols] for a in history])
     out.print()
@@ -169,7 +152,6 @@ def show(
     )
 
 
-@ledger_app.command("actions")
 def actions(
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
@@ -180,20 +162,18 @@ def actions(
     action: Annotated[
         ActionKind | None, typer.Option("--action", help="Only this kind of action.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 100,
+    limit: LimitOption = 100,
     output: OutputOption = None,
     json: JsonOption = False,
 ) -> None:
     """The operator's audit trail, latest first: who paused, resumed, shared now, imported."""
-    fmt = output_format(output, json)
-    found = with_ledger(
-        config,
-        database_url,
-        lambda led: list_operator_actions(led, target=target, action=action, limit=limit),
+    ctx = CommandContext.of(config, database_url, output=output, json=json)
+    found = ctx.on_ledger(
+        lambda led: list_operator_actions(led, target=target, action=action, limit=limit)
     )
-    if print_data([a.as_dict() for a in found], fmt):
+    if ctx.show_data([a.as_dict() for a in found]):
         return
-    if fmt == OutputFormat.wide:
+    if ctx.output == OutputFormat.wide:
         print_table(
             f"{len(found)} operator actions",
             ["id", "at", "actor", "action", "target", "result"],
@@ -206,7 +186,3 @@ def actions(
         ["age", "actor", "action", "target", "result"],
         [[fmt_age(a.at, now), a.actor, a.action, a.target, a.result] for a in found],
     )
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(ledger_app, name="ledger")

@@ -14,16 +14,15 @@ from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
     JsonOption,
+    LineFilterOption,
     OutputOption,
+    StatusFilterOption,
+    check_status,
     err,
     fmt_time,
-    load,
-    output_format,
-    print_data,
     print_table,
-    run_on_ledger,
 )
-from scheduler.cli.ledger_cmd import ledger_app
+from scheduler.cli.context import CommandContext
 from scheduler.core.status import ChatStatus
 from scheduler.ledger import queries
 from scheduler.ledger.export import export_chats
@@ -80,11 +79,13 @@ def stats(
     Each line's card and state (sharing, paused), chats by status and service, shares today
     and yesterday, due now, next due, and the last 24 h's attempts by outcome (ambiguous,
     failed...)."""
-    fmt = output_format(output, json)
-    schedule, _ = load(config, database_url)
+    ctx = CommandContext.of(config, database_url, output=output, json=json)
+    schedule, _ = ctx.schedule()
     zone = report_zone(schedule.sharing)
-    result = run_on_ledger(schedule, lambda led: ledger_stats(led, now=clock.now(), zone=zone))
-    if print_data(result.as_dict(), fmt):
+    result = ctx.on_ledger(
+        lambda led: ledger_stats(led, now=clock.now(), zone=zone), schedule=schedule
+    )
+    if ctx.show_data(result.as_dict()):
         return
     # One column per line: the figures read down, and many lines still fit a terminal.
     columns = [_column(s) for s in result.lines] + [_column(result.total)]
@@ -105,25 +106,21 @@ def export(
             "--output", "-o", help="Write to this file instead of stdout.", dir_okay=False
         ),
     ] = None,
-    line: Annotated[str | None, typer.Option("--line", help="Only this line (E.164).")] = None,
-    status: Annotated[
-        str | None, typer.Option("--status", help="active, paused, opted_out, blocked, gone.")
-    ] = None,
+    line: LineFilterOption = None,
+    status: StatusFilterOption = None,
     config: ConfigOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Every chat as CSV or JSON lines, streamed page by page in bounded memory."""
-    if status is not None and status not in set(ChatStatus):
-        raise typer.BadParameter(
-            f"{status!r} is not a chat status ({', '.join(ChatStatus)})", param_hint="--status"
-        )
-    schedule, _ = load(config, database_url)
+    check_status(status)
+    ctx = CommandContext.of(config, database_url)
+    schedule, _ = ctx.schedule()
     chat_filter = queries.ChatFilter(line=line, status=status, limit=None)
 
     def write(out: TextIO) -> int:
-        return run_on_ledger(
-            schedule,
+        return ctx.on_ledger(
             lambda led: export_chats(led, out, fmt=fmt.value, chat_filter=chat_filter),
+            schedule=schedule,
         )
 
     if output is None:
@@ -132,8 +129,3 @@ def export(
         with output.open("w", newline="", encoding="utf-8") as fh:
             count = write(fh)
     err.print(f"exported {count} chats as {fmt.value}" + (f" to {output}" if output else ""))
-
-
-def register(_app: typer.Typer) -> None:
-    ledger_app.command("stats")(stats)
-    ledger_app.command("export")(export)

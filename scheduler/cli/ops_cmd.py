@@ -15,16 +15,13 @@ from scheduler.cli.common import (
     ConfigOption,
     DatabaseUrlOption,
     JsonOption,
-    OutputFormat,
+    LineFilterOption,
     OutputOption,
     out,
-    output_format,
-    print_data,
     print_fields,
     print_table,
-    run_on_ledger,
 )
-from scheduler.cli.ops_common import load_for_rule
+from scheduler.cli.context import CommandContext
 from scheduler.config import Schedule
 from scheduler.core.rule import Policy
 from scheduler.doctor import Check, run_doctor
@@ -41,7 +38,7 @@ def plan(
     hours: Annotated[
         int, typer.Option("--hours", min=1, max=24 * 14, help="How far ahead to look.")
     ] = 24,
-    line: Annotated[str | None, typer.Option("--line", help="Only this line (E.164).")] = None,
+    line: LineFilterOption = None,
     chats: Annotated[
         int,
         typer.Option("--chats", min=0, help="Also list up to this many predicted shares."),
@@ -65,25 +62,24 @@ def plan(
     share window), which lines are paused, and with --chats or --chat why each chat is or is
     not due now. Assumes the facts stay as they are (no new chats, cards unchanged) and that
     each share happens when due; hours are UTC, with the schedule's local hour alongside."""
-    fmt = output_format(output, json)
-    schedule, _ = load_for_rule(config, database_url, what="plan")
+    ctx = CommandContext.of(config, database_url, output=output, json=json)
+    schedule, _ = ctx.schedule_for_rule("plan")
     policy = Policy.from_config(schedule.sharing)
     zone = report_zone(schedule.sharing)
     now = clock.now()
     if chat is not None:
-        _explain(schedule, policy, chat, now, fmt)
+        _explain(ctx, schedule, policy, chat, now)
         return
 
     async def work(led: Ledger) -> tuple[Forecast, list[dict[str, Any]]]:
         result = await forecast(led, policy, now=now, hours=hours, line=line, chat_limit=chats)
         return result, await queries.list_lines(led)
 
-    result, known_lines = run_on_ledger(schedule, work)
+    result, known_lines = ctx.on_ledger(work, schedule=schedule)
     fit = rate_fit(result, policy, schedule.share_pass.requests_per_second, zone)
     paused = [ln["number"] for ln in known_lines if ln["paused"]]
-    if print_data(
-        {**result.as_dict(with_chats=chats > 0), "rate": fit.as_dict(), "paused_lines": paused},
-        fmt,
+    if ctx.show_data(
+        {**result.as_dict(with_chats=chats > 0), "rate": fit.as_dict(), "paused_lines": paused}
     ):
         return
     out.print(
@@ -127,13 +123,13 @@ def plan(
 
 
 def _explain(
-    schedule: Schedule, policy: Policy, chat: str, now: datetime, fmt: OutputFormat
+    ctx: CommandContext, schedule: Schedule, policy: Policy, chat: str, now: datetime
 ) -> None:
     async def work(led: Ledger) -> ChatVerdict:
         return await explain_chat(led, policy, await queries.resolve_chat_id(led, chat), now)
 
-    found = run_on_ledger(schedule, work)
-    if print_data(found.as_dict(), fmt):
+    found = ctx.on_ledger(work, schedule=schedule)
+    if ctx.show_data(found.as_dict()):
         return
     v = found.verdict
     print_fields(
@@ -161,10 +157,10 @@ def doctor(
     Checks the schedule file, the database and its schema, the API token, each line's card,
     paused lines, the webhook secret and the clock (against Linq's). Warnings (a card not
     created yet, a paused line) are shown apart and do not fail."""
-    fmt = output_format(output, json)
+    ctx = CommandContext.of(config, database_url, output=output, json=json)
     # Library warnings go to stderr; stdout carries only the verdicts.
     configure_logging("warning", "auto")
-    checks = asyncio.run(run_doctor(config, database_url=database_url))
+    checks = asyncio.run(run_doctor(ctx.config, database_url=ctx.database_url))
     failures = [c for c in checks if c.failed]
     warnings = [c for c in checks if c.status == "warn"]
     summary = {
@@ -173,7 +169,7 @@ def doctor(
         "warnings": [c.name for c in warnings],
         "checks": [c.as_dict() for c in checks],
     }
-    if not print_data(summary, fmt):
+    if not ctx.show_data(summary):
         _print_checks(checks)
         verdict = "cannot share" if failures else "ready to share"
         out.print(
@@ -199,8 +195,3 @@ def _print_checks(checks: list[Check]) -> None:
     for c in checks:
         table.add_row(f"[{_STYLE[c.status]}]{c.status}[/]", escape(c.name), escape(c.detail))
     out.print(table)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("plan")(plan)
-    app.command("doctor")(doctor)

@@ -6,8 +6,6 @@ import asyncio
 import sys
 from collections.abc import Callable
 
-import typer
-
 from scheduler.cli.common import ConfigOption, DatabaseUrlOption
 from scheduler.errors import ConfigError, ConfigProblem
 
@@ -31,7 +29,3 @@ def run(config: ConfigOption = None, database_url: DatabaseUrlOption = None) -> 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         code = runner.run(run_daemon(config, database_url))
     sys.exit(code)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("run")(run)

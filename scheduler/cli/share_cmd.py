@@ -14,9 +14,8 @@ from scheduler.cli.common import (
     JsonOption,
     print_json,
     print_table,
-    run_on_ledger,
 )
-from scheduler.cli.ops_common import load_for_rule
+from scheduler.cli.context import CommandContext
 from scheduler.core.rule import Policy
 from scheduler.errors import ConfigError, ConfigProblem
 from scheduler.ledger.engine import Ledger
@@ -25,10 +24,7 @@ from scheduler.ledger.queries import resolve_chat_id
 from scheduler.linq.client import LinqClient
 from scheduler.share.manual import ManualShare, share_now
 
-share_app = typer.Typer(help="Share a contact card on request.", no_args_is_help=True)
 
-
-@share_app.command("now")
 def now(
     chat_id: ChatIdArgument,
     force: Annotated[
@@ -45,7 +41,8 @@ def now(
     actor: ActorOption = None,
 ) -> None:
     """Share CHAT_ID's card now through the share pass's path; exit 1 unless it was shared."""
-    schedule, secrets = load_for_rule(config, database_url, what="share now")
+    ctx = CommandContext.of(config, database_url, json=json)
+    schedule, secrets = ctx.schedule_for_rule("share now")
     if secrets.api_key is None:
         raise ConfigError(
             str(config),
@@ -71,8 +68,8 @@ def now(
         )
         return result
 
-    result = run_on_ledger(schedule, work)
-    if json:
+    result = ctx.on_ledger(work, schedule=schedule)
+    if ctx.json:
         print_json(result.as_dict())
     else:
         verdict = f"refused: {result.refused}" if result.refused else result.outcome
@@ -90,7 +87,3 @@ def now(
         )
     if not result.shared:
         raise typer.Exit(1)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(share_app, name="share")

@@ -10,7 +10,6 @@ never written to the ledger.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -18,16 +17,14 @@ import structlog
 import typer
 
 from scheduler.cli.common import ConfigOption, JsonOption, print_json, print_table
-from scheduler.cli.ingest_common import load_with_api
+from scheduler.cli.context import CommandContext
 from scheduler.config import Schedule
-from scheduler.errors import ConfigError, ConfigProblem
 from scheduler.ingest.subscriptions import SubscriptionPlan, plan_subscription
 from scheduler.linq.client import LinqClient
 from scheduler.linq.types import WebhookSubscription
 from scheduler.logs import register_secrets
 
 log = structlog.get_logger("scheduler.cli.webhooks")
-webhooks_app = typer.Typer(help="Linq webhook subscriptions: where Linq sends the daemon events.")
 
 
 def _url(value: str) -> str:
@@ -50,10 +47,8 @@ UrlOption = Annotated[
 ]
 
 
-def _load(config: Path | None, what: str) -> tuple[Schedule, LinqClient]:
-    if config is None:
-        raise ConfigError("(no schedule file)", [ConfigProblem("", "give --config FILE")])
-    schedule, api_key = load_with_api(config, None, what=what, quiet=True)
+def _load(ctx: CommandContext, what: str) -> tuple[Schedule, LinqClient]:
+    schedule, api_key = ctx.schedule_with_api(what, quiet=True, missing="give --config FILE")
     return schedule, LinqClient.from_config(schedule.linq, api_key)
 
 
@@ -69,17 +64,17 @@ def _as_dict(sub: WebhookSubscription) -> dict[str, Any]:
     }
 
 
-@webhooks_app.command("list")
 def list_subscriptions(config: ConfigOption = None, json: JsonOption = False) -> None:
     """The account's webhook subscriptions (never their signing secrets: Linq shows none)."""
-    _, client = _load(config, "webhooks list")
+    ctx = CommandContext.of(config, json=json)
+    _, client = _load(ctx, "webhooks list")
 
     async def work() -> list[WebhookSubscription]:
         async with client:
             return await client.list_webhook_subscriptions()
 
     subs = asyncio.run(work())
-    if json:
+    if ctx.json:
         print_json([_as_dict(s) for s in subs])
         return
     print_table(
@@ -111,10 +106,10 @@ def _storage_hint(schedule: Schedule) -> str:
     )
 
 
-@webhooks_app.command("ensure")
 def ensure(url: UrlOption, config: ConfigOption = None, json: JsonOption = False) -> None:
     """Create or update the subscription of --url: the daemon's event types, for its lines."""
-    schedule, client = _load(config, "webhooks ensure")
+    ctx = CommandContext.of(config, json=json)
+    schedule, client = _load(ctx, "webhooks ensure")
     lines = [line.number for line in schedule.lines]
 
     async def work() -> tuple[SubscriptionPlan, WebhookSubscription, str | None]:
@@ -150,7 +145,7 @@ def ensure(url: UrlOption, config: ConfigOption = None, json: JsonOption = False
             return plan, next(s for s in existing if s.id == plan.subscription_id), None
 
     plan, sub, secret = asyncio.run(work())
-    if json:
+    if ctx.json:
         shown: dict[str, Any] = {"action": plan.action, "changes": list(plan.changes)}
         shown["subscription"] = _as_dict(sub)
         if secret is not None:
@@ -171,7 +166,3 @@ def ensure(url: UrlOption, config: ConfigOption = None, json: JsonOption = False
         )
     else:
         typer.echo(f"webhook subscription {sub.id} for {url} is up to date ({lines_text})")
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(webhooks_app, name="webhooks")

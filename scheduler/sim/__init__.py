@@ -1,7 +1,7 @@
 """A faithful local simulator of the Linq Partner API v3 (see linq-api.md and design.md).
 
 ``create_app(settings)`` is the ASGI app; ``serve(settings, host, port)`` runs it under uvicorn;
-``scheduler.sim.testing.running_simulator`` runs one on a free port for a test.
+``scheduler.testing.running_simulator`` runs one on a free port for a test.
 """
 
 from scheduler.sim.app import create_app

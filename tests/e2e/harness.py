@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,21 @@ class Stack:
                 daemon.kill()
         if self.sim is not None:
             self.sim.stop()
+
+
+@contextmanager
+def running_stack(
+    workdir: Path, start: datetime, *, database_url: str | None = None, log_tail: int = 40
+) -> Iterator[Stack]:
+    """A stack stopped when the block ends, each daemon's last log lines printed for the report."""
+    stack = Stack(workdir, start, database_url=database_url)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        for daemon in stack.daemons:
+            print(f"--- {daemon.log_path.name} (tail) ---")
+            print("\n".join(daemon.logs().splitlines()[-log_tail:]))
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:

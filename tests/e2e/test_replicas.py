@@ -24,7 +24,8 @@ from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats
 from scheduler.ledger.models import attempts_table
 from tests.e2e.conftest import DAY1_0800_NY
-from tests.e2e.harness import Stack, wait_for
+from tests.e2e.harness import Stack, running_stack, wait_for
+from tests.factories import add_chats_named
 
 pytestmark = pytest.mark.e2e
 NY = ZoneInfo("America/New_York")
@@ -34,14 +35,8 @@ OPEN = DAY1_0800_NY + timedelta(hours=1, minutes=30)  # 09:30 local
 
 @pytest.fixture
 def pg_stack(tmp_path: Path, pg_url: str) -> Iterator[Stack]:
-    s = Stack(tmp_path, DAY1_0800_NY, database_url=pg_url)
-    try:
+    with running_stack(tmp_path, DAY1_0800_NY, database_url=pg_url, log_tail=30) as s:
         yield s
-    finally:
-        s.stop()
-        for daemon in s.daemons:
-            print(f"--- {daemon.log_path.name} (tail) ---")
-            print("\n".join(daemon.logs().splitlines()[-30:]))
 
 
 def _run(coro: Any) -> Any:
@@ -52,23 +47,7 @@ async def _insert_chats(url: str, ids: list[str]) -> None:
     ledger = Ledger(create_engine(url, pool_size=1))
     try:
         first = DAY1_0800_NY - timedelta(hours=2)
-        async with ledger.write() as conn:
-            await conn.execute(
-                sa.insert(chats),
-                [
-                    {
-                        "chat_id": cid,
-                        "line": LINE,
-                        "recipients": "+12125550100",
-                        "service": "iMessage",
-                        "first_outbound_at": first,
-                        "last_outbound_at": first,
-                        "created_at": first,
-                        "updated_at": first,
-                    }
-                    for cid in ids
-                ],
-            )
+        await add_chats_named(ledger, LINE, ids, now=first, first_outbound_at=first)
     finally:
         await ledger.dispose()
 

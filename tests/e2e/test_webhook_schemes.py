@@ -22,7 +22,7 @@ import pytest
 from scheduler import clock
 from scheduler.clock import CLOCK_FILE_ENV
 from scheduler.demo.processes import DaemonProcess, free_port, write_schedule
-from scheduler.ingest.signing import sign, sign_standard, standard_webhook
+from scheduler.testing import event_body, legacy_headers, message_event, standard_headers
 from tests.e2e.conftest import DAY1_0800_NY
 from tests.e2e.harness import Stack, ledger_chats, wait_for
 
@@ -36,52 +36,10 @@ FOREIGN = "whsec_" + base64.b64encode(b"e2e-someone-elses-key-0000003").decode()
 
 
 def message_sent(event_id: str, chat_id: str, *, service: str = "iMessage") -> bytes:
-    at = clock.now().isoformat().replace("+00:00", "Z")
-    health = {"status": "HEALTHY", "updated_at": at, "doc_url": "https://docs.example/h"}
-    me = {"id": "h-me", "handle": LINE, "is_me": True, "service": service, "joined_at": at}
-    payload = {
-        "api_version": "v3",
-        "event_id": event_id,
-        "event_type": "message.sent",
-        "created_at": at,
-        "trace_id": "trace",
-        "partner_id": "partner",
-        "webhook_version": "2026-02-03",
-        "data": {
-            "id": f"msg-{event_id}",
-            "direction": "outbound",
-            "service": service,
-            "sent_at": at,
-            "delivered_at": None,
-            "read_at": None,
-            "chat": {"id": chat_id, "is_group": False, "owner_handle": me, "health_status": health},
-            "sender_handle": me,
-            "parts": [{"type": "text", "value": "hello"}],
-        },
-    }
-    return json.dumps(payload).encode()
-
-
-def standard_headers(body: bytes, *secrets: str, at: float | None = None) -> dict[str, str]:
-    event_id = json.loads(body)["event_id"]
-    stamp = int(clock.now().timestamp() if at is None else at)
-    signature = " ".join(sign_standard(standard_webhook(s), event_id, stamp, body) for s in secrets)
-    return {
-        "Content-Type": "application/json",
-        "webhook-id": event_id,
-        "webhook-timestamp": str(stamp),
-        "webhook-signature": signature,
-    }
-
-
-def legacy_headers(body: bytes, secret: str) -> dict[str, str]:
-    stamp = int(clock.now().timestamp())
-    return {
-        "Content-Type": "application/json",
-        "X-Webhook-Event": "message.sent",
-        "X-Webhook-Timestamp": str(stamp),
-        "X-Webhook-Signature": sign(secret, stamp, body),
-    }
+    event = message_event(
+        "message.sent", event_id=event_id, chat_id=chat_id, line=LINE, service=service
+    )
+    return event_body(event)
 
 
 def post(daemon: DaemonProcess, body: bytes, headers: dict[str, str]) -> httpx.Response:
@@ -157,7 +115,10 @@ def test_standard_legacy_and_a_rotation_are_accepted_and_forgeries_write_nothing
     assert post(daemon, wrong, standard_headers(wrong, FOREIGN)).status_code == 401
     stale = message_sent("ev-stale", "chat-stale")
     ten_minutes_ago = (clock.now() - timedelta(minutes=10)).timestamp()
-    assert post(daemon, stale, standard_headers(stale, NEW, at=ten_minutes_ago)).status_code == 401
+    assert (
+        post(daemon, stale, standard_headers(stale, NEW, timestamp=ten_minutes_ago)).status_code
+        == 401
+    )
     tampered_headers = standard_headers(wrong, NEW)
     tampered = wrong.replace(b"chat-wrong", b"chat-tampered")
     assert post(daemon, tampered, tampered_headers).status_code == 401

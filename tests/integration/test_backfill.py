@@ -12,7 +12,7 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +43,7 @@ from scheduler.linq.client import LinqClient
 from scheduler.metrics import Metrics
 from scheduler.sim.settings import SimSettings
 from scheduler.sim.state import SimState
-from scheduler.sim.testing import SimHandle, running_simulator
+from scheduler.testing import SimHandle
 from tests.conftest import PgServer
 from tests.factories import add_line, policy
 
@@ -61,19 +61,16 @@ _WRITTEN = ("created_at", "updated_at")
 
 
 @pytest.fixture(scope="module")
-def sim_server(clock_file: Path) -> Iterator[SimHandle]:
-    with running_simulator(SimSettings(activation_delay=0, seed=11)) as handle:
-        yield handle
+def sim_settings() -> SimSettings:
+    return SimSettings(activation_delay=0, seed=11)
 
 
 @pytest.fixture
-async def sim(sim_server: SimHandle, clock_file: Path) -> SimHandle:
+async def sim(sim: SimHandle, clock_file: Path) -> SimHandle:
     clock.set_clock_file(clock_file, T0)
-    async with sim_server.async_control() as control:
-        await control.reset()
-        await control.faults(global_429_rate=0, retry_after=30, lines=None)
+    async with sim.async_control() as control:
         await control.webhooks(enabled=False)
-    return sim_server
+    return sim
 
 
 class Recorder(httpx.AsyncBaseTransport):

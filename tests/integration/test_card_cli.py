@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import yaml
 
 from scheduler.ledger.engine import Ledger
 from scheduler.sim.settings import SimSettings
-from scheduler.sim.testing import SimHandle, running_simulator
+from scheduler.testing import SimHandle
 
 LINE = "+14155550100"
 WATCHED = "+14155550111"
@@ -23,14 +22,12 @@ CARD = {"first_name": "Acme", "last_name": "Support"}
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[SimHandle]:
-    with running_simulator(SimSettings(activation_delay=1.0)) as handle:
-        yield handle
+def sim_settings() -> SimSettings:
+    return SimSettings(activation_delay=1.0)
 
 
 @pytest.fixture
 def config(tmp_path: Path, ledger_url: str, ledger: Ledger, sim: SimHandle) -> Path:
-    sim.control().reset()
     path = tmp_path / "schedule.yaml"
     path.write_text(
         yaml.safe_dump(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,14 +29,13 @@ from scheduler.core.card_plan import Action
 from scheduler.core.status import CardState
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.recompute import recompute_chats
 from scheduler.linq.client import LinqClient
 from scheduler.linq.types import ContactCard
 from scheduler.metrics import Metrics
 from scheduler.share.share_pass import SharePass
 from scheduler.sim.settings import SimSettings
-from scheduler.sim.testing import SimHandle, running_simulator
-from tests.factories import policy
+from scheduler.testing import SimHandle
+from tests.factories import add_chats_named, policy
 
 LINE = "+14155550100"
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, inside the 09:00-20:00 UTC window
@@ -49,18 +48,14 @@ WRITES = ("POST", "PATCH")
 
 
 @pytest.fixture(scope="module")
-def sim_server(clock_file: Path) -> Iterator[SimHandle]:
-    with running_simulator(SimSettings(activation_delay=60, seed=5)) as handle:
-        yield handle
+def sim_settings() -> SimSettings:
+    return SimSettings(activation_delay=60, seed=5)
 
 
 @pytest.fixture
-async def sim(sim_server: SimHandle, clock_file: Path) -> SimHandle:
+def sim(sim: SimHandle, clock_file: Path) -> SimHandle:
     clock.set_clock_file(clock_file, T0)
-    async with sim_server.async_control() as control:
-        await control.reset()
-        await control.faults(activation_delay=60, card_4004_next=0, card_2022_next=0, lines=None)
-    return sim_server
+    return sim
 
 
 @pytest.fixture
@@ -204,25 +199,9 @@ async def _seed_chats(ledger: Ledger, sim: SimHandle, count: int) -> list[str]:
     async with sim.async_control() as control:
         ids = await control.seed(LINE, count)
     now = clock.now()
-    async with ledger.write() as conn:
-        await conn.execute(
-            sa.insert(chats),
-            [
-                {
-                    "chat_id": chat_id,
-                    "line": LINE,
-                    "recipients": f"+1555{i:07d}",
-                    "service": "iMessage",
-                    "first_outbound_at": now - MIN,
-                    "last_outbound_at": now - MIN,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i, chat_id in enumerate(ids)
-            ],
-        )
-    await recompute_chats(ledger, policy(), now=now)
-    return ids
+    return await add_chats_named(
+        ledger, LINE, ids, now=now, first_outbound_at=now - MIN, pol=policy()
+    )
 
 
 async def _direct(sim: SimHandle, method: str, **kwargs: Any) -> httpx.Response:

@@ -15,8 +15,8 @@ from scheduler.http.app import create_app
 from scheduler.http.runtime import Runtime
 from scheduler.ingest.skew import WINDOW, SkewEstimate
 from scheduler.ledger.engine import Ledger
+from tests.factories import message_event
 from tests.integration.test_webhook_app import SECRET, _runtime, _signed
-from tests.unit.test_events import message_event
 
 SKEW = 600  # seconds the sender's clock is behind ours; the tolerance is 300
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from scheduler.cards.status import set_line_paused
 from scheduler.doctor import run_doctor
 from scheduler.ledger.engine import Ledger
 from scheduler.sim.settings import SimSettings
-from scheduler.sim.testing import SimHandle, running_simulator
+from scheduler.testing import SimHandle
 from tests.factories import add_line
 
 TOKEN = "doctor-token-51ae"
@@ -24,13 +22,9 @@ L2 = "+14155550111"
 ENV = {"LINQ_API_KEY": TOKEN, "LINQ_WEBHOOK_SECRET": HOOK}
 
 
-@pytest.fixture
-def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimHandle]:
-    path = tmp_path / "clock"
-    monkeypatch.setenv(clock.CLOCK_FILE_ENV, str(path))
-    clock.set_clock_file(path, datetime.now(UTC))
-    with running_simulator(SimSettings(token=TOKEN, activation_delay=0)) as handle:
-        yield handle
+@pytest.fixture(scope="module")
+def sim_settings() -> SimSettings:
+    return SimSettings(token=TOKEN, activation_delay=0)
 
 
 def fresh_config(tmp_path: Path, sim: SimHandle, ledger_url: str) -> Path:

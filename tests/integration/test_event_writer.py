@@ -13,8 +13,7 @@ from scheduler.ingest.writer import EventWriter, apply_events
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats
 from scheduler.ledger.models import webhook_events_table
-from tests.factories import policy
-from tests.unit.test_events import message_event
+from tests.factories import message_event, policy
 
 T0 = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
 

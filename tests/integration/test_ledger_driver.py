@@ -18,8 +18,8 @@ from scheduler.ingest.writer import apply_events
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
 from scheduler.ledger.models import webhook_events_table
-from tests.factories import policy
-from tests.unit.test_events import LINE, message_event
+from tests.factories import EVENT_LINE as LINE
+from tests.factories import message_event, policy
 
 NOW = datetime(2026, 5, 4, 15, 0, 0, 123456, tzinfo=UTC)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from scheduler.ledger.facts import chats
 from scheduler.linq.client import LinqClient
 from scheduler.share.manual import ManualShare, share_now
 from scheduler.sim.settings import SimSettings
-from scheduler.sim.testing import SimHandle, running_simulator
+from scheduler.testing import SimHandle
 from tests import factories
 from tests.factories import add_line
 
@@ -33,24 +32,19 @@ L1 = "+14155550100"
 L2 = "+14155550111"
 
 
-@pytest.fixture
-def clock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "clock"
-    monkeypatch.setenv(clock.CLOCK_FILE_ENV, str(path))
-    clock.set_clock_file(path, datetime.now(UTC))
-    return path
+@pytest.fixture(scope="module")
+def sim_settings() -> SimSettings:
+    return SimSettings(token=TOKEN, activation_delay=0)
 
 
 @pytest.fixture
-def sim(clock_file: Path) -> Iterator[SimHandle]:
-    with running_simulator(SimSettings(token=TOKEN, activation_delay=0)) as handle:
-        with httpx.Client(
-            base_url=handle.api_base, headers={"Authorization": f"Bearer {TOKEN}"}
-        ) as api:
-            api.post(
-                "/v3/contact_card", json={"phone_number": L1, "first_name": "Acme"}
-            ).raise_for_status()
-        yield handle
+def sim(sim: SimHandle, clock_file: Path) -> SimHandle:
+    clock.set_clock_file(clock_file, datetime.now(UTC))
+    with httpx.Client(base_url=sim.api_base, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+        api.post(
+            "/v3/contact_card", json={"phone_number": L1, "first_name": "Acme"}
+        ).raise_for_status()
+    return sim
 
 
 def around_now() -> Policy:

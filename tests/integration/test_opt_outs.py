@@ -3,7 +3,7 @@ back in, through the real share pass and the simulator, on SQLite and PostgreSQL
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from scheduler.ledger.facts import chats
 from scheduler.linq.client import LinqClient
 from scheduler.share.share_pass import SharePass
 from scheduler.sim.settings import SimSettings
-from scheduler.sim.testing import SimHandle, running_simulator
+from scheduler.testing import SimHandle
 from tests.factories import add_line, policy
 
 LINE = "+14155550100"
@@ -32,9 +32,8 @@ T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, inside the 09:00-20:00
 
 
 @pytest.fixture(scope="module")
-def sim_server(clock_file: Path) -> Iterator[SimHandle]:
-    with running_simulator(SimSettings(activation_delay=0, seed=3)) as handle:
-        yield handle
+def sim_settings() -> SimSettings:
+    return SimSettings(activation_delay=0, seed=3)
 
 
 @pytest.fixture

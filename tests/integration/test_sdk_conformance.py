@@ -48,7 +48,7 @@ from pydantic import BaseModel
 from scheduler.config import Secret
 from scheduler.linq.client import LinqClient
 from scheduler.sim.settings import SimSettings
-from scheduler.sim.testing import SimControl, SimHandle, running_simulator
+from scheduler.testing import SimControl, SimHandle
 from tests.integration.test_sim_conformance import Receiver, advance
 
 LINE = "+14155550100"
@@ -75,10 +75,8 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
 
 
 @pytest.fixture(scope="module")
-def sim_server(clock_file: Path) -> Iterator[SimHandle]:
-    settings = SimSettings(activation_delay=0, seed=5, webhook_secret=SECRET)
-    with running_simulator(settings) as sim:
-        yield sim
+def sim_settings() -> SimSettings:
+    return SimSettings(activation_delay=0, seed=5, webhook_secret=SECRET)
 
 
 @pytest.fixture

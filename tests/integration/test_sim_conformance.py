@@ -23,7 +23,7 @@ from scheduler import clock
 from scheduler.cli.sim_cmd import sim_app
 from scheduler.ingest.signing import SignatureVerdict, verify
 from scheduler.sim.settings import SimSettings
-from scheduler.sim.testing import SimControl, SimHandle, running_simulator
+from scheduler.testing import SimControl, SimHandle
 
 LINE = "+14155550100"
 OTHER_LINE = "+14155550111"
@@ -69,9 +69,8 @@ class Receiver:
 
 
 @pytest.fixture(scope="module")
-def sim_server(clock_file: Path) -> Iterator[SimHandle]:
-    with running_simulator(SimSettings(activation_delay=5, seed=11, webhook_secret=SECRET)) as s:
-        yield s
+def sim_settings() -> SimSettings:
+    return SimSettings(activation_delay=5, seed=11, webhook_secret=SECRET)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ from scheduler.ingest.signing import sign
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, lines
 from scheduler.metrics import Metrics
-from tests.factories import policy
-from tests.unit.test_events import LINE, message_event
+from scheduler.testing import legacy_delivery
+from tests.factories import EVENT_LINE as LINE
+from tests.factories import message_event, policy
 
 SECRET = "whsec-test-0123456789"
 OLD_SECRET = "whsec-old-9876543210"
@@ -51,17 +52,7 @@ async def client(ledger: Ledger) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _signed(payload: Any, secret: str = SECRET, ts: int | None = None) -> dict[str, Any]:
-    body = json.dumps(payload).encode()
-    stamp = int(time.time()) if ts is None else ts
-    return {
-        "content": body,
-        "headers": {
-            "Content-Type": "application/json",
-            "X-Webhook-Timestamp": str(stamp),
-            "X-Webhook-Signature": sign(secret, stamp, body),
-            "X-Webhook-Event": payload.get("event_type", "") if isinstance(payload, dict) else "",
-        },
-    }
+    return legacy_delivery(payload, secret, timestamp=ts)
 
 
 async def _chat_count(ledger: Ledger) -> int:

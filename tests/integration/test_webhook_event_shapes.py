@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,9 +12,9 @@ import sqlalchemy as sa
 
 from scheduler.http.app import create_app
 from scheduler.http.runtime import Runtime
-from scheduler.ingest.signing import sign_standard, standard_webhook
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats
+from scheduler.testing import standard_delivery
 from tests.integration.test_webhook_app import _runtime
 from tests.integration.test_webhook_signatures import NEW
 from tests.unit import test_event_shapes as shapes
@@ -43,16 +41,7 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def deliver(client: httpx.AsyncClient, payload: dict[str, Any]) -> httpx.Response:
-    body = json.dumps(payload).encode()
-    stamp = int(time.time())
-    signature = sign_standard(standard_webhook(NEW), payload["event_id"], stamp, body)
-    headers = {
-        "Content-Type": "application/json",
-        "webhook-id": payload["event_id"],
-        "webhook-timestamp": str(stamp),
-        "webhook-signature": signature,
-    }
-    return await client.post("/webhooks/linq", content=body, headers=headers)
+    return await client.post("/webhooks/linq", **standard_delivery(payload, NEW))
 
 
 async def chat_rows(ledger: Ledger) -> dict[str, Any]:

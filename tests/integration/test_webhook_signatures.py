@@ -16,13 +16,14 @@ import sqlalchemy as sa
 from scheduler.config import load_schedule
 from scheduler.errors import ConfigError
 from scheduler.http.app import create_app
-from scheduler.ingest.signing import sign, sign_standard, standard_webhook
+from scheduler.ingest.signing import standard_webhook
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats
 from scheduler.ledger.models import webhook_events_table
 from scheduler.metrics import Metrics
+from scheduler.testing import legacy_headers, standard_delivery
+from tests.factories import message_event
 from tests.integration.test_webhook_app import _runtime
-from tests.unit.test_events import message_event
 
 NEW = "whsec_" + base64.b64encode(b"new-signing-key-0123456789ab").decode()
 OLD = "whsec_" + base64.b64encode(b"old-signing-key-0123456789ab").decode()
@@ -50,26 +51,7 @@ def standard(
     ts: int | None = None,
     webhook_id: str | None = None,
 ) -> dict[str, Any]:
-    body = json.dumps(payload).encode()
-    stamp = int(time.time()) if ts is None else ts
-    msg_id = payload["event_id"] if webhook_id is None else webhook_id
-    signatures = " ".join(
-        sign_standard(standard_webhook(s), msg_id, stamp, body) for s in secrets or (NEW,)
-    )
-    return {
-        "content": body,
-        "headers": {
-            "Content-Type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": signatures,
-        },
-    }
-
-
-def legacy_headers(body: bytes, secret: str, ts: int | None = None) -> dict[str, str]:
-    stamp = int(time.time()) if ts is None else ts
-    return {"X-Webhook-Timestamp": str(stamp), "X-Webhook-Signature": sign(secret, stamp, body)}
+    return standard_delivery(payload, *(secrets or (NEW,)), webhook_id=webhook_id, timestamp=ts)
 
 
 async def _counts(ledger: Ledger) -> tuple[int, int]:

@@ -15,8 +15,7 @@ import pytest
 import yaml
 
 from scheduler.ingest.subscriptions import DAEMON_EVENTS
-from scheduler.sim.settings import SimSettings
-from scheduler.sim.testing import SimHandle, running_simulator
+from scheduler.testing import SimHandle
 from tests.integration import test_card_cli as card_cli
 
 LINE = "+14155550100"
@@ -24,15 +23,8 @@ OTHER = "+14155550111"
 URL = "https://scheduler.example.com/webhooks/linq"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimHandle]:
-    with running_simulator(SimSettings(activation_delay=0)) as handle:
-        yield handle
-
-
 @pytest.fixture
 def api(sim: SimHandle) -> Iterator[httpx.Client]:
-    sim.control().reset()
     headers = {"Authorization": f"Bearer {sim.token}"}
     with httpx.Client(base_url=sim.api_base, headers=headers, timeout=10) as client:
         yield client

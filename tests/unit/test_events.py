@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,46 +11,11 @@ import pytest
 from scheduler.core.merge import merge_activity
 from scheduler.core.status import ChatStatus
 from scheduler.ingest.events import EventError, parse_event
+from tests.factories import EVENT_CUSTOMER, EVENT_LINE, EVENT_TIME, message_event
 
-T0 = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
-LINE = "+14155550100"
-CUSTOMER = "+12125550199"
-
-
-def message_event(
-    event_type: str,
-    *,
-    event_id: str = "ev-1",
-    direction: str = "outbound",
-    sent_at: datetime = T0,
-    chat_id: str = "chat-1",
-    health: str = "HEALTHY",
-    reconciled: bool = False,
-) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": "msg-1",
-        "direction": direction,
-        "service": "iMessage",
-        "sent_at": sent_at.isoformat().replace("+00:00", "Z"),
-        "chat": {
-            "id": chat_id,
-            "is_group": False,
-            "owner_handle": {"handle": LINE, "is_me": True},
-            "health_status": {"status": health},
-        },
-        "sender_handle": {"handle": CUSTOMER if direction == "inbound" else LINE},
-        "parts": [{"type": "text", "value": "hi"}],
-    }
-    if reconciled:
-        data["reconciled_at"] = (sent_at + timedelta(days=2)).isoformat()
-    return {
-        "api_version": "v3",
-        "event_id": event_id,
-        "event_type": event_type,
-        "created_at": sent_at.isoformat(),
-        "webhook_version": "2026-02-03",
-        "data": data,
-    }
+T0 = EVENT_TIME
+LINE = EVENT_LINE
+CUSTOMER = EVENT_CUSTOMER
 
 
 def test_outbound_message_sets_line_and_outbound_time() -> None:

@@ -17,7 +17,9 @@ from scheduler.errors import ConfigError
 from scheduler.http.webhooks import type_label
 from scheduler.ingest.events import EventError, parse_event
 from scheduler.ingest.signing import SignatureVerdict, verify
-from tests.unit.test_events import LINE, T0, message_event
+from tests.factories import EVENT_LINE as LINE
+from tests.factories import EVENT_TIME as T0
+from tests.factories import message_event
 
 
 def _with(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

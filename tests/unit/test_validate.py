@@ -12,7 +12,9 @@ from scheduler.core.status import ChatStatus
 from scheduler.ingest.events import EventError, parse_event
 from scheduler.ingest.importer import RowError, validate_row
 from scheduler.validate import InvalidValue, check_handle, check_identifier
-from tests.unit.test_events import LINE, T0, message_event
+from tests.factories import EVENT_LINE as LINE
+from tests.factories import EVENT_TIME as T0
+from tests.factories import message_event
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 HOSTILE_IDS = [
