@@ -28,8 +28,6 @@ class Health:
         self.schema_head = schema.head_revision()
         # The card job's last answer from Linq, when it rejected the token.
         self.token_error: str | None = None
-        # The last job that found the ledger unavailable.
-        self.ledger_error: str | None = None
 
     def token_problem(self) -> str | None:
         return self.token_error or self.share_pass.auth_failure

@@ -170,9 +170,7 @@ class Jobs:
         try:
             await self.share_pass.run()
             self.metrics.due_chats.set(await count_due(self.ledger, clock.now()))
-            self.health.ledger_error = None
         except LedgerUnavailable as exc:
-            self.health.ledger_error = str(exc)
             log.warning("pass.skipped", reason="ledger_unavailable", error=str(exc))
         except asyncio.CancelledError:
             raise
@@ -193,9 +191,7 @@ class Jobs:
                 self.health.token_accepted()
             self.wakeups.card_event_at(report.wake_at)
             await self.refresh_gauges()
-            self.health.ledger_error = None
         except LedgerUnavailable as exc:
-            self.health.ledger_error = str(exc)
             log.warning("card.check_skipped", reason="ledger_unavailable", error=str(exc))
         except Unauthorized as exc:
             self.health.token_error = str(exc)

@@ -137,12 +137,3 @@ async def list_lines(ledger: Ledger) -> list[dict[str, Any]]:
         return [
             dict(r._mapping) for r in await conn.execute(sa.select(lines).order_by(lines.c.number))
         ]
-
-
-async def count_shares(ledger: Ledger) -> dict[str, int]:
-    """Attempts by outcome (all time)."""
-    async with ledger.read() as conn:
-        rows = await conn.execute(
-            sa.select(attempts.c.outcome, sa.func.count()).group_by(attempts.c.outcome)
-        )
-        return {outcome: int(n) for outcome, n in rows}

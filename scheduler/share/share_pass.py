@@ -403,7 +403,6 @@ class SharePass:
         # the card is read again now rather than at the next card check.
         self.on_card_unusable = on_card_unusable
         self._rechecked: set[str] = set()  # lines whose card this pass asked to re-read
-        self.last_report: PassReport | None = None
 
     def reconfigure(self, config: SharePassConfig, policy: Policy) -> None:
         self.config = config
@@ -461,7 +460,6 @@ class SharePass:
                 self.metrics.ambiguous_attempts.inc(report.ambiguous_resolved)
                 log.warning("share.ambiguous_resolved", count=report.ambiguous_resolved)
             log.info("pass.finished", seconds=round(elapsed, 3), **report.as_dict())
-            self.last_report = report
             bound.__exit__(None, None, None)
 
     def _patience(self) -> float:
