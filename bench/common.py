@@ -12,8 +12,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,52 @@ def ledger_sql(url: str, statement: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         cursor = conn.execute(statement)
         return list(cursor.fetchall()) if cursor.description else []
+
+
+def applied_shares(sim: SimProcess) -> int:
+    """Shares the simulator has applied since it started, all chats together."""
+    return int(sim.control("GET", "state")["counts"]["shares"])
+
+
+@dataclass(frozen=True)
+class ShareLog:
+    """What the simulator saw of a set of chats: its shares log and its calls log."""
+
+    shared_twice: int  # chats shared more than once on one day
+    called_again: int  # chats called more than once
+    missing: int  # chats never shared
+    first_call: float  # epoch seconds
+    span_seconds: float  # first to last share applied
+    calls: int
+
+    def check_once(self, contender: str) -> None:
+        """Fail unless every chat was shared exactly once and called once. The simulator
+        injects no faults in a benchmark, so a second call is a second share attempt (one
+        within 5 minutes it refuses, which its shares log alone would not show)."""
+        if self.shared_twice or self.called_again or self.missing:
+            raise SystemExit(
+                f"{contender}: {self.shared_twice} chats shared more than once,"
+                f" {self.called_again} chats called more than once, {self.missing} never shared"
+            )
+
+
+def share_log(sim: SimProcess, chat_ids: Sequence[str]) -> ShareLog:
+    wanted = set(chat_ids)
+    shares = [s for s in sim.control("GET", "shares")["shares"] if s["chat_id"] in wanted]
+    calls = [c for c in sim.control("GET", "calls")["calls"] if c["chat_id"] in wanted]
+    applied = [(s["chat_id"], datetime.fromisoformat(s["at"])) for s in shares]
+    per_chat_day = Counter((chat_id, at.date()) for chat_id, at in applied)
+    called = Counter(c["chat_id"] for c in calls)
+    at = sorted(when.timestamp() for _, when in applied)
+    return ShareLog(
+        shared_twice=len({chat_id for (chat_id, _), n in per_chat_day.items() if n > 1}),
+        called_again=sum(1 for n in called.values() if n > 1),
+        missing=len(wanted - {chat_id for chat_id, _ in applied}),
+        first_call=min((datetime.fromisoformat(c["at"]).timestamp() for c in calls), default=0),
+        # Millisecond timestamps: a toy run may apply every share within the same millisecond.
+        span_seconds=max(at[-1] - at[0], 0.001) if at else 0.0,
+        calls=len(calls),
+    )
 
 
 def median(values: Sequence[float]) -> float:
