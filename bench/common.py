@@ -354,6 +354,7 @@ def prepare_daemon(
     *,
     concurrency: int = 16,
     log_level: str = "warning",
+    interval: str = "2s",
 ) -> DaemonProcess:
     """``share-scheduler run`` on the (migrated) ledger at ``url``, sharing through ``sim``, not
     started yet: a window open now, and the share pass unthrottled (``requests_per_second``
@@ -375,7 +376,7 @@ def prepare_daemon(
                 "stop_after_inactive_days": None,
             },
             "share_pass": {
-                "interval": "2s",
+                "interval": interval,
                 "concurrency": concurrency,
                 "batch_size": 500,
                 "requests_per_second": 1e6,
