@@ -95,20 +95,23 @@ def ledger_url(kind: str) -> Iterator[str]:
     if kind == "sqlite":
         workdir = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
         url = f"sqlite:///{workdir / 'ledger.db'}"
-        _migrate(url)
+        migrate(url)
         yield url
         return
     with pg_database() as url:
-        _migrate(url)
+        migrate(url)
         yield url
 
 
 @contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database (its URL), dropped afterwards."""
+def pg_database(template: str | None = None) -> Iterator[str]:
+    """A fresh PostgreSQL database (its URL), dropped afterwards: empty, or a copy of the
+    ``template`` database."""
     name = f"bench_{uuid.uuid4().hex[:10]}"
+    # A file copy: the default strategy would write a large template through the WAL.
+    source = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+        conn.execute(f"CREATE DATABASE {name}{source}")
     try:
         yield PG_DSN.rsplit("/", 1)[0] + f"/{name}"
     finally:
@@ -116,7 +119,9 @@ def pg_database() -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def _migrate(url: str) -> None:
+def migrate(url: str) -> None:
+    """Bring the ledger at ``url`` to the schema's head revision."""
+
     async def run() -> None:
         ledger = Ledger(create_engine(url, pool_size=1))
         try:
