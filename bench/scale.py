@@ -32,6 +32,7 @@ import asyncio
 import re
 import tempfile
 import time
+import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -105,9 +106,11 @@ def dsn(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def template_name(chats: int, due: int) -> str:
-    """The template's name: the sizes and the schema it was built on, so a stale one is
-    never reused."""
+def template_name(chats: int, due: int, keep: bool) -> str:
+    """The template's name. Kept: the sizes and the schema it was built on, so a stale one is
+    never reused. Otherwise a name of its own, so that runs at once never share one."""
+    if not keep:
+        return f"bench_scale_{uuid.uuid4().hex[:10]}"
     revision = re.sub(r"[^a-z0-9]", "", (schema.head_revision() or "none").lower())
     return f"bench_scale_{chats}_{due}_{revision}"[:63]
 
@@ -125,13 +128,14 @@ def drop_database(name: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def build_template(chats: int, due: int) -> tuple[str, float]:
-    """The template database for a size (built unless it exists); the seconds building took."""
-    name = template_name(chats, due)
+def build_template(chats: int, due: int, keep: bool) -> tuple[str, float]:
+    """The template database for a size (built unless kept from before); the seconds
+    building took."""
+    name = template_name(chats, due, keep)
     if name in _databases(name):
         return name, 0.0
-    # Templates of this size built on an older schema: never reused, several GB each.
-    for stale in _databases(f"bench_scale_{chats}_{due}_"):
+    # Kept templates of this size built on an older schema: never reused, several GB each.
+    for stale in _databases(f"bench_scale_{chats}_{due}_") if keep else []:
         drop_database(stale)
     started = time.perf_counter()
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
@@ -242,7 +246,7 @@ def main() -> None:
     results: dict[int, list[RunResult]] = {size: [] for size in sizes}
     with ExitStack() as stack:
         for size in sizes:
-            templates[size], seconds = build_template(size, dues[size])
+            templates[size], seconds = build_template(size, dues[size], args.keep)
             built.append([size, dues[size], templates[size], seconds or "reused"])
             if not args.keep:
                 stack.callback(drop_database, templates[size])
