@@ -13,14 +13,18 @@ head start from starting first. Passes run every 200 ms and are unthrottled
 
 Per replica count, medians of the runs: shares/s (N over the span from the first to the last
 share the simulator applied), the ratio to one replica, time over the ideal N x latency /
-(R x C), the share of the chats the busiest and idlest replica took, the CPU the daemons,
-their PostgreSQL backends and the simulator spent per share. The simulator's logs must show
+(R x C), a share call as the daemons timed it (their ``share.succeeded`` log lines: the daemons
+log at info, as shipped) against a worker's whole turn (claim, call, record: span x R x C / N;
+the difference is time spent away from the call), the share of the chats the busiest and
+idlest replica took, the CPU the daemons, their PostgreSQL backends and the simulator spent
+per share. The simulator's logs must show
 every chat shared once on the day and called once, or the benchmark fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from contextlib import ExitStack
@@ -61,6 +65,8 @@ class RunResult:
     daemon_cpu_ms_per_share: float
     postgres_cpu_ms_per_share: float
     sim_cpu_ms_per_share: float
+    call_ms: float  # a share call, as the daemons timed it (median)
+    cycle_ms: float  # a worker's turn: claim, call, record (span x replicas x concurrency / N)
     calls: int
 
 
@@ -106,6 +112,15 @@ def wait_for_shares(
     return seen
 
 
+def call_latencies(daemon: DaemonProcess) -> list[float]:
+    """The latency of each share call the daemon logged (``share.succeeded``, at info)."""
+    out = []
+    for line in daemon.logs().splitlines():
+        if '"share.succeeded"' in line:
+            out.append(float(json.loads(line)["latency_ms"]))
+    return out
+
+
 def run_once(sim: SimProcess, replicas: int, chats: int, concurrency: int) -> RunResult:
     ids = seed(sim, chats)
     with ExitStack() as stack:
@@ -119,6 +134,7 @@ def run_once(sim: SimProcess, replicas: int, chats: int, concurrency: int) -> Ru
                 Path(tempfile.mkdtemp(prefix=f"bench-replica-{n}-")),
                 concurrency=concurrency,
                 interval=PASS_INTERVAL,
+                log_level="info",
             )
             for n in range(replicas)
         ]
@@ -144,6 +160,7 @@ def run_once(sim: SimProcess, replicas: int, chats: int, concurrency: int) -> Ru
             int(row[0])
             for row in ledger_sql(url, "SELECT count(*) FROM share_attempts GROUP BY instance")
         ]
+    latencies = [ms for daemon in daemons for ms in call_latencies(daemon)]
     log = share_log(sim, ids)
     log.check_once(f"{replicas} replicas")
     # A replica that claimed nothing has no row: it counts as an idle one.
@@ -156,6 +173,8 @@ def run_once(sim: SimProcess, replicas: int, chats: int, concurrency: int) -> Ru
         daemon_cpu_ms_per_share=daemon_cpu * 1000 / chats,
         postgres_cpu_ms_per_share=postgres_cpu * 1000 / chats,
         sim_cpu_ms_per_share=sim_cpu * 1000 / chats,
+        call_ms=median(latencies) if latencies else 0.0,
+        cycle_ms=log.span_seconds * 1000 * replicas * concurrency / chats,
         calls=log.calls,
     )
 
@@ -193,6 +212,8 @@ def main() -> None:
                 rate,
                 rate / base,
                 f"{med(n, 'span_seconds') / ideal:.3f}" if ideal else "-",
+                med(n, "call_ms"),
+                med(n, "cycle_ms"),
                 med(n, "busiest_fraction"),
                 med(n, "idlest_fraction"),
                 med(n, "daemon_cpu_ms_per_share"),
@@ -210,6 +231,8 @@ def main() -> None:
             "shares/s",
             f"ratio to {counts[0]}",
             "time/ideal",
+            "call ms",
+            "worker turn ms",
             "busiest",
             "idlest",
             "daemons CPU ms/share",
