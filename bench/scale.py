@@ -16,9 +16,10 @@ Per run and size, in turn (sizes alternate, so machine noise hits both alike):
   own ``claim_batch``), median of ``--repeats``, each claim undone before the next;
 - the daemon: ``share-scheduler run`` (passes unthrottled, concurrency 16) against the
   simulator at zero latency, ``--pass-chats`` of the due chats given simulator chats and
-  due first. Start-up is the process start to the first share call the simulator saw; pass
-  cost per due chat is the span from the first to the last of those shares over their
-  number; peak RSS is the daemon's VmHWM once they are shared. Those chats are then made due
+  due first. Start-up is the process start to the first share call the simulator saw (and
+  the CPU the daemon had used once its first shares landed: on a loaded machine the wall
+  time mostly measures the wait for a core); pass cost per due chat is the span from the
+  first to the last of those shares over their number; peak RSS is the daemon's VmHWM once they are shared. Those chats are then made due
   again (renamed to fresh simulator chats on the next run).
 
 Figures: medians per size and the ratio largest / smallest (1.0 = flat), with the targets
@@ -44,6 +45,7 @@ from bench.common import (
     LINE,
     PG_DSN,
     applied_shares,
+    cpu_seconds,
     median,
     migrate,
     pg_database,
@@ -99,6 +101,7 @@ class RunResult:
     claim_ms: float
     pass_ms_per_chat: float
     startup_seconds: float
+    startup_cpu_seconds: float
     peak_rss_mb: float
 
 
@@ -179,13 +182,18 @@ def daemon_run(sim: SimProcess, url: str, names: list[str]) -> tuple[RunResult, 
         conn.execute(_DUE_AGAIN, {"old": names, "new": ids, "next": clock.now() - timedelta(30)})
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     daemon = prepare_daemon(sim, url, workdir, concurrency=CONCURRENCY)
-    target = applied_shares(sim) + len(ids)
+    before = applied_shares(sim)
+    target = before + len(ids)
     started = time.time()
     daemon.start(timeout=120)
     assert daemon.proc is not None
+    startup_cpu = 0.0
     try:
         deadline = time.monotonic() + TIMEOUT_SECONDS
-        while applied_shares(sim) < target:
+        while (shared := applied_shares(sim)) < target:
+            # The CPU it took to start, read as its first shares land (within one poll).
+            if not startup_cpu and shared > before:
+                startup_cpu = cpu_seconds(daemon.proc.pid)
             if daemon.proc.poll() is not None:
                 raise SystemExit(f"the daemon exited ({daemon.proc.returncode}): {daemon.log_path}")
             if time.monotonic() > deadline:
@@ -204,6 +212,7 @@ def daemon_run(sim: SimProcess, url: str, names: list[str]) -> tuple[RunResult, 
         claim_ms=0.0,
         pass_ms_per_chat=log.span_seconds * 1000 / len(ids),
         startup_seconds=log.first_call - started,
+        startup_cpu_seconds=startup_cpu,
         peak_rss_mb=rss,
     )
     return result, ids
@@ -225,6 +234,7 @@ METRICS = (
     ("claim ms", "claim_ms"),
     ("pass ms/due chat", "pass_ms_per_chat"),
     ("start-up s", "startup_seconds"),
+    ("start-up CPU s", "startup_cpu_seconds"),
     ("peak RSS MB", "peak_rss_mb"),
 )
 
