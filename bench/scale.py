@@ -19,8 +19,9 @@ Per run and size, in turn (sizes alternate, so machine noise hits both alike):
   due first. Start-up is the process start to the first share call the simulator saw (and
   the CPU the daemon had used once its first shares landed: on a loaded machine the wall
   time mostly measures the wait for a core); pass cost per due chat is the span from the
-  first to the last of those shares over their number; peak RSS is the daemon's VmHWM once they are shared. Those chats are then made due
-  again (renamed to fresh simulator chats on the next run).
+  first to the last of those shares over their number; peak RSS is the daemon's VmHWM once
+  they are shared. Those chats are then made due again (renamed to fresh simulator chats on
+  the next run).
 
 Figures: medians per size and the ratio largest / smallest (1.0 = flat), with the targets
 (ratios at most 1.3; at the largest size RSS under 150 MB and start-up under 5 s).
