@@ -19,9 +19,10 @@ Per run and size, in turn (sizes alternate, so machine noise hits both alike):
   due first. Start-up is the process start to the first share call the simulator saw (and
   the CPU the daemon had used once its first shares landed: on a loaded machine the wall
   time mostly measures the wait for a core); pass cost per due chat is the span from the
-  first to the last of those shares over their number; peak RSS is the daemon's VmHWM once
-  they are shared. Those chats are then made due again (renamed to fresh simulator chats on
-  the next run).
+  first to the last of those shares over their number (and the daemon's CPU from its first
+  shares to its last, over their number); peak RSS is the daemon's VmHWM once they are
+  shared. Those chats are then made due again (renamed to fresh simulator chats on the next
+  run).
 
 Figures: medians per size and the ratio largest / smallest (1.0 = flat), with the targets
 (ratios at most 1.3; at the largest size RSS under 150 MB and start-up under 5 s).
@@ -101,6 +102,7 @@ class RunResult:
     due_query_ms: float
     claim_ms: float
     pass_ms_per_chat: float
+    pass_cpu_ms_per_chat: float
     startup_seconds: float
     startup_cpu_seconds: float
     peak_rss_mb: float
@@ -201,6 +203,9 @@ def daemon_run(sim: SimProcess, url: str, names: list[str]) -> tuple[RunResult, 
                 raise SystemExit(f"the daemon shared fewer than {len(ids)} in {TIMEOUT_SECONDS} s")
             time.sleep(0.1)
         rss = vm_hwm_mb(daemon.proc.pid)
+        # A toy run may share every chat between two polls: its pass then reads 0.
+        startup_cpu = startup_cpu or cpu_seconds(daemon.proc.pid)
+        pass_cpu = cpu_seconds(daemon.proc.pid) - startup_cpu
     finally:
         daemon.stop(timeout=120)
     log = share_log(sim, ids)
@@ -212,6 +217,7 @@ def daemon_run(sim: SimProcess, url: str, names: list[str]) -> tuple[RunResult, 
         due_query_ms=0.0,
         claim_ms=0.0,
         pass_ms_per_chat=log.span_seconds * 1000 / len(ids),
+        pass_cpu_ms_per_chat=pass_cpu * 1000 / len(ids),
         startup_seconds=log.first_call - started,
         startup_cpu_seconds=startup_cpu,
         peak_rss_mb=rss,
@@ -234,6 +240,7 @@ METRICS = (
     ("due query ms", "due_query_ms"),
     ("claim ms", "claim_ms"),
     ("pass ms/due chat", "pass_ms_per_chat"),
+    ("pass CPU ms/due chat", "pass_cpu_ms_per_chat"),
     ("start-up s", "startup_seconds"),
     ("start-up CPU s", "startup_cpu_seconds"),
     ("peak RSS MB", "peak_rss_mb"),
@@ -277,7 +284,10 @@ def main() -> None:
 
     small, large = sizes[0], sizes[-1]
     rows = [[size, dues[size], *(med(size, attr) for _, attr in METRICS)] for size in sizes]
-    ratios = [med(large, attr) / med(small, attr) for _, attr in METRICS]
+    ratios = [
+        med(large, attr) / med(small, attr) if med(small, attr) else float("nan")
+        for _, attr in METRICS
+    ]
     rows.append([f"{large} / {small}", "-", *ratios])
     table(
         f"ledger size: due query and claim of {BATCH}, daemon sharing {args.pass_chats} chats"
