@@ -12,8 +12,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,20 +95,23 @@ def ledger_url(kind: str) -> Iterator[str]:
     if kind == "sqlite":
         workdir = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
         url = f"sqlite:///{workdir / 'ledger.db'}"
-        _migrate(url)
+        migrate(url)
         yield url
         return
     with pg_database() as url:
-        _migrate(url)
+        migrate(url)
         yield url
 
 
 @contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database (its URL), dropped afterwards."""
+def pg_database(template: str | None = None) -> Iterator[str]:
+    """A fresh PostgreSQL database (its URL), dropped afterwards: empty, or a copy of the
+    ``template`` database."""
     name = f"bench_{uuid.uuid4().hex[:10]}"
+    # A file copy: the default strategy would write a large template through the WAL.
+    source = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+        conn.execute(f"CREATE DATABASE {name}{source}")
     try:
         yield PG_DSN.rsplit("/", 1)[0] + f"/{name}"
     finally:
@@ -114,7 +119,9 @@ def pg_database() -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def _migrate(url: str) -> None:
+def migrate(url: str) -> None:
+    """Bring the ledger at ``url`` to the schema's head revision."""
+
     async def run() -> None:
         ledger = Ledger(create_engine(url, pool_size=1))
         try:
@@ -220,6 +227,52 @@ def ledger_sql(url: str, statement: str) -> list[tuple[Any, ...]]:
         return list(cursor.fetchall()) if cursor.description else []
 
 
+def applied_shares(sim: SimProcess) -> int:
+    """Shares the simulator has applied since it started, all chats together."""
+    return int(sim.control("GET", "state")["counts"]["shares"])
+
+
+@dataclass(frozen=True)
+class ShareLog:
+    """What the simulator saw of a set of chats: its shares log and its calls log."""
+
+    shared_twice: int  # chats shared more than once on one day
+    called_again: int  # chats called more than once
+    missing: int  # chats never shared
+    first_call: float  # epoch seconds
+    span_seconds: float  # first to last share applied
+    calls: int
+
+    def check_once(self, contender: str) -> None:
+        """Fail unless every chat was shared exactly once and called once. The simulator
+        injects no faults in a benchmark, so a second call is a second share attempt (one
+        within 5 minutes it refuses, which its shares log alone would not show)."""
+        if self.shared_twice or self.called_again or self.missing:
+            raise SystemExit(
+                f"{contender}: {self.shared_twice} chats shared more than once,"
+                f" {self.called_again} chats called more than once, {self.missing} never shared"
+            )
+
+
+def share_log(sim: SimProcess, chat_ids: Sequence[str]) -> ShareLog:
+    wanted = set(chat_ids)
+    shares = [s for s in sim.control("GET", "shares")["shares"] if s["chat_id"] in wanted]
+    calls = [c for c in sim.control("GET", "calls")["calls"] if c["chat_id"] in wanted]
+    applied = [(s["chat_id"], datetime.fromisoformat(s["at"])) for s in shares]
+    per_chat_day = Counter((chat_id, at.date()) for chat_id, at in applied)
+    called = Counter(c["chat_id"] for c in calls)
+    at = sorted(when.timestamp() for _, when in applied)
+    return ShareLog(
+        shared_twice=len({chat_id for (chat_id, _), n in per_chat_day.items() if n > 1}),
+        called_again=sum(1 for n in called.values() if n > 1),
+        missing=len(wanted - {chat_id for chat_id, _ in applied}),
+        first_call=min((datetime.fromisoformat(c["at"]).timestamp() for c in calls), default=0),
+        # Millisecond timestamps: a toy run may apply every share within the same millisecond.
+        span_seconds=max(at[-1] - at[0], 0.001) if at else 0.0,
+        calls=len(calls),
+    )
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
@@ -306,6 +359,7 @@ def prepare_daemon(
     *,
     concurrency: int = 16,
     log_level: str = "warning",
+    interval: str = "2s",
 ) -> DaemonProcess:
     """``share-scheduler run`` on the (migrated) ledger at ``url``, sharing through ``sim``, not
     started yet: a window open now, and the share pass unthrottled (``requests_per_second``
@@ -327,7 +381,7 @@ def prepare_daemon(
                 "stop_after_inactive_days": None,
             },
             "share_pass": {
-                "interval": "2s",
+                "interval": interval,
                 "concurrency": concurrency,
                 "batch_size": 500,
                 "requests_per_second": 1e6,

@@ -37,11 +37,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -52,6 +50,7 @@ from bench.common import (
     PG_DSN,
     TOKEN,
     Timer,
+    applied_shares,
     cpu_seconds,
     fill_ledger,
     ledger_url,
@@ -59,6 +58,7 @@ from bench.common import (
     pg_database,
     prepare_daemon,
     seed,
+    share_log,
     simulator,
     table,
     vm_hwm_mb,
@@ -189,10 +189,6 @@ def db_writes(url: str, before: DbCounters, after: DbCounters) -> DbWrites:
     )
 
 
-def applied_shares(sim: SimProcess) -> int:
-    return int(sim.control("GET", "state")["counts"]["shares"])
-
-
 def wait_for_shares(
     sim: SimProcess, target: int, pid: int, alive: Callable[[], bool]
 ) -> tuple[float, float]:
@@ -206,32 +202,6 @@ def wait_for_shares(
             raise SystemExit("the chats were not shared within an hour")
         time.sleep(0.2)
     return vm_hwm_mb(pid), cpu_seconds(pid)
-
-
-def check_once(
-    sim: SimProcess, chat_ids: Sequence[str], contender: str
-) -> tuple[float, float, int]:
-    """Fail unless the simulator applied exactly one share to each chat and was called once
-    per chat. It injects no faults here, so a second call is a second share attempt (one
-    within 5 minutes it refuses, which its shares log alone would not show). Returns the
-    time of the first call (epoch seconds), the span from the first to the last share
-    applied, and the number of share calls made."""
-    wanted = set(chat_ids)
-    shares = [s for s in sim.control("GET", "shares")["shares"] if s["chat_id"] in wanted]
-    calls = [c for c in sim.control("GET", "calls")["calls"] if c["chat_id"] in wanted]
-    shared = Counter(s["chat_id"] for s in shares)
-    called = Counter(c["chat_id"] for c in calls)
-    twice = sum(1 for n in shared.values() if n > 1)
-    called_again = sum(1 for n in called.values() if n > 1)
-    missing = len(wanted) - len(shared)
-    if twice or called_again or missing:
-        raise SystemExit(
-            f"{contender}: {twice} chats shared more than once, {called_again} chats called"
-            f" more than once, {missing} never shared"
-        )
-    at = sorted(datetime.fromisoformat(s["at"]).timestamp() for s in shares)
-    first_call = min(datetime.fromisoformat(c["at"]).timestamp() for c in calls)
-    return first_call, at[-1] - at[0], len(calls)
 
 
 def finish(
@@ -263,22 +233,21 @@ def finish(
         if server_started() != before.server_started:
             raise ServerRestarted from exc
         raise
-    first_call, span, calls = check_once(sim, chat_ids, contender)
+    log = share_log(sim, chat_ids)
+    log.check_once(contender)
     n = len(chat_ids)
-    # Millisecond timestamps: a toy run may apply every share within the same millisecond.
-    span = max(span, 0.001)
     return RunResult(
-        shares_per_second=n / span,
-        span_seconds=span,
+        shares_per_second=n / log.span_seconds,
+        span_seconds=log.span_seconds,
         rows_per_share=writes.rows_written / n,
         commits_per_share=writes.commits / n,
         wal_bytes_per_share=writes.wal_bytes / n,
         own_wal_bytes_per_share=writes.own_wal_bytes / n,
         enqueue_seconds=enqueue_seconds,
-        startup_seconds=first_call - started,
+        startup_seconds=log.first_call - started,
         peak_rss_mb=rss,
         cpu_ms_per_share=cpu * 1000 / n,
-        calls=calls,
+        calls=log.calls,
     )
 
 

@@ -9,19 +9,22 @@ ledger at head. On SQLite the write transaction (``BEGIN IMMEDIATE``) already se
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection
 
 from scheduler.errors import SchemaOutOfDate, UnknownRevision
 from scheduler.ledger.engine import Ledger
+
+# Alembic (with Mako and Pygments, ~10 MB resident and most of a second) is imported only to
+# change the schema: checking it, as the daemon does at start, reads the files and one row.
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS_ENV = "SHARE_SCHEDULER_MIGRATIONS"
 # pg_advisory_xact_lock key for schema changes ("SSSCHEMA" as bytes): any fixed bigint works,
@@ -42,20 +45,62 @@ def migrations_dir() -> Path:
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     return cfg
 
 
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
+# A version file's own revision and the one before it, as plain string literals (or None).
+_REVISION_LINE = re.compile(
+    r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(None|\"[^\"\n]*\"|'[^'\n]*')\s*$",
+    re.MULTILINE,
+)
+
+
+def _linear_revisions(versions: Path) -> tuple[str, ...] | None:
+    """The revisions in ``versions``, oldest first, read from the files as text, when they
+    form one line (each revision and the one before it plain strings, one head); otherwise
+    None, and Alembic reads them (merges, branches, odd files: it knows their rules)."""
+    before: dict[str, str | None] = {}
+    for path in sorted(versions.glob("*.py")):
+        found = {m[1]: m[2] for m in _REVISION_LINE.finditer(path.read_text())}
+        if set(found) != {"revision", "down_revision"}:
+            return None
+        revision = found["revision"][1:-1]
+        down = found["down_revision"]
+        if revision in before:
+            return None
+        before[revision] = None if down == "None" else down[1:-1]
+    heads = set(before) - set(before.values())
+    if len(heads) != 1:
+        return None
+    chain = [heads.pop()]
+    while (down := before[chain[-1]]) is not None:
+        if down not in before or len(chain) > len(before):
+            return None
+        chain.append(down)
+    return tuple(reversed(chain)) if len(chain) == len(before) else None
+
+
 def head_revision() -> str | None:
+    revisions = _linear_revisions(migrations_dir() / "versions")
+    if revisions is not None:
+        return revisions[-1]
     return _script().get_current_head()
 
 
 def known_revisions() -> set[str]:
+    revisions = _linear_revisions(migrations_dir() / "versions")
+    if revisions is not None:
+        return set(revisions)
     return {rev.revision for rev in _script().walk_revisions()}
 
 
@@ -66,6 +111,13 @@ def lock_schema(connection: Connection) -> None:
 
 
 def _current(connection: Connection) -> str | None:
+    # Alembic's version table, read as Alembic reads it when it holds one row (or none).
+    if sa.inspect(connection).has_table("alembic_version"):
+        rows = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        if len(rows) <= 1:
+            return str(rows[0][0]) if rows else None
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -92,6 +144,9 @@ async def current_revision(ledger: Ledger) -> str | None:
 
 
 def _migrate(connection: Connection, cfg: Config, direction: str, revision: str) -> None:
+    from alembic import command
+    from alembic.util.exc import CommandError
+
     cfg.attributes["connection"] = connection
     try:
         if direction == "upgrade":

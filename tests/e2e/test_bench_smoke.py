@@ -21,6 +21,8 @@ COMMANDS = {
     "export_rss": ["--chats", "2000"],
     "import_rss": ["--rows", "2000"],
     "peer_procrastinate": ["--chats", "50", "--runs", "1", "--latencies", "0"],
+    "replicas": ["--chats", "60", "--runs", "1", "--replicas", "1,2", "--latency-ms", "20"],
+    "scale": ["--chats", "1000,2000", "--pass-chats", "20", "--runs", "1", "--repeats", "2"],
 }
 
 
