@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -40,6 +40,8 @@ SIZES = ("tiny", "small", "full")
 NOISE_BAND = (0.9, 1.1)
 # The longest one run may take before it counts as failed (full has none: hours are normal).
 RUN_TIMEOUT: Mapping[str, float | None] = {"tiny": 300, "small": 900, "full": None}
+# Seconds a stopped benchmark gets to clean up after itself.
+STOP_GRACE = 20
 # Modules of bench/ that are not benchmarks.
 NOT_BENCHMARKS = frozenset({"__init__", "common", "compare", "peer_app"})
 
@@ -238,6 +240,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             lower("rows / share at 0 ms", cell(r"share-scheduler\s+0", 1), COUNT),
             lower("commits / share at 0 ms", cell(r"share-scheduler\s+0", 2), COUNT),
             lower("CPU ms / share at 0 ms", cell(r"share-scheduler\s+0", 7)),
+            lower("start-up s", cell(r"share-scheduler\s+0", 5)),
             lower("peak RSS MB at 0 ms", cell(r"share-scheduler\s+0", 6), MEMORY),
         ),
     ),
@@ -394,23 +397,40 @@ def run_once(name: str, args: Sequence[str], tree: Path, timeout: float | None) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env["PYTHONPATH"] = str(tree)
     started = time.perf_counter()
+    # Its own process group: a benchmark that is stopped takes its simulator and daemons along.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"bench.{name}", *args],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", f"bench.{name}", *args],
-            cwd=tree,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        _stop_group(proc)
         return RunResult(time.perf_counter() - started, "", f"no result after {timeout:.0f} s")
+    except BaseException:
+        _stop_group(proc)
+        raise
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        return RunResult(seconds, proc.stdout, f"exit status {proc.returncode}:\n{tail}")
-    return RunResult(seconds, proc.stdout, None)
+        tail = "\n".join((stderr or stdout).strip().splitlines()[-5:])
+        return RunResult(seconds, stdout, f"exit status {proc.returncode}:\n{tail}")
+    return RunResult(seconds, stdout, None)
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGINT first, so that the benchmark unwinds (stops its processes, drops its databases);
+    SIGKILL to whatever is left of the group after a while."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+        with suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=STOP_GRACE)
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def progress(message: str) -> None:
