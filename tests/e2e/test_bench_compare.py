@@ -116,11 +116,15 @@ summary: daemon peak RSS 96 MB with a 2000-chat ledger
     }
 
 
-def test_a_metric_one_side_does_not_print_is_marked_and_a_failed_benchmark_listed() -> None:
+def test_report_marks_a_metric_one_side_lacks_omits_one_neither_printed_lists_skips() -> None:
     bench = Benchmark(
         "example",
         {"tiny": []},
-        (lower("old ms", r"old (\d+)"), lower("new ms", r"new (\d+)")),
+        (
+            lower("old ms", r"old (\d+)"),
+            lower("new ms", r"new (\d+)"),
+            lower("elsewhere ms", r"elsewhere (\d+)"),
+        ),
     )
     text = report(
         [bench],
@@ -130,4 +134,5 @@ def test_a_metric_one_side_does_not_print_is_marked_and_a_failed_benchmark_liste
     )
     assert "| example | new ms | - | 3.00 | - | - | not printed by base |" in text
     assert "| example | old ms | 5.00 | 5.00 | 1.000 | 1.00-1.00 | within noise |" in text
+    assert "elsewhere" not in text
     assert "- skipped gone: no bench/gone.py in head" in text
