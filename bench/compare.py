@@ -67,7 +67,8 @@ class Metric:
 @dataclass(frozen=True)
 class Benchmark:
     name: str
-    args: Mapping[str, Sequence[str]]
+    # Its command-line arguments at each size (split on spaces).
+    args: Mapping[str, str]
     metrics: tuple[Metric, ...]
 
 
@@ -103,9 +104,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "share_pass",
         {
-            "tiny": ["--chats", "60", "--runs", "1"],
-            "small": ["--chats", "1000", "--runs", "3"],
-            "full": ["--chats", "2000", "--runs", "7"],
+            "tiny": "--chats 60 --runs 1",
+            "small": "--chats 1000 --runs 3",
+            "full": "--chats 2000 --runs 7",
         },
         per_database(
             higher("{db} efficiency (bare loop = 1)", cell(r"share pass\s+{db}", 2)),
@@ -115,18 +116,18 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "latency_pass",
         {
-            "tiny": ["--chats", "64", "--latency-ms", "20"],
-            "small": ["--chats", "4000"],
-            "full": ["--chats", "20000"],
+            "tiny": "--chats 64 --latency-ms 20",
+            "small": "--chats 4000",
+            "full": "--chats 20000",
         },
         (lower("pass / ideal (N x latency / C)", rf"latency-bound pass at {NUM} x the ideal"),),
     ),
     Benchmark(
         "due_query",
         {
-            "tiny": ["--sizes", "600,1200", "--repeats", "2"],
-            "small": ["--sizes", "10000,100000", "--repeats", "10"],
-            "full": ["--sizes", "10000,100000,1000000", "--repeats", "15"],
+            "tiny": "--sizes 600,1200 --repeats 2",
+            "small": "--sizes 10000,100000 --repeats 10",
+            "full": "--sizes 10000,100000,1000000 --repeats 15",
         },
         per_database(
             lower(
@@ -141,9 +142,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "webhook_ingest",
         {
-            "tiny": ["--events", "100", "--connections", "4"],
-            "small": ["--events", "2000", "--schemes", "standard"],
-            "full": ["--events", "5000"],
+            "tiny": "--events 100 --connections 4",
+            "small": "--events 2000 --schemes standard",
+            "full": "--events 5000",
         },
         per_database(
             *(
@@ -164,9 +165,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "memory",
         {
-            "tiny": ["--chats", "2000"],
-            "small": ["--chats", "100000"],
-            "full": ["--chats", "1000000"],
+            "tiny": "--chats 2000",
+            "small": "--chats 100000",
+            "full": "--chats 1000000",
         },
         (
             lower("daemon peak RSS MB", cell(r"\d+\s+\d+", 2), MEMORY),
@@ -176,9 +177,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "naive",
         {
-            "tiny": ["--sizes", "600", "--timed-adds", "50"],
-            "small": ["--sizes", "50000", "--timed-adds", "500"],
-            "full": ["--sizes", "10000,100000", "--timed-adds", "3000"],
+            "tiny": "--sizes 600 --timed-adds 50",
+            "small": "--sizes 50000 --timed-adds 500",
+            "full": "--sizes 10000,100000 --timed-adds 3000",
         },
         (
             lower("share-scheduler pass s (largest)", cell(r"share-scheduler pass \(\d+\)\s+-", 0)),
@@ -191,9 +192,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "export_rss",
         {
-            "tiny": ["--chats", "2000"],
-            "small": ["--chats", "200000"],
-            "full": ["--chats", "1000000"],
+            "tiny": "--chats 2000",
+            "small": "--chats 200000",
+            "full": "--chats 1000000",
         },
         (
             lower("peak RSS MiB (largest)", cell(r"\d+\s+\S+\s+\S+", 0), MEMORY),
@@ -203,9 +204,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "import_rss",
         {
-            "tiny": ["--rows", "2000"],
-            "small": ["--rows", "100000"],
-            "full": ["--rows", "1000000"],
+            "tiny": "--rows 2000",
+            "small": "--rows 100000",
+            "full": "--rows 1000000",
         },
         (
             lower("peak RSS MiB (largest)", cell(r"\d+\s+\S+\s+\S+", 0), MEMORY),
@@ -215,9 +216,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "crash",
         {
-            "tiny": ["--kills", "2", "--chats", "400", "--replicas", "2", "--max-gap", "0.3"],
-            "small": ["--kills", "6", "--chats", "1500", "--replicas", "2", "--seed", "11"],
-            "full": ["--kills", "20", "--seed", "11"],
+            "tiny": "--kills 2 --chats 400 --replicas 2 --max-gap 0.3 --seed 11",
+            "small": "--kills 3 --chats 1000 --replicas 2 --max-gap 0.5 --seed 11",
+            "full": "--kills 20 --seed 11",
         },
         per_database(
             lower("{db} double shares", rf"{{db}} x\d+: [^;]*double shares {NUM}", COUNT),
@@ -229,9 +230,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "peer_procrastinate",
         {
-            "tiny": ["--chats", "50", "--runs", "1", "--latencies", "0"],
-            "small": ["--chats", "3000", "--runs", "1", "--latencies", "0"],
-            "full": ["--chats", "20000", "--runs", "3"],
+            "tiny": "--chats 50 --runs 1 --latencies 0",
+            "small": "--chats 3000 --runs 1 --latencies 0",
+            "full": "--chats 20000 --runs 3",
         },
         (
             higher("shares/s at 0 ms", cell(r"share-scheduler\s+0", 0)),
@@ -453,7 +454,7 @@ def compare(
         for run in range(runs):
             for side in ("base", "head"):
                 result = run_once(
-                    benchmark.name, benchmark.args[size], trees[side], RUN_TIMEOUT[size]
+                    benchmark.name, benchmark.args[size].split(), trees[side], RUN_TIMEOUT[size]
                 )
                 progress(
                     f"{benchmark.name}: {side} run {run + 1}/{runs}, {result.seconds:.1f} s"

@@ -119,7 +119,7 @@ summary: daemon peak RSS 96 MB with a 2000-chat ledger
 def test_report_marks_a_metric_one_side_lacks_omits_one_neither_printed_lists_skips() -> None:
     bench = Benchmark(
         "example",
-        {"tiny": []},
+        {"tiny": ""},
         (
             lower("old ms", r"old (\d+)"),
             lower("new ms", r"new (\d+)"),
