@@ -218,7 +218,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "crash",
         {
             "tiny": "--kills 2 --chats 400 --replicas 2 --max-gap 0.3 --seed 11",
-            "small": "--kills 3 --chats 1000 --replicas 2 --max-gap 0.5 --seed 11",
+            "small": "--kills 2 --chats 800 --replicas 2 --max-gap 0.5 --seed 11",
             "full": "--kills 20 --seed 11",
         },
         per_database(
@@ -232,7 +232,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "peer_procrastinate",
         {
             "tiny": "--chats 50 --runs 1 --latencies 0",
-            "small": "--chats 1500 --runs 1 --latencies 0",
+            "small": "--chats 3000 --runs 1 --latencies 0",
             "full": "--chats 20000 --runs 3",
         },
         (
