@@ -422,8 +422,9 @@ def run_once(name: str, args: Sequence[str], tree: Path, timeout: float | None) 
         raise
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
-        tail = "\n".join((stderr or stdout).strip().splitlines()[-5:])
-        return RunResult(seconds, stdout, f"exit status {proc.returncode}:\n{tail}")
+        # The last lines (a traceback's exception) on one line: the report is a markdown list.
+        tail = " / ".join(line.strip() for line in (stderr or stdout).strip().splitlines()[-3:])
+        return RunResult(seconds, stdout, f"exit status {proc.returncode}: {tail}")
     return RunResult(seconds, stdout, None)
 
 
@@ -547,7 +548,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         for note in skipped:
             progress(f"skipped {note}")
         results = compare(selected, args.size, args.runs, trees)
-    head_name = "the working tree" if head_commit is None else f"{args.head} ({head_commit[:10]})"
+    if head_commit is None:
+        changed = " plus uncommitted changes" if git(repo, "status", "--porcelain") else ""
+        head_name = f"the working tree ({git(repo, 'rev-parse', '--short=10', 'HEAD')}{changed})"
+    else:
+        head_name = f"{args.head} ({head_commit[:10]})"
     title = (
         f"base {args.base} ({base_commit[:10]}) vs head {head_name}: size {args.size}, "
         f"median of {args.runs} run{'s' if args.runs > 1 else ''} each, alternating"
