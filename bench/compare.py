@@ -12,8 +12,8 @@ that ``scheduler`` and ``bench`` are the checkout's own.
 Runs alternate base, head, base, head (ABAB): whatever the rest of the machine does meanwhile
 falls on both alike. Each benchmark's figures are read from what it prints (one parser entry
 per benchmark in ``BENCHMARKS``: its arguments at each size, a pattern per metric, which way is
-better), and the medians are compared: "within noise" when head/base lies inside the spread of
-the base runs around their median, or within 10 %.
+better), and the medians are compared: "within noise" when head/base differs from 1 by no more
+than the base runs differ from their own median (either way), or by 10 % at most.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from pathlib import Path
 from types import FrameType
 
 SIZES = ("tiny", "small", "full")
-# Head/base inside this band is noise whatever the base runs' own spread.
-NOISE_BAND = (0.9, 1.1)
+# Head/base within this of 1 is noise whatever the base runs' own spread.
+NOISE_FLOOR = 0.10
 # The longest one run may take before it counts as failed (full has none: hours are normal).
 RUN_TIMEOUT: Mapping[str, float | None] = {"tiny": 300, "small": 900, "full": None}
 # Seconds a stopped benchmark gets to clean up after itself.
@@ -264,25 +264,25 @@ class Verdict:
     base: float
     head: float
     ratio: float
-    spread: tuple[float, float]
+    # The largest relative distance of a base run from the base median.
+    spread: float
     word: str
 
 
 def judge(metric: Metric, base: Sequence[float], head: Sequence[float]) -> Verdict:
-    """Compare the medians; a ratio inside the base runs' own spread, or the 10 % band, is
-    noise."""
+    """Compare the medians. Head/base is noise when it is no further from 1 than the base
+    runs are from their median, or than 10 %: either way, since with a few runs which side the
+    farthest one fell on is chance."""
     base_median = statistics.median(base)
     head_median = statistics.median(head)
     if base_median == 0:
         # Counts such as double shares are 0 when all is well: equal is no change.
         ratio = 1.0 if head_median == 0 else math.inf
-        spread = (1.0, 1.0)
+        spread = 0.0
     else:
         ratio = head_median / base_median
-        spread = (min(base) / base_median, max(base) / base_median)
-    low = min(spread[0], NOISE_BAND[0])
-    high = max(spread[1], NOISE_BAND[1])
-    if low <= ratio <= high:
+        spread = max(abs(run / base_median - 1) for run in base)
+    if abs(ratio - 1) <= max(spread, NOISE_FLOOR):
         word = "within noise"
     else:
         better = ratio > 1 if metric.higher_is_better else ratio < 1
@@ -342,7 +342,7 @@ def table_rows(benchmark: Benchmark, runs: Runs) -> list[list[str]]:
                 number(verdict.base),
                 number(verdict.head),
                 f"{verdict.ratio:.3f}" if math.isfinite(verdict.ratio) else "inf",
-                f"{verdict.spread[0]:.2f}-{verdict.spread[1]:.2f}",
+                f"±{verdict.spread:.0%}",
                 verdict.word,
             ]
         )
