@@ -55,13 +55,25 @@ COUNT = ("fewer", "more")
 
 @dataclass(frozen=True)
 class Metric:
-    """One figure of a benchmark's output: ``pattern``'s first group, at its last match."""
+    """One figure of a benchmark's output, at its last match: ``pattern``'s first group; or,
+    with ``column``, the cell under that header in the table row ``pattern`` matches the
+    start of."""
 
     label: str
     pattern: str
     higher_is_better: bool
     # What a change that is beyond the noise is called: better, worse.
     words: tuple[str, str] = TIME
+    column: str | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A cell of a table printed by ``bench.common.table``: the row whose leading cells
+    ``row`` matches, the column headed ``header``."""
+
+    row: str
+    header: str
 
 
 @dataclass(frozen=True)
@@ -72,19 +84,24 @@ class Benchmark:
     metrics: tuple[Metric, ...]
 
 
-def cell(row: str, skip: int) -> str:
-    """The numeric cell ``skip`` cells after the leading cells matched by ``row``, in a
-    table printed by ``bench.common.table`` (cells right-justified, two spaces apart)."""
-    # Spaces, not \s: a short row must not borrow cells from the next line.
-    return rf"^ *{row}(?: +\S+){{{skip}}} +{NUM}(?= |$)"
+def cell(row: str, header: str) -> Cell:
+    return Cell(row, header)
 
 
-def lower(label: str, pattern: str, words: tuple[str, str] = TIME) -> Metric:
-    return Metric(label, pattern, higher_is_better=False, words=words)
+def lower(label: str, source: str | Cell, words: tuple[str, str] = TIME) -> Metric:
+    return _metric(label, source, higher_is_better=False, words=words)
 
 
-def higher(label: str, pattern: str, words: tuple[str, str] = TIME) -> Metric:
-    return Metric(label, pattern, higher_is_better=True, words=words)
+def higher(label: str, source: str | Cell, words: tuple[str, str] = TIME) -> Metric:
+    return _metric(label, source, higher_is_better=True, words=words)
+
+
+def _metric(
+    label: str, source: str | Cell, higher_is_better: bool, words: tuple[str, str]
+) -> Metric:
+    if isinstance(source, Cell):
+        return Metric(label, source.row, higher_is_better, words, source.header)
+    return Metric(label, source, higher_is_better, words)
 
 
 def per_database(*metrics: Metric) -> tuple[Metric, ...]:
@@ -95,6 +112,7 @@ def per_database(*metrics: Metric) -> tuple[Metric, ...]:
             metric.pattern.replace("{db}", db),
             metric.higher_is_better,
             metric.words,
+            metric.column,
         )
         for db in ("sqlite", "postgresql")
         for metric in metrics
@@ -110,8 +128,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "full": "--chats 2000 --runs 7",
         },
         per_database(
-            higher("{db} efficiency (bare loop = 1)", cell(r"share pass\s+{db}", 2)),
-            higher("{db} calls/s", cell(r"share pass\s+{db}", 1)),
+            higher("{db} efficiency (bare loop = 1)", cell(r"share pass +{db}", "efficiency")),
+            higher("{db} calls/s", cell(r"share pass +{db}", "calls/s")),
         ),
     ),
     Benchmark(
@@ -137,7 +155,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             ),
             lower("{db} claim ms (largest ledger)", rf"{{db}} \d+/\d+: claim [\d.]+ \({NUM} ms"),
             # Against the bare driver running the same statements in the same run.
-            lower("{db} claim / driver floor (largest)", cell(r"{db}\s+\d+", 9)),
+            lower("{db} claim / driver floor (largest)", cell(r"{db} +\d+", "x floor")),
         ),
     ),
     Benchmark(
@@ -171,8 +189,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "full": "--chats 1000000",
         },
         (
-            lower("daemon peak RSS MB", cell(r"\d+\s+\d+", 2), MEMORY),
-            lower("pass s", cell(r"\d+\s+\d+", 0)),
+            lower("daemon peak RSS MB", cell(r"\d+", "peak RSS MB"), MEMORY),
+            lower("pass s", cell(r"\d+", "pass s")),
         ),
     ),
     Benchmark(
@@ -183,10 +201,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "full": "--sizes 10000,100000 --timed-adds 3000",
         },
         (
-            lower("share-scheduler pass s (largest)", cell(r"share-scheduler pass \(\d+\)\s+-", 0)),
+            lower(
+                "share-scheduler pass s (largest)",
+                cell(r"share-scheduler pass \(\d+\)", "wake-up / pass s"),
+            ),
             lower(
                 "share-scheduler due-query batch s (largest)",
-                cell(r"share-scheduler due-query batch \(\d+\)\s+-", 0),
+                cell(r"share-scheduler due-query batch \(\d+\)", "wake-up / pass s"),
             ),
         ),
     ),
@@ -198,8 +219,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "full": "--chats 1000000",
         },
         (
-            lower("peak RSS MiB (largest)", cell(r"\d+\s+\S+\s+\S+", 0), MEMORY),
-            lower("seconds (largest)", cell(r"\d+\s+\S+\s+\S+", 2)),
+            lower("peak RSS MiB (largest)", cell(r"\d+", "peak RSS MiB"), MEMORY),
+            lower("seconds (largest)", cell(r"\d+", "seconds")),
         ),
     ),
     Benchmark(
@@ -210,8 +231,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "full": "--rows 1000000",
         },
         (
-            lower("peak RSS MiB (largest)", cell(r"\d+\s+\S+\s+\S+", 0), MEMORY),
-            lower("seconds (largest)", cell(r"\d+\s+\S+\s+\S+", 2)),
+            lower("peak RSS MiB (largest)", cell(r"\d+", "peak RSS MiB"), MEMORY),
+            lower("seconds (largest)", cell(r"\d+", "seconds")),
         ),
     ),
     Benchmark(
@@ -236,14 +257,14 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "full": "--chats 20000 --runs 3",
         },
         (
-            higher("shares/s at 0 ms", cell(r"share-scheduler\s+0", 0)),
+            higher("shares/s at 0 ms", cell(r"share-scheduler +0", "shares/s")),
             # The peer runs in the same process tree and moment: the ratio carries less noise.
             higher("ours / peer shares/s at 0 ms", rf"at 0 ms ours/peer shares/s {NUM}"),
-            lower("rows / share at 0 ms", cell(r"share-scheduler\s+0", 1), COUNT),
-            lower("commits / share at 0 ms", cell(r"share-scheduler\s+0", 2), COUNT),
-            lower("CPU ms / share at 0 ms", cell(r"share-scheduler\s+0", 7)),
-            lower("start-up s", cell(r"share-scheduler\s+0", 5)),
-            lower("peak RSS MB at 0 ms", cell(r"share-scheduler\s+0", 6), MEMORY),
+            lower("rows / share at 0 ms", cell(r"share-scheduler +0", "rows/share"), COUNT),
+            lower("commits / share at 0 ms", cell(r"share-scheduler +0", "commits/share"), COUNT),
+            lower("CPU ms / share at 0 ms", cell(r"share-scheduler +0", "CPU ms/share")),
+            lower("start-up s", cell(r"share-scheduler +0", "start-up s")),
+            lower("peak RSS MB at 0 ms", cell(r"share-scheduler +0", "peak RSS MB"), MEMORY),
         ),
     ),
 )
@@ -253,10 +274,35 @@ def figures(benchmark: Benchmark, output: str) -> dict[str, float]:
     """The benchmark's metrics found in its output (the last match of each)."""
     found: dict[str, float] = {}
     for metric in benchmark.metrics:
-        matches = re.findall(metric.pattern, output, flags=re.MULTILINE)
-        if matches:
-            found[metric.label] = float(matches[-1])
+        if metric.column is None:
+            matches = re.findall(metric.pattern, output, flags=re.MULTILINE)
+        else:
+            matches = column_cells(output, metric.pattern, metric.column)
+        numbers = [value for value in matches if re.fullmatch(NUM, value)]
+        if numbers:
+            found[metric.label] = float(numbers[-1])
     return found
+
+
+def column_cells(output: str, row: str, header: str) -> list[str]:
+    """The cells under ``header`` of the rows starting with ``row``, in every table of the
+    output that has such a column. Found by the header's name, not its position: a column
+    added to a table leaves the others readable."""
+    header_at = re.compile(rf"(?:^ *|(?<=  )){re.escape(header)}(?=  |$)")
+    starts = re.compile(rf" *{row}(?= |$)")
+    cells = []
+    end: int | None = None
+    for line in output.splitlines():
+        if not line.strip():
+            end = None
+            continue
+        heading = header_at.search(line)
+        if heading:
+            # Cells are right-justified under their header: they end where it ends.
+            end = heading.end()
+        elif end is not None and starts.match(line):
+            cells.append(line[:end].rsplit(" ", 1)[-1])
+    return cells
 
 
 @dataclass(frozen=True)

@@ -105,19 +105,32 @@ daemon memory: 2000 chats, 20 due, sqlite
 summary: daemon peak RSS 96 MB with a 2000-chat ledger
 """
     assert figures(memory, memory_output) == {"daemon peak RSS MB": 96.281, "pass s": 1.161}
-    due_output = (
-        "      sqlite    600  600    500   11.875   15.400  17.385  14.417  1.760  8.104"
-        "  4.553  1.068  0.037\n"
-        "      sqlite   1200  600    500   17.710   43.045  55.178  20.060  1.592  13.572"
-        "  4.896  2.146  0.082\n"
-        "summary: batch cost at largest/smallest ledger: sqlite 1200/600: claim 2.80"
-        " (43.0 ms), due query 1.49 (17.7 ms)\n"
-    )
+    due_output = """
+      ledger  chats  due  batch  due query ms  claim ms   max ms  floor ms  select ms  x floor
+  ----------  -----  ---  -----  ------------  --------  -------  --------  ---------  -------
+      sqlite    600  600    500        11.875    15.400   17.385    14.417      1.760    1.068
+      sqlite   1200  600    500        17.710    43.045   55.178    20.060      1.592    2.146
+  postgresql   1200  600    500        32.749    61.753   69.120    37.504      8.032    1.647
+
+summary: batch cost at largest/smallest ledger: sqlite 1200/600: claim 2.80 (43.0 ms), due \
+query 1.49 (17.7 ms)
+"""
     assert figures(due_query, due_output) == {
         "sqlite due query ms (largest ledger)": 17.7,
         "sqlite claim ms (largest ledger)": 43.0,
         "sqlite claim / driver floor (largest)": 2.146,
+        "postgresql claim / driver floor (largest)": 1.647,
     }
+
+
+def test_a_table_cell_is_found_by_its_header_when_columns_come_and_go() -> None:
+    due_query = next(b for b in BENCHMARKS if b.name == "due_query")
+    fewer_columns = """
+  ledger  chats  due query ms  claim ms  x floor  load s
+  ------  -----  ------------  --------  -------  ------
+  sqlite  10000         8.600    26.000    0.679   1.200
+"""
+    assert figures(due_query, fewer_columns) == {"sqlite claim / driver floor (largest)": 0.679}
 
 
 def test_report_marks_a_metric_one_side_lacks_omits_one_neither_printed_lists_skips() -> None:
