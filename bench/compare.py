@@ -267,6 +267,56 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             lower("peak RSS MB at 0 ms", cell(r"share-scheduler +0", "peak RSS MB"), MEMORY),
         ),
     ),
+    Benchmark(
+        "card_gone",
+        {
+            "tiny": "--chats 600 --delete-after 100",
+            "small": "--chats 4000 --delete-after 500",
+            "full": "",
+        },
+        per_database(
+            lower("{db} rows written / chat", cell(r"{db} +\d+", "rows per chat"), COUNT),
+            lower("{db} pass s", cell(r"{db} +\d+", "pass s")),
+        ),
+    ),
+    Benchmark(
+        "replicas",
+        {
+            "tiny": "--chats 60 --runs 1 --replicas 1,2 --latency-ms 20",
+            "small": "--chats 2400 --runs 1 --replicas 1,2",
+            "full": "",
+        },
+        (
+            higher("shares/s, 1 replica", cell("1", "shares/s")),
+            higher("shares/s, 2 replicas", cell("2", "shares/s")),
+            higher("shares/s, 2 replicas / 1", rf"(?<![\d.])2 x{NUM} \("),
+            lower("time / ideal, 2 replicas", cell("2", "time/ideal")),
+            lower("daemons CPU ms / share, 2 replicas", cell("2", "daemons CPU ms/share")),
+        ),
+    ),
+    Benchmark(
+        "scale",
+        {
+            "tiny": "--chats 1000,2000 --pass-chats 20 --runs 1 --repeats 2",
+            "small": "--chats 10000,100000 --pass-chats 500 --runs 1 --repeats 5",
+            "full": "",
+        },
+        # The largest ledger (the last row of sizes), and its ratio to the smallest.
+        tuple(
+            metric
+            for header, words in (
+                ("due query ms", TIME),
+                ("claim ms", TIME),
+                ("pass ms/due chat", TIME),
+                ("start-up s", TIME),
+                ("peak RSS MB", MEMORY),
+            )
+            for metric in (
+                lower(f"{header} (largest ledger)", cell(r"\d+ +\d+", header), words),
+                lower(f"{header}, largest / smallest ledger", cell(r"\d+ / \d+", header), words),
+            )
+        ),
+    ),
 )
 
 
@@ -585,8 +635,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             if wanted and name not in wanted:
                 continue
             if name not in on_base or name not in on_head:
-                side = "base" if name not in on_base else "head"
-                skipped.append(f"{name}: no bench/{name}.py in {side}")
+                sides = [
+                    side for side, on in (("base", on_base), ("head", on_head)) if name not in on
+                ]
+                skipped.append(f"{name}: no bench/{name}.py in {' or '.join(sides)}")
             elif name not in known:
                 skipped.append(f"{name}: no entry in bench/compare.py (its arguments and metrics)")
             else:
