@@ -123,7 +123,7 @@ query 1.49 (17.7 ms)
     }
 
 
-def test_a_table_cell_is_found_by_its_header_when_columns_come_and_go() -> None:
+def test_figures_find_a_table_cell_by_its_header_when_columns_come_and_go() -> None:
     due_query = next(b for b in BENCHMARKS if b.name == "due_query")
     fewer_columns = """
   ledger  chats  due query ms  claim ms  x floor  load s
