@@ -228,7 +228,7 @@ def daemon_run(sim: SimProcess, url: str, names: list[str]) -> tuple[RunResult, 
 def run_once(
     sim: SimProcess, url: str, names: list[str], repeats: int
 ) -> tuple[RunResult, list[str]]:
-    queries, claims = asyncio.run(measure(url, repeats, BATCH))
+    queries, claims, _floors = asyncio.run(measure(url, repeats, BATCH))
     result, names = daemon_run(sim, url, names)
     return (
         replace(result, due_query_ms=median(queries) * 1000, claim_ms=median(claims) * 1000),
