@@ -29,13 +29,13 @@ from scheduler.config import Schedule, Secrets, load_schedule
 from scheduler.errors import ConfigError, LedgerUnavailable, LinqError, ListenFailed, Unauthorized
 from scheduler.http.app import Runtime, create_app
 from scheduler.http.server import Server, ServerLimits, build_server
-from scheduler.ingest.apply import prune_events
 from scheduler.ingest.backfill import scheduled_backfill
 from scheduler.ingest.blocked import refresh_blocked_handles
 from scheduler.ledger import schema
 from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.gauges import refresh_due, refresh_ledger_gauges
+from scheduler.ledger.ingest import prune_events
 from scheduler.ledger.owner import own_ledger
 from scheduler.ledger.recompute import mark_all_for_reschedule, reschedule_marked_lines
 from scheduler.ledger.retention import prune_attempts

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from scheduler import clock
+from scheduler.core.event import Event
 from scheduler.errors import LedgerUnavailable
-from scheduler.ingest.events import KNOWN_EVENTS, Event, EventError, parse_event
+from scheduler.ingest.events import KNOWN_EVENTS, EventError, parse_event
 from scheduler.ingest.signing import (
     SignatureHeaders,
     SignatureScheme,

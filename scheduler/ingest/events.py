@@ -15,10 +15,10 @@ card, not ours. There is no ``chat.updated`` event in Linq's API.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from scheduler.core.event import ChatActivity, Event, LineStatus
 from scheduler.ingest import validate
 from scheduler.ingest.validate import MAX_ID_LENGTH, InvalidValue
 
@@ -44,50 +44,6 @@ LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 class EventError(ValueError):
     """A validly signed payload that is not a usable event."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChatActivity:
-    chat_id: str
-    line: str | None = None
-    recipients: tuple[str, ...] | None = None
-    is_group: bool | None = None
-    # The chat's own service (a chat object's ``service``).
-    service: str | None = None
-    # The service one message went over: proof of iMessage only, never of SMS.
-    message_service: str | None = None
-    # Members who left a group (participant.removed).
-    removed_recipients: tuple[str, ...] | None = None
-    outbound_at: datetime | None = None
-    inbound_at: datetime | None = None
-    opted_out: bool = False
-    # When the recipient opted out (health_status.updated_at, or the STOP message's time).
-    opted_out_at: datetime | None = None
-    historical: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class LineStatus:
-    """A ``phone_number.status_updated``: whether the line may deliver, as of ``changed_at``."""
-
-    line: str
-    status: str
-    reputation: str
-    changed_at: datetime
-
-    @property
-    def eligible(self) -> bool:
-        # FLAGGED, or a CRITICAL reputation, means Linq refuses activity on the line (2027).
-        return self.status == "ACTIVE" and self.reputation != "CRITICAL"
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    event_id: str
-    event_type: str
-    activity: ChatActivity | None = None
-    card_number: str | None = None
-    line_status: LineStatus | None = None
 
 
 def parse_time(value: Any, field: str) -> datetime | None:

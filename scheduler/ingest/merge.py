@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from scheduler.ingest.events import ChatActivity
+from scheduler.core.event import ChatActivity
 from scheduler.ledger.models import ChatStatus
 from scheduler.times import earliest, latest
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from scheduler.ingest.apply import apply_event
 from scheduler.ingest.events import parse_event
-from scheduler.ingest.writer import EventWriter, apply_events
+from scheduler.ingest.writer import EventWriter
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats
+from scheduler.ledger.ingest import record_event, record_events
 from scheduler.ledger.models import webhook_events_table
 from tests.factories import policy
 from tests.unit.test_events import message_event
@@ -62,18 +62,18 @@ async def test_batch_equals_one_by_one(ledger_url: str, tmp_path: object) -> Non
     payloads = _events()
     batched = Ledger(create_engine(ledger_url, pool_size=2))
     try:
-        results = await apply_events(batched, [parse_event(p) for p in payloads], pol, T0)
+        results = await record_events(batched, [parse_event(p) for p in payloads], pol, T0)
         assert results.count("duplicate") == 1
         assert results[-2] == "duplicate"
         assert results.count("applied") == len(payloads) - 1
-        again = await apply_events(batched, [parse_event(p) for p in payloads[:5]], pol, T0)
+        again = await record_events(batched, [parse_event(p) for p in payloads[:5]], pol, T0)
         assert again == ["duplicate"] * 5
         batch_state = await _snapshot(batched)
         async with batched.write() as conn:
             await conn.execute(sa.delete(chats))
             await conn.execute(sa.delete(webhook_events_table))
         for p in payloads:
-            await apply_event(batched, parse_event(p), pol, T0)
+            await record_event(batched, parse_event(p), pol, T0)
         assert await _snapshot(batched) == batch_state
         assert len(batch_state) == 7
     finally:

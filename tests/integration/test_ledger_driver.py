@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from scheduler.core.event import ChatActivity
 from scheduler.errors import LedgerUnavailable
-from scheduler.ingest.apply import merge_all, upsert_chats
-from scheduler.ingest.events import ChatActivity, parse_event
+from scheduler.ingest.events import parse_event
 from scheduler.ingest.merge import CHAT_DEFAULTS
-from scheduler.ingest.writer import apply_events
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
+from scheduler.ledger.ingest import merge_all, record_events, upsert_chats
 from scheduler.ledger.models import CardState, ChatStatus, webhook_events_table
 from tests.factories import policy
 from tests.unit.test_events import LINE, message_event
@@ -116,13 +116,13 @@ async def test_event_ids_are_recorded_once(ledger: Ledger) -> None:
         parse_event(message_event("message.sent", event_id="e1", chat_id="x")),
         parse_event({"event_id": "e3", "event_type": "noise"}),
     ]
-    assert await apply_events(ledger, events, policy(), NOW) == [
+    assert await record_events(ledger, events, policy(), NOW) == [
         "applied",
         "applied",
         "duplicate",
         "ignored",
     ]
-    assert await apply_events(ledger, events[1:], policy(), NOW) == ["duplicate"] * 3
+    assert await record_events(ledger, events[1:], policy(), NOW) == ["duplicate"] * 3
     async with ledger.read() as conn:
         rows = (await conn.execute(sa.select(webhook_events_table))).all()
     assert sorted((r.event_id, r.event_type, r.received_at) for r in rows) == [
@@ -141,5 +141,5 @@ async def test_driver_errors_are_classified_as_core_errors(ledger: Ledger) -> No
         async with ledger.write() as conn:
             await conn.execute(sa.select(webhook_events_table))
     with pytest.raises((LedgerUnavailable, sa.exc.DBAPIError)) as by_driver:
-        await apply_events(ledger, [event], policy(), NOW)
+        await record_events(ledger, [event], policy(), NOW)
     assert type(by_driver.value) is type(by_core.value)

@@ -10,9 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scheduler.config import parse_schedule
+from scheduler.core.event import ChatActivity
 from scheduler.errors import ConfigError
 from scheduler.http.webhooks import type_label
-from scheduler.ingest.events import ChatActivity, EventError, parse_event
+from scheduler.ingest.events import EventError, parse_event
 from scheduler.ingest.merge import merge_activity
 from scheduler.ingest.signing import SignatureVerdict, verify
 from scheduler.ledger.models import ChatStatus

@@ -2,28 +2,44 @@
 
 Webhooks, backfill and import all end here. A chat whose facts do not change is not written
 at all (not even ``updated_at``), so replaying known activity leaves the ledger as it was.
+Each function here is one transaction, or runs in the one its caller opened with
+:func:`chat_merger`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.ingest.events import ChatActivity, Event, LineStatus
+from scheduler.core.event import (
+    ActivityTimes,
+    ApplyResult,
+    BackfillPage,
+    BackfillResume,
+    ChatActivity,
+    Event,
+    LineStatus,
+    UpsertCounts,
+)
 from scheduler.ingest.merge import CHAT_DEFAULTS, OPT_OUT_SEEN, merge_activity
-from scheduler.ledger.dialect import insert_ignore
+from scheduler.ledger.dialect import insert_ignore, upsert
 from scheduler.ledger.driver import Driver, chunks, codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chat_facts, chats, line_facts, lines
 from scheduler.ledger.line_eligibility import mark_line_eligible, mark_line_ineligible
-from scheduler.ledger.models import CardState, ChatStatus, webhook_events_table
+from scheduler.ledger.models import (
+    CardState,
+    ChatStatus,
+    backfill_state_table,
+    webhook_events_table,
+)
 from scheduler.ledger.recipients import (
     RecipientFacts,
     chat_status_for,
@@ -34,8 +50,9 @@ from scheduler.ledger.recipients import (
 from scheduler.rule import LineFacts, Policy, next_share_at
 
 webhook_events = webhook_events_table
+backfill_state = backfill_state_table
 log = structlog.get_logger("scheduler.ingest")
-ApplyResult = Literal["applied", "duplicate", "ignored"]
+# A chat's columns after some activity, from its current columns (None: a chat not yet known).
 Merge = Callable[[dict[str, Any] | None], dict[str, Any]]
 
 # Bookkeeping columns: a change in these alone is not a change of the chat.
@@ -43,19 +60,7 @@ _BOOKKEEPING = frozenset({"next_share_at", "updated_at", "created_at"})
 _UNKNOWN_LINE = line_facts(None, False, None)
 
 
-@dataclass(slots=True)
-class UpsertCounts:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-
-    def add(self, other: UpsertCounts) -> None:
-        self.created += other.created
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-
-
-async def ensure_line(conn: AsyncConnection, number: str, now: datetime) -> None:
+async def _ensure_line(conn: AsyncConnection, number: str, now: datetime) -> None:
     await conn.execute(
         insert_ignore(lines, conn.dialect.name).values(
             number=number, card_state=CardState.unknown, created_at=now, updated_at=now
@@ -112,7 +117,7 @@ async def _line_facts(
     if create:
         for number in wanted:
             if number not in facts:
-                await ensure_line(conn, number, now)
+                await _ensure_line(conn, number, now)
     return facts
 
 
@@ -168,9 +173,8 @@ async def upsert_chats(
     ``merges`` maps a chat id to a function from its current columns (None when the chat is
     new) to its merged columns. Lines the chats name are created when missing.
     """
-    counts = UpsertCounts()
     if not merges:
-        return counts
+        return UpsertCounts()
     db = await driver_of(conn)
     current, facts = await _current_rows(db, list(merges))
     merged_rows = {chat_id: merge(current.get(chat_id)) for chat_id, merge in merges.items()}
@@ -184,6 +188,7 @@ async def upsert_chats(
         facts.update(await _line_facts(conn, db, missing, now, create=write))
     inserts: list[dict[str, Any]] = []
     updates: list[tuple[str, dict[str, Any]]] = []
+    unchanged = 0
     for chat_id, merged in merged_rows.items():
         before = current.get(chat_id)
         line = facts.get(merged.get("line") or "", _UNKNOWN_LINE)
@@ -196,15 +201,13 @@ async def upsert_chats(
             continue
         changed = {k: v for k, v in merged.items() if k not in _BOOKKEEPING and before.get(k) != v}
         if not changed:
-            counts.unchanged += 1
+            unchanged += 1
             continue
         _schedule(merged, line, policy, now)
         if merged.get("next_share_at") != before.get("next_share_at"):
             changed["next_share_at"] = merged["next_share_at"]
         changed["updated_at"] = now
         updates.append((chat_id, changed))
-    counts.created = len(inserts)
-    counts.updated = len(updates)
     if write:
         if inserts:
             await _insert_chats(db, inserts)
@@ -212,7 +215,7 @@ async def upsert_chats(
             await _update_chats(db, updates)
         # The recipients' chats outside this batch (other lines) follow too.
         await follow_recipients(conn, changed_recipients, policy, now)
-    return counts
+    return UpsertCounts(created=len(inserts), updated=len(updates), unchanged=unchanged)
 
 
 async def _follow_recipients_in_batch(
@@ -260,14 +263,74 @@ def merge_all(acts: Iterable[ChatActivity]) -> Merge:
     return merge
 
 
-async def upsert_activity(
-    conn: AsyncConnection, act: ChatActivity, policy: Policy, now: datetime
-) -> UpsertCounts:
-    """Merge one chat's activity in the caller's transaction."""
-    return await upsert_chats(conn, {act.chat_id: merge_all([act])}, policy, now)
+# -- webhook events ---------------------------------------------------------------------------
+
+_EVENT_COLUMNS = ["event_id", "event_type", "received_at"]
+# Event ids per INSERT: three parameters each, far below the databases' limits.
+_ID_ROWS = 500
 
 
-async def apply_event(ledger: Ledger, event: Event, policy: Policy, now: datetime) -> ApplyResult:
+async def _record_ids(conn: AsyncConnection, events: Sequence[Event], now: datetime) -> set[str]:
+    """Insert the events' ids; the ids this transaction inserted (the others are known).
+
+    One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per batch: a replica recording the
+    same id at the same moment makes ours conflict, so an event is applied once.
+    """
+    db = await driver_of(conn)
+    table = codec(webhook_events, db.dialect)
+    bind = table.binder(_EVENT_COLUMNS)
+    unique = {e.event_id: e for e in reversed(events)}
+    fresh: set[str] = set()
+    ids = list(unique)
+    for start in range(0, len(ids), _ID_ROWS):
+        part = ids[start : start + _ID_ROWS]
+        sql = (
+            f"INSERT INTO {table.name} ({table.columns(_EVENT_COLUMNS)}) "
+            f"VALUES {db.rows_of(len(_EVENT_COLUMNS), len(part))} "
+            f"ON CONFLICT DO NOTHING RETURNING {table.q['event_id']}"
+        )
+        params = [v for i in part for v in bind([i, unique[i].event_type, now])]
+        fresh.update(row[0] for row in await db.fetch(sql, params))
+    return fresh
+
+
+async def record_events(
+    ledger: Ledger, events: Sequence[Event], policy: Policy, now: datetime
+) -> list[ApplyResult]:
+    """Record many events and their effects in one transaction, in arrival order.
+
+    A repeated event id (already in the ledger, or earlier in the batch) changes nothing.
+    """
+    results: list[ApplyResult] = []
+    async with ledger.write() as conn:
+        fresh = await _record_ids(conn, events, now)
+        by_chat: dict[str, list[ChatActivity]] = {}
+        statuses: list[LineStatus] = []
+        for event in events:
+            if event.event_id not in fresh:
+                results.append("duplicate")
+                continue
+            fresh.discard(event.event_id)
+            if event.line_status is not None:
+                statuses.append(event.line_status)
+                results.append("applied")
+                continue
+            if event.activity is None:
+                results.append("ignored")
+                continue
+            by_chat.setdefault(event.activity.chat_id, []).append(event.activity)
+            results.append("applied")
+        if by_chat:
+            await upsert_chats(
+                conn, {chat: merge_all(acts) for chat, acts in by_chat.items()}, policy, now
+            )
+        # Each status is ordered by its own time, so applying them in any order is the same.
+        for status in sorted(statuses, key=lambda s: s.changed_at):
+            await _apply_line_status(conn, status, now)
+    return results
+
+
+async def record_event(ledger: Ledger, event: Event, policy: Policy, now: datetime) -> ApplyResult:
     """Record the event id and its effect in one transaction; a repeated id changes nothing."""
     async with ledger.write() as conn:
         inserted = await conn.execute(
@@ -278,15 +341,15 @@ async def apply_event(ledger: Ledger, event: Event, policy: Policy, now: datetim
         if inserted.first() is None:
             return "duplicate"
         if event.line_status is not None:
-            await apply_line_status(conn, event.line_status, now)
+            await _apply_line_status(conn, event.line_status, now)
             return "applied"
         if event.activity is None:
             return "ignored"
-        await upsert_activity(conn, event.activity, policy, now)
+        await upsert_chats(conn, {event.activity.chat_id: merge_all([event.activity])}, policy, now)
         return "applied"
 
 
-async def apply_line_status(conn: AsyncConnection, status: LineStatus, now: datetime) -> None:
+async def _apply_line_status(conn: AsyncConnection, status: LineStatus, now: datetime) -> None:
     """A ``phone_number.status_updated``: FLAGGED or CRITICAL pauses the line, ACTIVE resumes
     it; a report older than the line's latest eligibility fact changes nothing."""
     if status.eligible:
@@ -308,3 +371,110 @@ async def prune_events(ledger: Ledger, older_than: datetime) -> int:
             sa.delete(webhook_events).where(webhook_events.c.received_at < older_than)
         )
         return int(result.rowcount or 0)
+
+
+# -- backfill ---------------------------------------------------------------------------------
+
+
+async def line_numbers(ledger: Ledger) -> list[str]:
+    """Every line the ledger knows."""
+    async with ledger.read() as conn:
+        return [str(n) for (n,) in await conn.execute(sa.select(lines.c.number))]
+
+
+async def activity_times(ledger: Ledger, chat_ids: Sequence[str]) -> dict[str, ActivityTimes]:
+    """The activity times the ledger has of those of ``chat_ids`` it knows."""
+    known: dict[str, ActivityTimes] = {}
+    async with ledger.read() as conn:
+        for part in chunks(chat_ids):
+            rows = await conn.execute(
+                sa.select(
+                    chats.c.chat_id,
+                    chats.c.first_outbound_at,
+                    chats.c.last_outbound_at,
+                    chats.c.last_inbound_at,
+                ).where(chats.c.chat_id.in_(part))
+            )
+            for row in rows:
+                known[row.chat_id] = ActivityTimes(
+                    row.chat_id, row.first_outbound_at, row.last_outbound_at, row.last_inbound_at
+                )
+    return known
+
+
+async def start_backfill(
+    ledger: Ledger, scope: str, since: datetime | None, now: datetime, *, restart: bool
+) -> BackfillResume | None:
+    """Where to resume an unfinished backfill of ``scope`` begun with the same ``since``;
+    otherwise (or with ``restart``) None, and the scope's progress starts afresh."""
+    async with ledger.write() as conn:
+        row = (
+            await conn.execute(sa.select(backfill_state).where(backfill_state.c.scope == scope))
+        ).first()
+        if (
+            not restart
+            and row is not None
+            and row.completed_at is None
+            and row.cursor is not None
+            and row.since == since
+        ):
+            return BackfillResume(scope, str(row.cursor), int(row.chats_seen))
+        fresh_start = {
+            "cursor": None,
+            "since": since,
+            "started_at": now,
+            "updated_at": now,
+            "completed_at": None,
+            "chats_seen": 0,
+        }
+        stmt = upsert(backfill_state, conn.dialect.name).values({"scope": scope, **fresh_start})
+        await conn.execute(
+            stmt.on_conflict_do_update(index_elements=[backfill_state.c.scope], set_=fresh_start)
+        )
+    return None
+
+
+async def record_backfill_page(
+    ledger: Ledger,
+    page: BackfillPage,
+    merges: Mapping[str, Merge],
+    policy: Policy,
+    now: datetime,
+) -> UpsertCounts:
+    """Merge one page's chats and move the scope's cursor past it, in one transaction: a run
+    that stops resumes from the last page written."""
+    async with ledger.write() as conn:
+        counts = await upsert_chats(conn, merges, policy, now)
+        await conn.execute(
+            sa.update(backfill_state)
+            .where(backfill_state.c.scope == page.scope)
+            .values(
+                cursor=page.next_cursor,
+                updated_at=now,
+                chats_seen=backfill_state.c.chats_seen + page.listed,
+                completed_at=now if page.next_cursor is None else None,
+            )
+        )
+    return counts
+
+
+# -- import -----------------------------------------------------------------------------------
+
+MergeBatch = Callable[[Mapping[str, Merge]], Awaitable[UpsertCounts]]
+
+
+@contextlib.asynccontextmanager
+async def chat_merger(
+    ledger: Ledger, policy: Policy, now: datetime, *, write: bool
+) -> AsyncIterator[MergeBatch]:
+    """One transaction for many batches of merges: all of them are written, or none.
+
+    With ``write=False`` it only reads, and counts what the merges would change.
+    """
+    opened = ledger.write() if write else ledger.read()
+    async with opened as conn:
+
+        async def merge_batch(merges: Mapping[str, Merge]) -> UpsertCounts:
+            return await upsert_chats(conn, merges, policy, now, write=write)
+
+        yield merge_batch
