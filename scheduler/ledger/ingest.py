@@ -30,7 +30,7 @@ from scheduler.core.event import (
 )
 from scheduler.ingest.merge import CHAT_DEFAULTS, OPT_OUT_SEEN, merge_activity
 from scheduler.ledger.dialect import insert_ignore, upsert
-from scheduler.ledger.driver import Driver, chunks, codec, driver_of
+from scheduler.ledger.driver import Driver, Statement, chunks, codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chat_facts, chats, line_facts, lines
 from scheduler.ledger.line_eligibility import mark_line_eligible, mark_line_ineligible
@@ -78,47 +78,76 @@ def _facts_of(line: dict[str, Any]) -> LineFacts:
     return line_facts(line["card_state"], line["paused"], line["timezone"], line["probe_at"])
 
 
-async def _current_rows(
-    db: Driver, chat_ids: list[str]
-) -> tuple[dict[str, dict[str, Any]], dict[str, LineFacts]]:
-    """The chats' columns, and the facts of the lines they already name (one join)."""
+def _read_statements(
+    db: Driver, chat_ids: Sequence[str], numbers: Sequence[str]
+) -> list[Statement]:
+    """SELECTs of the chats (joined with the lines they name) and of the lines ``numbers``."""
     chat, line = codec(chats, db.dialect), codec(lines, db.dialect)
-    read_chat, read_line = chat.reader(_CHAT_COLUMNS), line.reader(_LINE_COLUMNS)
-    width = len(_CHAT_COLUMNS)
-    select = (
+    select_chats = (
         f"SELECT {chat.columns(_CHAT_COLUMNS, 'c')}, {line.columns(_LINE_COLUMNS, 'l')} "
         f"FROM {chat.name} c LEFT JOIN {line.name} l ON l.{line.q['number']} = c.{chat.q['line']} "
         f"WHERE c.{chat.q['chat_id']} IN "
     )
+    select_lines = (
+        f"SELECT {line.columns(_LINE_COLUMNS)} FROM {line.name} WHERE {line.q['number']} IN "
+    )
+    return [
+        *(
+            Statement(f"{select_chats}({db.marks(len(part))})", part, rows=True)
+            for part in chunks(chat_ids)
+        ),
+        *(
+            Statement(f"{select_lines}({db.marks(len(part))})", part, rows=True)
+            for part in chunks(numbers)
+        ),
+    ]
+
+
+def _read_rows(
+    db: Driver, chat_rows: Iterable[Sequence[Any]], line_rows: Iterable[Sequence[Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, LineFacts]]:
+    """The chats' columns, and the facts of every line read (joined or on its own)."""
+    chat, line = codec(chats, db.dialect), codec(lines, db.dialect)
+    read_chat, read_line = chat.reader(_CHAT_COLUMNS), line.reader(_LINE_COLUMNS)
+    width = len(_CHAT_COLUMNS)
     found: dict[str, dict[str, Any]] = {}
     facts: dict[str, LineFacts] = {}
-    for part in chunks(chat_ids):
-        for row in await db.fetch(f"{select}({db.marks(len(part))})", part):
-            current = read_chat(row[:width])
-            found[current["chat_id"]] = current
-            if row[width] is not None:
-                known = read_line(row[width:])
-                facts[known["number"]] = _facts_of(known)
+    for row in chat_rows:
+        current = read_chat(row[:width])
+        found[current["chat_id"]] = current
+        if row[width] is not None:
+            known = read_line(row[width:])
+            facts[known["number"]] = _facts_of(known)
+    for row in line_rows:
+        known = read_line(row)
+        facts[known["number"]] = _facts_of(known)
     return found, facts
 
 
-async def _line_facts(
-    conn: AsyncConnection, db: Driver, numbers: set[str], now: datetime, *, create: bool
-) -> dict[str, LineFacts]:
-    line = codec(lines, db.dialect)
-    read_line = line.reader(_LINE_COLUMNS)
-    select = f"SELECT {line.columns(_LINE_COLUMNS)} FROM {line.name} WHERE {line.q['number']} IN "
-    facts: dict[str, LineFacts] = {}
-    wanted = sorted(numbers)
-    for part in chunks(wanted):
-        for row in await db.fetch(f"{select}({db.marks(len(part))})", part):
-            known = read_line(row)
-            facts[known["number"]] = _facts_of(known)
-    if create:
-        for number in wanted:
-            if number not in facts:
-                await _ensure_line(conn, number, now)
-    return facts
+def _split_reads(
+    db: Driver, results: Sequence[list[Sequence[Any]]], chat_parts: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, LineFacts]]:
+    """:func:`_read_rows` of the results of :func:`_read_statements` (``chat_parts`` chat
+    SELECTs first, then the line SELECTs)."""
+    return _read_rows(
+        db,
+        (row for rows in results[:chat_parts] for row in rows),
+        (row for rows in results[chat_parts:] for row in rows),
+    )
+
+
+async def _current_rows(
+    db: Driver, chat_ids: Sequence[str], numbers: Sequence[str] = ()
+) -> tuple[dict[str, dict[str, Any]], dict[str, LineFacts]]:
+    """The chats' columns, and the facts of the lines they name and of ``numbers``: one trip."""
+    statements = _read_statements(db, chat_ids, numbers)
+    chat_parts = len(list(chunks(chat_ids)))
+    return _split_reads(db, await db.run_all(statements), chat_parts)
+
+
+async def _create_lines(conn: AsyncConnection, numbers: Iterable[str], now: datetime) -> None:
+    for number in sorted(numbers):
+        await _ensure_line(conn, number, now)
 
 
 def _schedule(merged: dict[str, Any], line: LineFacts, policy: Policy, now: datetime) -> None:
@@ -129,20 +158,25 @@ def _schedule(merged: dict[str, Any], line: LineFacts, policy: Policy, now: date
         )
 
 
-async def _insert_chats(db: Driver, rows: list[dict[str, Any]]) -> None:
+def _insert_statements(db: Driver, rows: list[dict[str, Any]]) -> list[Statement]:
     chat = codec(chats, db.dialect)
     bind = chat.binder(_CHAT_COLUMNS)
     # Every chat column is given; a key the merge did not set takes the model's default.
     values = [bind([row.get(c, CHAT_DEFAULTS.get(c)) for c in _CHAT_COLUMNS]) for row in rows]
     insert = f"INSERT INTO {chat.name} ({chat.columns(_CHAT_COLUMNS)}) VALUES "
+    statements = []
     for start in range(0, len(values), _INSERT_ROWS):
         part = values[start : start + _INSERT_ROWS]
-        await db.execute(
-            insert + db.rows_of(len(_CHAT_COLUMNS), len(part)), [v for row in part for v in row]
+        statements.append(
+            Statement(
+                insert + db.rows_of(len(_CHAT_COLUMNS), len(part)),
+                [v for row in part for v in row],
+            )
         )
+    return statements
 
 
-async def _update_chats(db: Driver, updates: list[tuple[str, dict[str, Any]]]) -> None:
+def _update_statements(db: Driver, updates: list[tuple[str, dict[str, Any]]]) -> list[Statement]:
     """One executemany per set of changed columns (usually one set for a whole batch)."""
     chat = codec(chats, db.dialect)
     groups: dict[tuple[str, ...], list[tuple[str, dict[str, Any]]]] = {}
@@ -151,13 +185,14 @@ async def _update_chats(db: Driver, updates: list[tuple[str, dict[str, Any]]]) -
         if unknown:
             raise ValueError(f"not chat columns: {sorted(unknown)}")
         groups.setdefault(tuple(sorted(changed)), []).append((chat_id, changed))
+    statements = []
     for names, items in groups.items():
         bind = chat.binder([*names, "chat_id"])
         sets = ", ".join(f"{chat.q[name]} = {db.mark}" for name in names)
         sql = f"UPDATE {chat.name} SET {sets} WHERE {chat.q['chat_id']} = {db.mark}"
-        await db.execute_many(
-            sql, [bind([*(changed[name] for name in names), chat_id]) for chat_id, changed in items]
-        )
+        params = [bind([*(changed[name] for name in names), chat_id]) for chat_id, changed in items]
+        statements.append(Statement(sql, params, many=True))
+    return statements
 
 
 async def upsert_chats(
@@ -177,6 +212,22 @@ async def upsert_chats(
         return UpsertCounts()
     db = await driver_of(conn)
     current, facts = await _current_rows(db, list(merges))
+    return await _merge_into(conn, db, merges, current, facts, policy, now, write=write)
+
+
+async def _merge_into(
+    conn: AsyncConnection,
+    db: Driver,
+    merges: Mapping[str, Merge],
+    current: dict[str, dict[str, Any]],
+    facts: dict[str, LineFacts],
+    policy: Policy,
+    now: datetime,
+    *,
+    write: bool,
+) -> UpsertCounts:
+    """:func:`upsert_chats` once the chats' current columns and their lines' facts are read
+    (``facts`` may lack lines: they are read, and created when ``write``)."""
     merged_rows = {chat_id: merge(current.get(chat_id)) for chat_id, merge in merges.items()}
     opt_outs = {chat_id: merged.pop(OPT_OUT_SEEN, None) for chat_id, merged in merged_rows.items()}
     changed_recipients: set[str] = set()
@@ -185,7 +236,10 @@ async def upsert_chats(
     numbers = {m["line"] for m in merged_rows.values() if m.get("line")}
     missing = numbers - facts.keys()
     if missing:
-        facts.update(await _line_facts(conn, db, missing, now, create=write))
+        _, found = await _current_rows(db, (), sorted(missing))
+        facts.update(found)
+        if write:
+            await _create_lines(conn, missing - found.keys(), now)
     inserts: list[dict[str, Any]] = []
     updates: list[tuple[str, dict[str, Any]]] = []
     unchanged = 0
@@ -209,10 +263,7 @@ async def upsert_chats(
         changed["updated_at"] = now
         updates.append((chat_id, changed))
     if write:
-        if inserts:
-            await _insert_chats(db, inserts)
-        if updates:
-            await _update_chats(db, updates)
+        await db.run_all([*_insert_statements(db, inserts), *_update_statements(db, updates)])
         # The recipients' chats outside this batch (other lines) follow too.
         await follow_recipients(conn, changed_recipients, policy, now)
     return UpsertCounts(created=len(inserts), updated=len(updates), unchanged=unchanged)
@@ -270,18 +321,15 @@ _EVENT_COLUMNS = ["event_id", "event_type", "received_at"]
 _ID_ROWS = 500
 
 
-async def _record_ids(conn: AsyncConnection, events: Sequence[Event], now: datetime) -> set[str]:
-    """Insert the events' ids; the ids this transaction inserted (the others are known).
-
-    One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per batch: a replica recording the
-    same id at the same moment makes ours conflict, so an event is applied once.
-    """
-    db = await driver_of(conn)
+def _id_statements(db: Driver, events: Sequence[Event], now: datetime) -> list[Statement]:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING`` of the events' ids: what it returns is
+    the ids this transaction inserted (the others are known). A replica recording the same id
+    at the same moment makes ours conflict, so an event is applied once."""
     table = codec(webhook_events, db.dialect)
     bind = table.binder(_EVENT_COLUMNS)
     unique = {e.event_id: e for e in reversed(events)}
-    fresh: set[str] = set()
     ids = list(unique)
+    statements = []
     for start in range(0, len(ids), _ID_ROWS):
         part = ids[start : start + _ID_ROWS]
         sql = (
@@ -290,8 +338,8 @@ async def _record_ids(conn: AsyncConnection, events: Sequence[Event], now: datet
             f"ON CONFLICT DO NOTHING RETURNING {table.q['event_id']}"
         )
         params = [v for i in part for v in bind([i, unique[i].event_type, now])]
-        fresh.update(row[0] for row in await db.fetch(sql, params))
-    return fresh
+        statements.append(Statement(sql, params, rows=True))
+    return statements
 
 
 async def record_events(
@@ -300,10 +348,21 @@ async def record_events(
     """Record many events and their effects in one transaction, in arrival order.
 
     A repeated event id (already in the ledger, or earlier in the batch) changes nothing.
+    The ids are inserted, and the chats and lines the events name read, in one trip; the
+    chats' new columns are written in a second, the COMMIT is the third.
     """
     results: list[ApplyResult] = []
     async with ledger.write() as conn:
-        fresh = await _record_ids(conn, events, now)
+        db = await driver_of(conn)
+        activities = [e.activity for e in events if e.activity is not None]
+        chat_ids = sorted({a.chat_id for a in activities})
+        numbers = sorted({a.line for a in activities if a.line})
+        inserts = _id_statements(db, events, now)
+        reads = _read_statements(db, chat_ids, numbers)
+        answers = await db.run_all([*inserts, *reads])
+        fresh = {str(row[0]) for rows in answers[: len(inserts)] for row in rows}
+        # Read for every event's chat, a repeated one's too: one trip before the ids are known.
+        current, facts = _split_reads(db, answers[len(inserts) :], len(list(chunks(chat_ids))))
         by_chat: dict[str, list[ChatActivity]] = {}
         statuses: list[LineStatus] = []
         for event in events:
@@ -321,9 +380,8 @@ async def record_events(
             by_chat.setdefault(event.activity.chat_id, []).append(event.activity)
             results.append("applied")
         if by_chat:
-            await upsert_chats(
-                conn, {chat: merge_all(acts) for chat, acts in by_chat.items()}, policy, now
-            )
+            merges = {chat: merge_all(acts) for chat, acts in by_chat.items()}
+            await _merge_into(conn, db, merges, current, facts, policy, now, write=True)
         # Each status is ordered by its own time, so applying them in any order is the same.
         for status in sorted(statuses, key=lambda s: s.changed_at):
             await _apply_line_status(conn, status, now)
