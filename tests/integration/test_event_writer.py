@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from scheduler.ingest.events import parse_event
@@ -80,9 +82,10 @@ async def test_batch_equals_one_by_one(ledger_url: str, tmp_path: object) -> Non
         await batched.dispose()
 
 
-async def test_concurrent_submissions_share_transactions(ledger: Ledger) -> None:
+@pytest.mark.parametrize("lanes", [1, 4])
+async def test_concurrent_submissions_share_transactions(ledger: Ledger, lanes: int) -> None:
     pol = policy()
-    writer = EventWriter(ledger, lambda: pol)
+    writer = EventWriter(ledger, lambda: pol, lanes=lanes)
     payloads = _events()
     try:
         results = await asyncio.gather(*(writer.submit(parse_event(p)) for p in payloads))
@@ -91,3 +94,36 @@ async def test_concurrent_submissions_share_transactions(ledger: Ledger) -> None
     assert results.count("applied") == len(payloads) - 1
     assert results.count("duplicate") == 1
     assert len(await _snapshot(ledger)) == 7
+
+
+async def test_lanes_write_each_chat_from_one_lane_and_batch_what_arrived_together(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events of one chat are never in two batches written at once, and deliveries that
+    arrive together share a batch."""
+    from scheduler.ingest import writer as writer_module
+
+    batches: list[list[str]] = []
+    write = writer_module.record_events
+
+    async def recorded(*args: Any, **kwargs: Any) -> Any:
+        batches.append([e.activity.chat_id for e in args[1] if e.activity is not None])
+        return await write(*args, **kwargs)
+
+    monkeypatch.setattr(writer_module, "record_events", recorded)
+    pol = policy()
+    writer = EventWriter(ledger, lambda: pol, lanes=4)
+    payloads = _events()
+    try:
+        results = await asyncio.gather(*(writer.submit(parse_event(p)) for p in payloads))
+    finally:
+        await writer.close()
+    assert results.count("applied") == len(payloads) - 1
+    # Each chat's events went to one lane: every chat is in exactly one batch.
+    lanes_of_chat: dict[str, int] = {}
+    for number, chat_ids in enumerate(batches):
+        for chat_id in chat_ids:
+            assert lanes_of_chat.setdefault(chat_id, number) == number
+    # Submitted together: one batch per lane that has events, not one per event.
+    assert len(batches) <= 4
+    assert sum(len(b) for b in batches) == len(payloads)
