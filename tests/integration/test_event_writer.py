@@ -101,16 +101,13 @@ async def test_lanes_write_each_chat_from_one_lane_and_batch_what_arrived_togeth
 ) -> None:
     """Events of one chat are never in two batches written at once, and deliveries that
     arrive together share a batch."""
-    from scheduler.ingest import writer as writer_module
-
     batches: list[list[str]] = []
-    write = writer_module.record_events
 
     async def recorded(*args: Any, **kwargs: Any) -> Any:
         batches.append([e.activity.chat_id for e in args[1] if e.activity is not None])
-        return await write(*args, **kwargs)
+        return await record_events(*args, **kwargs)
 
-    monkeypatch.setattr(writer_module, "record_events", recorded)
+    monkeypatch.setattr("scheduler.ingest.writer.record_events", recorded)
     pol = policy()
     writer = EventWriter(ledger, lambda: pol, lanes=4)
     payloads = _events()
