@@ -5,18 +5,18 @@ committed, and 503 if the ledger is unavailable. Concurrent deliveries share one
 transaction: the fixed costs (BEGIN, COMMIT, the fsync, the single SQLite writer) are paid
 once per batch instead of once per event.
 
-On PostgreSQL several batches are written at once, each in a lane of its own: a batch spends
-most of its time waiting for the server (round trips, the fsync of its COMMIT), and the
-server commits concurrent transactions together. Events are given to lanes by chat, so two
-batches written at once never merge into the same chat (each reads a chat's columns before
-writing them). SQLite has one writer: one lane.
+On PostgreSQL several batches are written at once: a batch spends most of its time waiting
+for the server (round trips, the fsync of its COMMIT), and the server commits concurrent
+transactions together. A batch takes every waiting event except those of a chat that a batch
+being written holds, which wait for it: two batches written at once never merge into the same
+chat (each reads a chat's columns before writing them), and a chat's events are applied in
+the order they came. SQLite has one writer: one batch at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import zlib
 from collections.abc import Callable
 
 import structlog
@@ -31,29 +31,48 @@ from scheduler.rule import Policy
 log = structlog.get_logger("scheduler.ingest")
 MAX_BATCH = 256
 # Batches written at once on PostgreSQL; each holds a pooled connection while it is written.
-POSTGRES_LANES = 4
-# Event-loop rounds a lane lets pass before taking its batch: deliveries whose bytes have
+POSTGRES_BATCHES = 4
+# Event-loop rounds the writer lets pass before it takes a batch: deliveries whose bytes have
 # already arrived are parsed and join this batch instead of waiting for the next one. Without
-# it a batch often starts with the one event that woke it.
+# it a batch often starts with the one event that woke the writer.
 GATHER_ROUNDS = 3
+# The key of events that name no chat (line statuses, ignored types): one batch at a time.
+_NO_CHAT = ""
+
+Pending = tuple[Event, "asyncio.Future[ApplyResult]"]
 
 
-class _Lane:
-    """Writes its events in batches, from one task: one batch at a time."""
+def _chat_of(event: Event) -> str:
+    return event.activity.chat_id if event.activity is not None else _NO_CHAT
 
-    def __init__(self, writer: EventWriter, number: int) -> None:
-        self.writer = writer
-        self.number = number
-        self._pending: list[tuple[Event, asyncio.Future[ApplyResult]]] = []
+
+class EventWriter:
+    """Collects events from concurrent requests and writes them in batches, from one task."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        policy: Callable[[], Policy],
+        *,
+        concurrency: int | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.policy = policy
+        default = 1 if ledger.is_sqlite else POSTGRES_BATCHES
+        self.concurrency = max(1, concurrency if concurrency is not None else default)
+        self._pending: list[Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._writing: set[asyncio.Task[None]] = set()
+        # The chats of the batches being written.
+        self._held: set[str] = set()
 
     async def submit(self, event: Event) -> ApplyResult:
         future: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
         self._pending.append((event, future))
         self._wake.set()
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"event-writer-{self.number}")
+            self._task = asyncio.create_task(self._run(), name="event-writer")
         return await future
 
     async def _run(self) -> None:
@@ -62,43 +81,48 @@ class _Lane:
             self._wake.clear()
             for _ in range(GATHER_ROUNDS):
                 await asyncio.sleep(0)
-            while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                await self.writer._write(batch)
+            while self._pending and len(self._writing) < self.concurrency:
+                batch = self._take()
+                if not batch:
+                    break
+                chats = {_chat_of(event) for event, _ in batch}
+                self._held |= chats
+                task = asyncio.create_task(self._write_and_release(batch, chats))
+                self._writing.add(task)
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for _, future in self._pending:
-            if not future.done():
-                future.set_exception(LedgerUnavailable("shutting down"))
-        self._pending.clear()
+    def _take(self) -> list[Pending]:
+        """The next batch: waiting events in order, but none of a held chat, and once an
+        event of a chat waits, the later ones of that chat wait too."""
+        batch: list[Pending] = []
+        waiting: list[Pending] = []
+        blocked = set(self._held)
+        for item in self._pending:
+            chat = _chat_of(item[0])
+            if chat in blocked or len(batch) >= MAX_BATCH:
+                waiting.append(item)
+                blocked.add(chat)
+            else:
+                batch.append(item)
+        self._pending = waiting
+        return batch
 
+    async def _write_and_release(self, batch: list[Pending], chats: set[str]) -> None:
+        try:
+            await self._write(batch)
+        except asyncio.CancelledError:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(LedgerUnavailable("shutting down"))
+            raise
+        finally:
+            self._held -= chats
+            current = asyncio.current_task()
+            if current is not None:
+                self._writing.discard(current)
+            if self._pending:
+                self._wake.set()
 
-class EventWriter:
-    """Collects events from concurrent requests and writes them in batches, lane by lane."""
-
-    def __init__(
-        self, ledger: Ledger, policy: Callable[[], Policy], *, lanes: int | None = None
-    ) -> None:
-        self.ledger = ledger
-        self.policy = policy
-        count = lanes if lanes is not None else (1 if ledger.is_sqlite else POSTGRES_LANES)
-        self._lanes = [_Lane(self, number) for number in range(max(1, count))]
-
-    def _lane_of(self, event: Event) -> _Lane:
-        # Events of no chat (line statuses, ignored types) take the first lane.
-        if event.activity is None or len(self._lanes) == 1:
-            return self._lanes[0]
-        key = zlib.crc32(event.activity.chat_id.encode("utf-8"))
-        return self._lanes[key % len(self._lanes)]
-
-    async def submit(self, event: Event) -> ApplyResult:
-        return await self._lane_of(event).submit(event)
-
-    async def _write(self, batch: list[tuple[Event, asyncio.Future[ApplyResult]]]) -> None:
+    async def _write(self, batch: list[Pending]) -> None:
         events = [event for event, _ in batch]
         policy = self.policy()
         try:
@@ -126,5 +150,13 @@ class EventWriter:
                 future.set_result(result)
 
     async def close(self) -> None:
-        for lane in self._lanes:
-            await lane.close()
+        tasks = [t for t in (self._task, *self._writing) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for _, future in self._pending:
+            if not future.done():
+                future.set_exception(LedgerUnavailable("shutting down"))
+        self._pending.clear()
