@@ -5,12 +5,11 @@ committed, and 503 if the ledger is unavailable. Concurrent deliveries share one
 transaction: the fixed costs (BEGIN, COMMIT, the fsync, the single SQLite writer) are paid
 once per batch instead of once per event.
 
-On PostgreSQL several batches are written at once: a batch spends most of its time waiting
-for the server (round trips, the fsync of its COMMIT), and the server commits concurrent
-transactions together. A batch takes every waiting event except those of a chat that a batch
-being written holds, which wait for it: two batches written at once never merge into the same
-chat (each reads a chat's columns before writing them), and a chat's events are applied in
-the order they came. SQLite has one writer: one batch at a time.
+On PostgreSQL the writer can write several batches at once (``concurrency``): a batch then
+takes every waiting event except those of a chat that a batch being written holds, which wait
+for it, so two batches written at once never merge into the same chat (each reads a chat's
+columns before writing them) and a chat's events are applied in the order they came. SQLite
+has one writer: one batch at a time.
 """
 
 from __future__ import annotations
@@ -30,8 +29,10 @@ from scheduler.rule import Policy
 
 log = structlog.get_logger("scheduler.ingest")
 MAX_BATCH = 256
-# Batches written at once on PostgreSQL; each holds a pooled connection while it is written.
-POSTGRES_BATCHES = 4
+# Batches written at once on PostgreSQL. One: measured against a PostgreSQL on the same two
+# cores, four at once gave the same rate with 16 connections and a fifth less with 64 (smaller
+# batches, more CPU per event). A server of its own, further away, may favour more.
+POSTGRES_BATCHES = 1
 # Event-loop rounds the writer lets pass before it takes a batch: deliveries whose bytes have
 # already arrived are parsed and join this batch instead of waiting for the next one. Without
 # it a batch often starts with the one event that woke the writer.
