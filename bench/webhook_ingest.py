@@ -1,13 +1,17 @@
 """Webhook ingest: signed message.sent events posted to a real daemon by a separate process.
 
-    python -m bench.webhook_ingest [--events 5000] [--connections 16]
+    python -m bench.webhook_ingest [--events 5000] [--connections 16] [--processes 1]
                                    [--databases sqlite,postgresql]
                                    [--schemes standard,legacy]
                                    [--direction outbound|inbound|both]
 
-The load process pre-builds every signed request and replays them over keep-alive
-connections with a minimal HTTP/1.1 client, so that its own cost stays small next to the
-daemon's. Reports sustained events/second and p50/p99 response times, per signature scheme
+The load processes pre-build every signed request and replay them over keep-alive
+connections with a minimal HTTP/1.1 client, so that their own cost stays small next to the
+daemon's; ``--processes`` splits the connections over several of them, for when one load
+process is the bottleneck. Besides the rate, the CPU time the daemon and the load processes
+spent per event says which side limits it: a daemon whose CPU time per event times the rate
+is well below one core is waiting (for the load, or for the database).
+Reports sustained events/second and p50/p99 response times, per signature scheme
 (Standard Webhooks, or the legacy X-Webhook-* headers), and the ratio of the two. ``inbound``
 posts ``message.received`` from one recipient per chat (each batch also records what it says
 of its recipients, account-wide); ``both`` runs the two and prints inbound/outbound.
@@ -27,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import LINE, TOKEN, ledger_url, simulator, table
+from bench.common import LINE, TOKEN, cpu_seconds, ledger_url, simulator, table
 from scheduler.demo.processes import DaemonProcess, base_env, free_port, upgrade_db, write_schedule
 from scheduler.ingest.signing import (
     SignatureHeaders,
@@ -135,12 +139,55 @@ async def _load(
 def _load_process(
     port: int, count: int, connections: int, scheme: str, inbound: bool, out: Any
 ) -> None:
+    """Build the requests, say so, wait for the go, load; send back the figures."""
     requests = _requests(count, port, scheme, inbound)
-    out.send(asyncio.run(_load(port, requests, connections)))
+    out.send("ready")
+    out.recv()
+    cpu = time.process_time()
+    seconds, latencies, errors = asyncio.run(_load(port, requests, connections))
+    out.send((seconds, latencies, errors, time.process_time() - cpu))
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _load_round(
+    port: int, count: int, connections: int, processes: int, scheme: str, inbound: bool
+) -> tuple[float, list[float], int, float]:
+    """One load of ``count`` events from ``processes`` processes started together: wall
+    seconds, every response time, the non-200 answers and the load processes' CPU seconds."""
+    pipes = []
+    procs = []
+    for share, conns in zip(_split(count, processes), _split(connections, processes), strict=True):
+        parent, child = multiprocessing.Pipe()
+        proc = multiprocessing.Process(
+            target=_load_process, args=(port, share, max(conns, 1), scheme, inbound, child)
+        )
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    for parent in pipes:
+        assert parent.recv() == "ready"
+    t0 = time.perf_counter()
+    for parent in pipes:
+        parent.send("go")
+    results = [parent.recv() for parent in pipes]
+    seconds = time.perf_counter() - t0
+    for proc in procs:
+        proc.join()
+    latencies = [t for r in results for t in r[1]]
+    return seconds, latencies, sum(r[2] for r in results), sum(r[3] for r in results)
 
 
 def run_one(
-    kind: str, events: int, connections: int, api_base: str, scheme: str, inbound: bool = False
+    kind: str,
+    events: int,
+    connections: int,
+    api_base: str,
+    scheme: str,
+    inbound: bool = False,
+    processes: int = 1,
 ) -> list[Any]:
     with ledger_url(kind) as url:
         workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -159,23 +206,35 @@ def run_one(
         upgrade_db(config, env)
         daemon = DaemonProcess(config, env, port, workdir / "daemon.log")
         daemon.start()
+        assert daemon.proc is not None
         try:
-            # A short warm-up, then the measured run, from a process of its own.
-            for count in (200, events):
-                parent, child = multiprocessing.Pipe()
-                proc = multiprocessing.Process(
-                    target=_load_process, args=(port, count, connections, scheme, inbound, child)
-                )
-                proc.start()
-                seconds, latencies, errors = parent.recv()
-                proc.join()
+            # A short warm-up, then the measured run.
+            _load_round(port, 200, connections, processes, scheme, inbound)
+            daemon_cpu = cpu_seconds(daemon.proc.pid)
+            seconds, latencies, errors, load_cpu = _load_round(
+                port, events, connections, processes, scheme, inbound
+            )
+            daemon_cpu = cpu_seconds(daemon.proc.pid) - daemon_cpu
         finally:
             daemon.stop()
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     direction = "inbound" if inbound else "outbound"
-    return [kind, scheme, direction, events, connections, events / seconds, p50, p99, errors]
+    return [
+        kind,
+        scheme,
+        direction,
+        events,
+        connections,
+        processes,
+        events / seconds,
+        p50,
+        p99,
+        errors,
+        daemon_cpu / events * 1e6,
+        load_cpu / events * 1e6,
+    ]
 
 
 def verify_cost(rounds: int = 20000) -> list[Any]:
@@ -214,6 +273,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="load processes sharing the connections"
+    )
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--schemes", default=",".join(SCHEMES))
     parser.add_argument("--direction", choices=["outbound", "inbound", "both"], default="outbound")
@@ -229,7 +291,15 @@ def main() -> None:
             for scheme in schemes:
                 for inbound in directions:
                     rows.append(
-                        run_one(kind, args.events, args.connections, sim.api_base, scheme, inbound)
+                        run_one(
+                            kind,
+                            args.events,
+                            args.connections,
+                            sim.api_base,
+                            scheme,
+                            inbound,
+                            args.processes,
+                        )
                     )
     table(
         "webhook ingest: signed message.sent / message.received events (half repeat a chat)",
@@ -239,10 +309,13 @@ def main() -> None:
             "direction",
             "events",
             "connections",
+            "load processes",
             "events/s",
             "p50 ms",
             "p99 ms",
             "non-200",
+            "daemon CPU us/event",
+            "load CPU us/event",
         ],
         rows,
     )
@@ -252,9 +325,9 @@ def main() -> None:
         ["scheme", "body bytes", "us/delivery"],
         costs,
     )
-    parts = [f"{r[0]} {r[1]} {r[2]} {r[5]:.0f} events/s, p99 {r[7]:.1f} ms" for r in rows]
+    parts = [f"{r[0]} {r[1]} {r[2]} {r[6]:.0f} events/s, p99 {r[8]:.1f} ms" for r in rows]
     parts.append(f"verification standard/legacy time {costs[0][2] / costs[1][2]:.2f}")
-    by_key = {(r[0], r[1], r[2]): r[5] for r in rows}
+    by_key = {(r[0], r[1], r[2]): r[6] for r in rows}
     for kind in args.databases.split(","):
         for direction in ("outbound", "inbound"):
             standard = by_key.get((kind, "standard", direction))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from scheduler.core.activity import ChatActivity
+from scheduler.core.event import ChatActivity
 from scheduler.core.status import ChatStatus
 from scheduler.times import earliest, latest
 

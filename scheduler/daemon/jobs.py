@@ -23,11 +23,11 @@ from scheduler.daemon.health import Health
 from scheduler.daemon.settings import Settings
 from scheduler.errors import LedgerUnavailable, LinqError, Unauthorized
 from scheduler.http.gauges import publish_ledger_gauges
-from scheduler.ingest.apply import prune_events
 from scheduler.ingest.backfill import scheduled_backfill
 from scheduler.ingest.blocked import refresh_blocked_handles
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.gauges import count_due, read_ledger_gauges
+from scheduler.ledger.ingest import prune_events
 from scheduler.ledger.retention import prune_attempts
 from scheduler.ledger.stats import report_zone
 from scheduler.linq.client import LinqClient

@@ -19,9 +19,10 @@ from typing import Any
 import structlog
 
 from scheduler import clock
+from scheduler.core.event import Event
 from scheduler.errors import LedgerUnavailable
 from scheduler.http.runtime import Runtime
-from scheduler.ingest.events import KNOWN_EVENTS, Event, EventError, parse_event
+from scheduler.ingest.events import KNOWN_EVENTS, EventError, parse_event
 from scheduler.ingest.signing import (
     SignatureHeaders,
     SignatureScheme,

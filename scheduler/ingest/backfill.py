@@ -25,12 +25,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 import structlog
 
 from scheduler import clock, validate
 from scheduler.config import E164, BackfillConfig, Schedule
-from scheduler.core.activity import ChatActivity
+from scheduler.core.event import ActivityTimes, BackfillPage, ChatActivity
 from scheduler.core.rule import Policy
 from scheduler.errors import (
     LedgerUnavailable,
@@ -39,18 +38,15 @@ from scheduler.errors import (
     ShareSchedulerError,
     Unauthorized,
 )
-from scheduler.ingest.apply import merge_all, upsert_chats
-from scheduler.ledger.dialect import upsert
+from scheduler.ledger import ingest as ledger_ingest
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.models import backfill_state_table
+from scheduler.ledger.ingest import Merge, merge_all
 from scheduler.linq.client import MAX_PAGE_SIZE, LinqClient
 from scheduler.linq.retry import backoff_delay, is_retryable
 from scheduler.linq.types import Chat
 
 log = structlog.get_logger("scheduler.backfill")
 
-backfill_state = backfill_state_table
 ALL_LINES = "*"
 # Consecutive 429s one request may wait out before the run stops (and resumes next time).
 MAX_RATE_LIMITED_WAITS = 20
@@ -137,8 +133,7 @@ Progress = Callable[[LineReport], None]
 async def lines_to_backfill(ledger: Ledger, schedule: Schedule) -> list[str]:
     """The configured lines and every line the ledger knows; ``["*"]`` when there is none."""
     numbers = {line.number for line in schedule.lines}
-    async with ledger.read() as conn:
-        numbers.update(n for (n,) in await conn.execute(sa.select(lines.c.number)))
+    numbers.update(await ledger_ingest.line_numbers(ledger))
     return sorted(numbers) or [ALL_LINES]
 
 
@@ -181,7 +176,7 @@ def chat_activity(chat: Chat, scope: str) -> ChatActivity:
     )
 
 
-def needs_messages(chat: Chat, known: Any | None) -> bool:
+def needs_messages(chat: Chat, known: ActivityTimes | None) -> bool:
     """Whether the chat's messages must be read: first outbound unknown, or activity missed."""
     if known is None or known.first_outbound_at is None:
         return True
@@ -275,18 +270,9 @@ class Backfill:
             if nxt is not None:
                 seen_cursors.add(nxt)
             now = clock.now()
-            async with self.ledger.write() as conn:
-                counts = await upsert_chats(conn, merges, self.policy, now)
-                await conn.execute(
-                    sa.update(backfill_state)
-                    .where(backfill_state.c.scope == scope)
-                    .values(
-                        cursor=nxt,
-                        updated_at=now,
-                        chats_seen=backfill_state.c.chats_seen + len(listed),
-                        completed_at=now if nxt is None else None,
-                    )
-                )
+            counts = await ledger_ingest.record_backfill_page(
+                self.ledger, BackfillPage(scope, len(listed), nxt), merges, self.policy, now
+            )
             report.chats_seen += len(listed)
             report.created += counts.created
             report.updated += counts.updated
@@ -309,53 +295,22 @@ class Backfill:
 
     async def _starting_cursor(self, scope: str, report: LineReport) -> str | None:
         """Resume an unfinished run with the same ``since``; otherwise start over."""
-        now = clock.now()
-        async with self.ledger.write() as conn:
-            row = (
-                await conn.execute(sa.select(backfill_state).where(backfill_state.c.scope == scope))
-            ).first()
-            if (
-                not self.restart
-                and row is not None
-                and row.completed_at is None
-                and row.cursor is not None
-                and row.since == self.since
-            ):
-                report.resumed = True
-                report.chats_seen = row.chats_seen
-                return str(row.cursor)
-            values = {
-                "cursor": None,
-                "since": self.since,
-                "started_at": now,
-                "updated_at": now,
-                "completed_at": None,
-                "chats_seen": 0,
-            }
-            stmt = upsert(backfill_state, conn.dialect.name).values(scope=scope, **values)
-            await conn.execute(
-                stmt.on_conflict_do_update(index_elements=[backfill_state.c.scope], set_=values)
-            )
-        return None
+        resume = await ledger_ingest.start_backfill(
+            self.ledger, scope, self.since, clock.now(), restart=self.restart
+        )
+        if resume is None:
+            return None
+        report.resumed = True
+        report.chats_seen = resume.chats_seen
+        return resume.cursor
 
     async def _activities(
         self, scope: str, listed: list[Chat], report: LineReport
-    ) -> dict[str, Callable[[dict[str, Any] | None], dict[str, Any]]]:
+    ) -> dict[str, Merge]:
         listed = [c for c in listed if _acceptable(c, report)]
         if not listed:
             return {}
-        async with self.ledger.read() as conn:
-            known = {
-                row.chat_id: row
-                for row in await conn.execute(
-                    sa.select(
-                        chats.c.chat_id,
-                        chats.c.first_outbound_at,
-                        chats.c.last_outbound_at,
-                        chats.c.last_inbound_at,
-                    ).where(chats.c.chat_id.in_([c.id for c in listed]))
-                )
-            }
+        known = await ledger_ingest.activity_times(self.ledger, [c.id for c in listed])
         wanted = [c for c in listed if needs_messages(c, known.get(c.id))]
         gate = asyncio.Semaphore(self.options.message_concurrency)
 

@@ -15,12 +15,11 @@ card, not ours. There is no ``chat.updated`` event in Linq's API.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from scheduler import validate
-from scheduler.core.activity import ChatActivity, LineStatus
+from scheduler.core.event import ChatActivity, Event, LineStatus
 from scheduler.validate import MAX_ID_LENGTH, InvalidValue
 
 MESSAGE_EVENTS = frozenset(
@@ -45,15 +44,6 @@ LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 class EventError(ValueError):
     """A validly signed payload that is not a usable event."""
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    event_id: str
-    event_type: str
-    activity: ChatActivity | None = None
-    card_number: str | None = None
-    line_status: LineStatus | None = None
 
 
 def parse_time(value: Any, field: str) -> datetime | None:

@@ -29,18 +29,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from scheduler import validate
-from scheduler.core.activity import ChatActivity
+from scheduler.core.event import ChatActivity, UpsertCounts
 from scheduler.core.merge import merge_activity
 from scheduler.core.rule import Policy
-from scheduler.core.status import ChatStatus
 from scheduler.errors import ShareSchedulerError
-from scheduler.ingest.apply import Merge, UpsertCounts, upsert_chats
 from scheduler.ingest.events import EARLIEST
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.export import EXPORT_COLUMNS
+from scheduler.ledger.ingest import Merge, MergeBatch, chat_merger
+from scheduler.ledger.models import ChatStatus
 
 COLUMNS = (
     "chat_id",
@@ -501,18 +499,17 @@ def row_merge(row: ImportRow) -> Merge:
 
 
 async def _write_pass(
-    conn: AsyncConnection,
+    merge_batch: MergeBatch,
     path: Path,
     fmt: Format,
     scan: _Scan,
-    policy: Policy,
     now: datetime,
     *,
     write: bool,
     batch: int,
     progress: Progress | None,
 ) -> tuple[UpsertCounts, dict[int, int]]:
-    """The second pass: the good rows again, merged ``batch`` at a time in ``conn``."""
+    """The second pass: the good rows again, merged ``batch`` at a time by ``merge_batch``."""
     counts = UpsertCounts()
     repeated = {key for key, _ in scan.repeats.values()}
     first_line: dict[int, int] = {}
@@ -527,13 +524,13 @@ async def _write_pass(
                 first_line.setdefault(key, line_no)
         merges[row.chat_id] = row_merge(row)
         if len(merges) >= batch:
-            counts.add(await upsert_chats(conn, merges, policy, now, write=write))
+            counts += await merge_batch(merges)
             done += len(merges)
             merges = {}
             if progress is not None:
                 progress("written" if write else "counted", done)
     if merges:
-        counts.add(await upsert_chats(conn, merges, policy, now, write=write))
+        counts += await merge_batch(merges)
     return counts, first_line
 
 
@@ -559,16 +556,11 @@ async def import_file(
     report = ImportReport(str(path), chosen, dry_run)
     report.rows = scan.rows
     report.accepted = scan.accepted
-    if dry_run:
-        async with ledger.read() as conn:
-            counts, first_line = await _write_pass(
-                conn, path, chosen, scan, policy, now, write=False, batch=batch, progress=progress
-            )
-    else:
-        async with ledger.write() as conn:
-            counts, first_line = await _write_pass(
-                conn, path, chosen, scan, policy, now, write=True, batch=batch, progress=progress
-            )
+    write = not dry_run
+    async with chat_merger(ledger, policy, now, write=write) as merge_batch:
+        counts, first_line = await _write_pass(
+            merge_batch, path, chosen, scan, now, write=write, batch=batch, progress=progress
+        )
     report.counts = counts
     report.rejected = _problems(scan, first_line)
     return report

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +28,17 @@ from scheduler.ledger.models import UTCDateTime
 from scheduler.times import from_ledger_text, to_ledger_text
 
 Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement of :meth:`Driver.run_all`: its parameters, or with ``many`` the
+    parameters of each execution; ``rows``: it returns rows (a SELECT, or RETURNING)."""
+
+    sql: str
+    params: Sequence[Any]
+    many: bool = False
+    rows: bool = False
 
 
 class Codec:
@@ -180,6 +192,52 @@ class Driver:
             raise self._wrap(sql, seq, exc) from exc
         await self.conn.exec_driver_sql(sql, seq)
 
+    async def run_all(self, statements: Sequence[Statement]) -> list[list[Sequence[Any]]]:
+        """Run ``statements`` in order; the rows of each (empty for those without rows).
+
+        One trip for all of them where the driver allows: a pipeline on PostgreSQL (one
+        round trip instead of one per statement), one call into aiosqlite's thread on
+        SQLite (instead of one per statement). A failing statement raises as it would alone.
+        """
+        if not statements:
+            return []
+        try:
+            if self._sqlite and hasattr(self._raw, "_execute"):
+                # aiosqlite runs one function at a time, in order, on its connection's thread.
+                return list(await self._raw._execute(_run_on_sqlite, self._raw._conn, statements))
+            if self._psycopg:
+                return await self._run_pipelined(statements)
+        except self._dbapi_error as exc:
+            raise self._wrap(statements[0].sql, (), exc) from exc
+        out: list[list[Sequence[Any]]] = []
+        for statement in statements:
+            if statement.many:
+                await self.execute_many(statement.sql, statement.params)
+                out.append([])
+            elif statement.rows:
+                out.append(await self.fetch(statement.sql, statement.params))
+            else:
+                await self.execute(statement.sql, statement.params)
+                out.append([])
+        return out
+
+    async def _run_pipelined(self, statements: Sequence[Statement]) -> list[list[Sequence[Any]]]:
+        out: list[list[Sequence[Any]]] = []
+        async with self._raw.pipeline():
+            cursors = []
+            for statement in statements:
+                cursor = self._raw.cursor()
+                if statement.many:
+                    await cursor.executemany(statement.sql, [tuple(r) for r in statement.params])
+                else:
+                    await cursor.execute(statement.sql, statement.params)
+                cursors.append(cursor)
+            # The first fetch sends everything queued and reads the results up to its own.
+            for statement, cursor in zip(statements, cursors, strict=True):
+                out.append(list(await cursor.fetchall()) if statement.rows else [])
+                await cursor.close()
+        return out
+
     def _wrap(self, sql: str, params: Any, exc: Exception) -> Exception:
         return sa.exc.DBAPIError.instance(
             sql, params, exc, self._dbapi_error, dialect=self.dialect, hide_parameters=True
@@ -192,3 +250,17 @@ async def driver_of(conn: AsyncConnection) -> Driver:
         await conn.begin()
     raw = await conn.get_raw_connection()
     return Driver(conn, raw.driver_connection)
+
+
+def _run_on_sqlite(conn: Any, statements: Sequence[Statement]) -> list[list[Sequence[Any]]]:
+    """On aiosqlite's thread: the statements one after the other, on the driver connection."""
+    out: list[list[Sequence[Any]]] = []
+    for statement in statements:
+        if statement.many:
+            conn.executemany(statement.sql, [tuple(r) for r in statement.params]).close()
+            out.append([])
+            continue
+        cursor = conn.execute(statement.sql, statement.params)
+        out.append(cursor.fetchall() if statement.rows else [])
+        cursor.close()
+    return out

@@ -13,11 +13,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from scheduler.core.status import CardState, ChatStatus
-from scheduler.ingest.apply import apply_event, prune_events
 from scheduler.ingest.events import parse_event
 from scheduler.ingest.signing import SignatureVerdict, verify
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
+from scheduler.ledger.ingest import prune_events, record_event
 from scheduler.ledger.models import webhook_events_table
 from tests.factories import add_line, policy
 
@@ -127,7 +127,7 @@ CLEAN = [
 async def _apply(ledger: Ledger, payloads: list[dict[str, Any]]) -> list[str]:
     results = []
     for payload in payloads:
-        results.append(await apply_event(ledger, parse_event(payload), policy(), NOW))
+        results.append(await record_event(ledger, parse_event(payload), policy(), NOW))
     return results
 
 
@@ -189,7 +189,7 @@ async def test_a_repeated_event_changes_nothing_at_all(ledger: Ledger) -> None:
     before = await _dump(ledger)
     # The same ids a day later: not even updated_at or received_at move.
     for payload in CLEAN:
-        assert await apply_event(ledger, parse_event(payload), policy(), NOW + 24 * H) == (
+        assert await record_event(ledger, parse_event(payload), policy(), NOW + 24 * H) == (
             "duplicate"
         )
     assert await _dump(ledger) == before
@@ -200,7 +200,7 @@ async def test_known_activity_under_a_new_event_id_writes_nothing(ledger: Ledger
     await _apply(ledger, CLEAN)
     before = (await _dump(ledger))["chats"]
     again = message("a2-bis", "message.delivered", T0)
-    assert await apply_event(ledger, parse_event(again), policy(), NOW + H) == "applied"
+    assert await record_event(ledger, parse_event(again), policy(), NOW + H) == "applied"
     assert (await _dump(ledger))["chats"] == before
 
 
@@ -209,7 +209,7 @@ async def test_history_never_makes_a_past_day_due(ledger: Ledger) -> None:
     evening = NOW.replace(hour=21)  # after today's window
     # A chat learnt of only through a reconciled message sent this morning.
     late = message("h1", "message.sent", NOW.replace(hour=10), chat_id="h-1", reconciled=True)
-    assert await apply_event(ledger, parse_event(late), policy(), evening) == "applied"
+    assert await record_event(ledger, parse_event(late), policy(), evening) == "applied"
     # A chat shared this morning, then history from three days ago arrives.
     await _apply(ledger, [message("h2", "message.sent", NOW - 72 * H, chat_id="h-2")])
     async with ledger.write() as conn:
@@ -219,7 +219,7 @@ async def test_history_never_makes_a_past_day_due(ledger: Ledger) -> None:
             .values(last_shared_at=NOW.replace(hour=10), share_count=1)
         )
     old = message("h3", "message.sent", NOW - 96 * H, chat_id="h-2", reconciled=True)
-    assert await apply_event(ledger, parse_event(old), policy(), NOW) == "applied"
+    assert await record_event(ledger, parse_event(old), policy(), NOW) == "applied"
     rows = {r["chat_id"]: r for r in (await _dump(ledger))["chats"]}
     tomorrow_opens = (NOW + 24 * H).replace(hour=9)
     assert rows["h-1"]["first_outbound_at"] == NOW.replace(hour=10)
@@ -228,7 +228,7 @@ async def test_history_never_makes_a_past_day_due(ledger: Ledger) -> None:
     assert rows["h-2"]["next_share_at"] == tomorrow_opens
     # History arriving inside today's window, for a chat not shared today: today is due.
     today = message("h4", "message.sent", NOW - 96 * H, chat_id="h-3", reconciled=True)
-    await apply_event(ledger, parse_event(today), policy(), NOW)
+    await record_event(ledger, parse_event(today), policy(), NOW)
     rows = {r["chat_id"]: r for r in (await _dump(ledger))["chats"]}
     assert rows["h-3"]["next_share_at"] == NOW
 
@@ -253,8 +253,8 @@ async def test_event_ids_are_pruned_after_retention_and_a_pruned_replay_is_stale
     await add_line(ledger, LINE, NOW)
     retention = timedelta(days=7)
     old = message("p-old", "message.sent", T0)
-    await apply_event(ledger, parse_event(old), policy(), NOW - retention - H)
-    await apply_event(ledger, parse_event(message("p-new", "message.sent", T0)), policy(), NOW)
+    await record_event(ledger, parse_event(old), policy(), NOW - retention - H)
+    await record_event(ledger, parse_event(message("p-new", "message.sent", T0)), policy(), NOW)
     assert await prune_events(ledger, NOW - retention) == 1
     ids = [e["event_id"] for e in (await _dump(ledger))["events"]]
     assert ids == ["p-new"]

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from scheduler.core.activity import ChatActivity
+from scheduler.core.event import ChatActivity
 from scheduler.core.merge import CHAT_DEFAULTS
 from scheduler.core.status import CardState, ChatStatus
 from scheduler.errors import LedgerUnavailable
-from scheduler.ingest.apply import merge_all, upsert_chats
 from scheduler.ingest.events import parse_event
-from scheduler.ingest.writer import apply_events
+from scheduler.ledger.driver import Driver, Statement, codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
+from scheduler.ledger.ingest import merge_all, record_events, upsert_chats
 from scheduler.ledger.models import webhook_events_table
 from tests.factories import EVENT_LINE as LINE
 from tests.factories import message_event, policy
@@ -118,13 +118,13 @@ async def test_event_ids_are_recorded_once(ledger: Ledger) -> None:
         parse_event(message_event("message.sent", event_id="e1", chat_id="x")),
         parse_event({"event_id": "e3", "event_type": "noise"}),
     ]
-    assert await apply_events(ledger, events, policy(), NOW) == [
+    assert await record_events(ledger, events, policy(), NOW) == [
         "applied",
         "applied",
         "duplicate",
         "ignored",
     ]
-    assert await apply_events(ledger, events[1:], policy(), NOW) == ["duplicate"] * 3
+    assert await record_events(ledger, events[1:], policy(), NOW) == ["duplicate"] * 3
     async with ledger.read() as conn:
         rows = (await conn.execute(sa.select(webhook_events_table))).all()
     assert sorted((r.event_id, r.event_type, r.received_at) for r in rows) == [
@@ -143,5 +143,37 @@ async def test_driver_errors_are_classified_as_core_errors(ledger: Ledger) -> No
         async with ledger.write() as conn:
             await conn.execute(sa.select(webhook_events_table))
     with pytest.raises((LedgerUnavailable, sa.exc.DBAPIError)) as by_driver:
-        await apply_events(ledger, [event], policy(), NOW)
+        await record_events(ledger, [event], policy(), NOW)
     assert type(by_driver.value) is type(by_core.value)
+
+
+async def test_statements_run_together_in_order_and_fail_as_one(ledger: Ledger) -> None:
+    """run_all: each statement sees the ones before it; a failing one fails the transaction."""
+    names = ["event_id", "event_type", "received_at"]
+
+    def insert(db: Driver) -> Statement:
+        table = codec(webhook_events_table, db.dialect)
+        sql = f"INSERT INTO {table.name} ({table.columns(names)}) VALUES ({db.marks(3)})"
+        bind = table.binder(names)
+        return Statement(sql, [bind([i, "message.sent", NOW]) for i in ids], many=True)
+
+    ids = ["e1", "e2"]
+    async with ledger.write() as conn:
+        db = await driver_of(conn)
+        table = codec(webhook_events_table, db.dialect)
+        select = f"SELECT {table.q['event_id']} FROM {table.name} ORDER BY 1"
+        results = await db.run_all([insert(db), Statement(select, [], rows=True)])
+    assert results[0] == []
+    assert [row[0] for row in results[1]] == ["e1", "e2"]
+
+    async def insert_twice() -> None:
+        async with ledger.write() as conn:
+            db = await driver_of(conn)
+            await db.run_all([insert(db), insert(db)])
+
+    ids = ["e3"]
+    with pytest.raises((LedgerUnavailable, sa.exc.DBAPIError)):
+        await insert_twice()  # the second insert repeats e3: the first is rolled back too
+    async with ledger.read() as conn:
+        stored = await conn.execute(sa.select(webhook_events_table.c.event_id).order_by("event_id"))
+        assert [row[0] for row in stored] == ["e1", "e2"]

@@ -14,12 +14,12 @@ import sqlalchemy as sa
 from scheduler import clock
 from scheduler.config import Secret, SharePassConfig
 from scheduler.core.status import ChatStatus, Outcome
-from scheduler.ingest.apply import apply_event
 from scheduler.ingest.blocked import refresh_blocked_handles
 from scheduler.ingest.events import parse_event
 from scheduler.ledger.claims import attempts
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats
+from scheduler.ledger.ingest import record_event
 from scheduler.linq.client import LinqClient
 from scheduler.share.share_pass import SharePass
 from scheduler.sim.settings import SimSettings
@@ -92,7 +92,7 @@ async def test_a_2024_on_share_opts_out_until_the_recipient_writes_again(
         # The STOP reaches Linq, but its webhook never reaches the ledger.
         await control.inbound(chat_id, "STOP")
     sent = _event("e-1", chat_id, "message.sent", clock.now())
-    await apply_event(ledger, parse_event(sent), policy(), clock.now())
+    await record_event(ledger, parse_event(sent), policy(), clock.now())
     assert (await _chat(ledger, chat_id)).next_share_at is not None
 
     await _share_pass(ledger, client)
@@ -111,7 +111,7 @@ async def test_a_2024_on_share_opts_out_until_the_recipient_writes_again(
     async with sim_server.async_control() as control:
         await control.inbound(chat_id, "Sorry, I did want to hear from you")
     hello = _event("e-2", chat_id, "message.received", clock.now())
-    await apply_event(ledger, parse_event(hello), policy(), clock.now())
+    await record_event(ledger, parse_event(hello), policy(), clock.now())
     row = await _chat(ledger, chat_id)
     assert row.status == ChatStatus.active
     assert row.next_share_at is not None and row.next_share_at <= clock.now()
@@ -142,7 +142,7 @@ async def test_the_blocked_list_read_blocks_and_unblocks_the_recipient_everywher
     }
     sent = _event("e-1", chat_id, "message.sent", clock.now())
     for event in (created, sent):
-        await apply_event(ledger, parse_event(event), policy(), clock.now())
+        await record_event(ledger, parse_event(event), policy(), clock.now())
 
     synced = await refresh_blocked_handles(ledger, client, policy())
     assert (synced.blocked, synced.unblocked) == (1, 0)

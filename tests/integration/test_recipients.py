@@ -16,13 +16,12 @@ import sqlalchemy as sa
 from scheduler.core.share_outcome import decide
 from scheduler.core.status import ChatStatus, Outcome
 from scheduler.errors import HandleBlocked, LineIneligible, LinqError, OptedOut
-from scheduler.ingest.apply import apply_event
 from scheduler.ingest.events import parse_event
-from scheduler.ingest.writer import apply_events
 from scheduler.ledger.chat_ops import set_chat_paused
 from scheduler.ledger.claims import CallRecord, claim_batch, record_results
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
+from scheduler.ledger.ingest import record_event, record_events
 from scheduler.ledger.line_eligibility import PROBE_FIRST, PROBE_MAX, probe_backoff
 from scheduler.ledger.recipients import recipient_counts, sync_blocked_handles
 from tests.factories import add_chat, add_line, policy
@@ -129,7 +128,7 @@ def _line_status(event_id: str, line: str, status: str, reputation: str, at: dat
 
 
 async def _inbound(ledger: Ledger, event: dict[str, Any], now: datetime) -> None:
-    assert await apply_event(ledger, parse_event(event), policy(), now) == "applied"
+    assert await record_event(ledger, parse_event(event), policy(), now) == "applied"
 
 
 OPTED_OUT = "HTTP 403 code 2024"
@@ -199,7 +198,7 @@ async def test_a_stop_webhook_opts_the_recipient_out_on_every_line(ledger: Ledge
     await _world(ledger)
     stop_at = T0 - timedelta(minutes=1)
     # Batched like the webhook route does, together with an unrelated event.
-    results = await apply_events(
+    results = await record_events(
         ledger,
         [
             parse_event(_message("stop", "alice-a", LINE_A, ALICE, stop_at, stop=True)),
@@ -352,7 +351,7 @@ async def test_status_updated_webhooks_pause_and_resume_the_line_in_time_order(
 ) -> None:
     await _world(ledger)
     flagged_at = T0 - timedelta(minutes=3)
-    result = await apply_event(
+    result = await record_event(
         ledger, _line_status("f", LINE_A, "FLAGGED", "AT_RISK", flagged_at), policy(), T0
     )
     assert result == "applied"
@@ -363,17 +362,17 @@ async def test_status_updated_webhooks_pause_and_resume_the_line_in_time_order(
 
     # An ACTIVE older than the FLAGGED (delivered late) changes nothing.
     stale = _line_status("s", LINE_A, "ACTIVE", "HEALTHY", flagged_at - timedelta(minutes=1))
-    await apply_event(ledger, stale, policy(), T0)
+    await record_event(ledger, stale, policy(), T0)
     assert (await _line(ledger, LINE_A)).ineligible_since == flagged_at
 
     # A CRITICAL reputation keeps it paused even with an ACTIVE status.
     critical = _line_status("c", LINE_A, "ACTIVE", "CRITICAL", flagged_at + timedelta(seconds=1))
-    await apply_events(ledger, [critical], policy(), T0)
+    await record_events(ledger, [critical], policy(), T0)
     assert (await _line(ledger, LINE_A)).ineligible_since == flagged_at
 
     resumed_at = T0 + timedelta(minutes=1)
     active = _line_status("a", LINE_A, "ACTIVE", "HEALTHY", resumed_at)
-    await apply_events(ledger, [active], policy(), resumed_at)
+    await record_events(ledger, [active], policy(), resumed_at)
     line = await _line(ledger, LINE_A)
     assert line.ineligible_since is None and line.probe_at is None
     rows = await _rows(ledger)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scheduler.config import parse_schedule
-from scheduler.core.activity import ChatActivity
+from scheduler.core.event import ChatActivity
 from scheduler.core.merge import merge_activity
 from scheduler.core.status import ChatStatus
 from scheduler.errors import ConfigError
