@@ -12,8 +12,8 @@ from typing import Any
 
 from scheduler.errors import LedgerUnavailable
 from scheduler.ledger import schema
+from scheduler.ledger.diagnostics import ping
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.ping import ping
 from scheduler.share.share_pass import SharePass
 
 
