@@ -26,8 +26,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 from scheduler import validate
 from scheduler.config_yaml import YamlProblem, load_yaml, read_schedule_text
@@ -205,16 +203,23 @@ class DatabaseConfig(_Model):
 _URL_PASSWORD = re.compile(r"(?<=:)[^:@/]*(?=@)")
 
 
-def redact_url(url: str | URL) -> str:
+def redact_url(url: str) -> str:
     """A database URL fit to show: the password replaced by ``***``, whatever its shape.
 
     Every message, log event, repr and report that names a database URL goes through here.
+    Plain text work, so that the schedule's module needs no database library: the userinfo of
+    ``scheme://user:password@host/...`` is the part before the authority's last ``@``.
     """
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        # Not a URL SQLAlchemy can parse: mask anything between a colon and an @.
-        return _URL_PASSWORD.sub("***", str(url))
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        # Not a URL at all: mask anything between a colon and an @.
+        return _URL_PASSWORD.sub("***", url)
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if at and colon:
+        authority = f"{user}:***@{host}"
+    return f"{scheme}{sep}{authority}{slash}{tail}"
 
 
 def database_password(env: Mapping[str, str] | None = None) -> Secret | None:

@@ -121,7 +121,9 @@ class Ledger:
     ) -> None:
         self.engine = engine
         # The URL as configured: the engine's may be a rewritten one (SQLite's mode=rw URI).
-        self._url = redact_url(url if url is not None else engine.url)
+        self._url = (
+            redact_url(url) if url is not None else engine.url.render_as_string(hide_password=True)
+        )
         self.dialect = engine.dialect.name
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         # A SQLite file that must exist already: its absence is an error naming it.

@@ -87,6 +87,8 @@ def test_password_from_env_or_file_and_bad_settings_refused(tmp_path: Path) -> N
         "postgresql+psycopg://share:{pw}@db:5432/ledger",
         "postgresql//share:{pw}@db/ledger",  # not a URL at all
         "postgresql://share:{pw}@db:notaport/ledger",
+        "sqlite+aiosqlite://share:{pw}@/ledger.db",
+        "postgresql+psycopg://share:{pw}@db/ledger?sslmode=require&user=x",
     ],
 )
 def test_redact_url_hides_the_password_of_any_shape(url: str) -> None:
