@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bench.common import TOKEN, seed, simulator
-from bench.peer_procrastinate import check_once
+from bench.common import TOKEN, seed, share_log, simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -24,8 +23,9 @@ def test_each_chat_shared_once_passes() -> None:
         chats = seed(sim, 3)
         for chat_id in chats:
             assert share(sim.api_base, chat_id) == 200
-        _first_call, _span, calls = check_once(sim, chats, "contender")
-    assert calls == 3
+        log = share_log(sim, chats)
+        log.check_once("contender")
+    assert log.calls == 3 and log.span_seconds > 0
 
 
 def test_a_chat_called_twice_fails_the_run() -> None:
@@ -36,7 +36,7 @@ def test_a_chat_called_twice_fails_the_run() -> None:
         for chat_id in (*chats, chats[0]):
             share(sim.api_base, chat_id)
         with pytest.raises(SystemExit, match="1 chats called more than once"):
-            check_once(sim, chats, "contender")
+            share_log(sim, chats).check_once("contender")
 
 
 def test_a_chat_never_shared_fails_the_run() -> None:
@@ -44,4 +44,4 @@ def test_a_chat_never_shared_fails_the_run() -> None:
         chats = seed(sim, 2)
         assert share(sim.api_base, chats[0]) == 200
         with pytest.raises(SystemExit, match="1 never shared"):
-            check_once(sim, chats, "contender")
+            share_log(sim, chats).check_once("contender")
