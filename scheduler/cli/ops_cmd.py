@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -26,6 +26,7 @@ from scheduler.config import Schedule
 from scheduler.core.rule import Policy
 from scheduler.doctor import Check, run_doctor
 from scheduler.ledger import queries
+from scheduler.ledger.diagnostics import LineStanding, line_standings
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.stats import report_zone
 from scheduler.logs import configure_logging
@@ -71,13 +72,13 @@ def plan(
         _explain(ctx, schedule, policy, chat, now)
         return
 
-    async def work(led: Ledger) -> tuple[Forecast, list[dict[str, Any]]]:
+    async def work(led: Ledger) -> tuple[Forecast, list[LineStanding]]:
         result = await forecast(led, policy, now=now, hours=hours, line=line, chat_limit=chats)
-        return result, await queries.list_lines(led)
+        return result, await line_standings(led)
 
     result, known_lines = ctx.on_ledger(work, schedule=schedule)
     fit = rate_fit(result, policy, schedule.share_pass.requests_per_second, zone)
-    paused = [ln["number"] for ln in known_lines if ln["paused"]]
+    paused = [standing.number for standing in known_lines if standing.paused]
     if ctx.show_data(
         {**result.as_dict(with_chats=chats > 0), "rate": fit.as_dict(), "paused_lines": paused}
     ):
@@ -96,10 +97,10 @@ def plan(
         highlight=False,
         soft_wrap=False,
     )
-    for number in paused:
+    for paused_line in paused:
         out.print(
-            f"line {number} is paused: none of its chats is forecast "
-            f"(`share-scheduler line resume {number}`)",
+            f"line {paused_line} is paused: none of its chats is forecast "
+            f"(`share-scheduler line resume {paused_line}`)",
             highlight=False,
             soft_wrap=False,
         )

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from scheduler.errors import AmbiguousPrefix, NotFound
 from scheduler.ledger.claims import attempts
 from scheduler.ledger.engine import Ledger
-from scheduler.ledger.facts import chats, lines, select_chats_with_line
+from scheduler.ledger.facts import chats
 
 
 @dataclass(frozen=True)
@@ -119,21 +119,3 @@ async def get_chat(ledger: Ledger, chat_id: str) -> tuple[dict[str, Any], list[d
             .order_by(attempts.c.started_at, attempts.c.id)
         )
         return dict(row._mapping), [dict(a._mapping) for a in history]
-
-
-async def get_chat_with_line(ledger: Ledger, chat_id: str) -> Any:
-    """One chat's row joined with its line's facts (what the rule reads)."""
-    async with ledger.read() as conn:
-        row = (
-            await conn.execute(select_chats_with_line().where(chats.c.chat_id == chat_id))
-        ).first()
-    if row is None:
-        raise NotFound(f"no chat {chat_id!r} in the ledger")
-    return row
-
-
-async def list_lines(ledger: Ledger) -> list[dict[str, Any]]:
-    async with ledger.read() as conn:
-        return [
-            dict(r._mapping) for r in await conn.execute(sa.select(lines).order_by(lines.c.number))
-        ]
