@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -24,6 +24,7 @@ from scheduler.cli.common import (
     print_table,
 )
 from scheduler.cli.context import CommandContext
+from scheduler.core.chat import AttemptRecord, ChatRecord
 from scheduler.ledger import queries
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.operator_log import ActionKind, OperatorAction, list_operator_actions
@@ -91,11 +92,11 @@ def list_(
         limit=limit,
     )
     rows = ctx.on_ledger(lambda led: queries.list_chats(led, f))
-    if ctx.show_data([{k: r[k] for k in CHAT_COLUMNS + WIDE_COLUMNS} for r in rows]):
+    if ctx.show_data([{k: getattr(r, k) for k in CHAT_COLUMNS + WIDE_COLUMNS} for r in rows]):
         return
     if ctx.output == OutputFormat.wide:
         columns = CHAT_COLUMNS + WIDE_COLUMNS
-        print_table(f"{len(rows)} chats", columns, [[r[c] for c in columns] for r in rows])
+        print_table(f"{len(rows)} chats", columns, [[getattr(r, c) for c in columns] for r in rows])
         return
     now = clock.now()
     print_table(
@@ -103,11 +104,11 @@ def list_(
         TABLE_COLUMNS,
         [
             [
-                r["chat_id"],
-                r["line"],
-                r["status"],
-                fmt_age(r["last_shared_at"], now),
-                fmt_age(r["next_share_at"], now) if r["next_share_at"] else "never",
+                r.chat_id,
+                r.line,
+                r.status,
+                fmt_age(r.last_shared_at, now),
+                fmt_age(r.next_share_at, now) if r.next_share_at else "never",
             ]
             for r in rows
         ],
@@ -130,20 +131,24 @@ def show(
 
     async def work(
         led: Ledger,
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[OperatorAction]]:
+    ) -> tuple[ChatRecord, list[AttemptRecord], list[OperatorAction]]:
         found = await queries.resolve_chat_id(led, chat_id)
         chat, history = await queries.get_chat(led, found)
         return chat, history, await list_operator_actions(led, target=found, limit=1000)
 
     chat, history, actions = ctx.on_ledger(work)
     if ctx.show_data(
-        {"chat": chat, "attempts": history, "actions": [a.as_dict() for a in actions]}
+        {
+            "chat": chat.as_dict(),
+            "attempts": [a.as_dict() for a in history],
+            "actions": [a.as_dict() for a in actions],
+        }
     ):
         return
-    print_fields(f"chat {chat['chat_id']}", list(chat.items()))
+    print_fields(f"chat {chat.chat_id}", list(chat.as_dict().items()))
     cols = ATTEMPT_COLUMNS + (ATTEMPT_WIDE if ctx.output == OutputFormat.wide else [])
     out.print()
-    print_table(f"{len(history)} attempts", cols, [[a[c] for c in cols] for a in history])
+    print_table(f"{len(history)} attempts", cols, [[getattr(a, c) for c in cols] for a in history])
     out.print()
     print_table(
         f"{len(actions)} operator actions",

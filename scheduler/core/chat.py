@@ -108,3 +108,56 @@ class ChatUpdate:
     consecutive_failures: int
     last_error: str | None
     next_share_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRecord:
+    """Every column of one chat, in the ledger's order: what ``ledger list`` and ``ledger
+    show`` print."""
+
+    chat_id: str
+    line: str | None
+    recipients: str
+    is_group: bool
+    service: str | None
+    first_outbound_at: datetime | None
+    last_outbound_at: datetime | None
+    last_inbound_at: datetime | None
+    last_shared_at: datetime | None
+    share_count: int
+    status: str
+    not_before: datetime | None
+    consecutive_failures: int
+    next_share_at: datetime | None
+    claimed_by: str | None
+    claim_attempt_id: int | None
+    claim_expires_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One share attempt as the ledger audits it: when, by whom, and what Linq answered."""
+
+    id: int
+    chat_id: str
+    line: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str
+    http_status: int | None
+    error_code: int | None
+    error_message: str | None
+    trace_id: str | None
+    latency_ms: float | None
+    tries: int
+    instance: str
+    forced: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from scheduler.core.chat import AttemptRecord, ChatRecord
 from scheduler.errors import AmbiguousPrefix, NotFound
 from scheduler.ledger.claims import attempts
 from scheduler.ledger.engine import Ledger
@@ -47,9 +48,9 @@ def _filtered(f: ChatFilter) -> sa.Select[Any]:
     return query
 
 
-async def list_chats(ledger: Ledger, f: ChatFilter) -> list[dict[str, Any]]:
+async def list_chats(ledger: Ledger, f: ChatFilter) -> list[ChatRecord]:
     async with ledger.read() as conn:
-        return [dict(r._mapping) for r in await conn.execute(_filtered(f))]
+        return [ChatRecord(**r._mapping) for r in await conn.execute(_filtered(f))]
 
 
 async def stream_chats(
@@ -108,7 +109,8 @@ async def resolve_chat_id(ledger: Ledger, given: str) -> str:
     return str(found[0])
 
 
-async def get_chat(ledger: Ledger, chat_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def get_chat(ledger: Ledger, chat_id: str) -> tuple[ChatRecord, list[AttemptRecord]]:
+    """One chat and its attempts, oldest first; :class:`NotFound` when there is no such chat."""
     async with ledger.read() as conn:
         row = (await conn.execute(sa.select(chats).where(chats.c.chat_id == chat_id))).first()
         if row is None:
@@ -118,4 +120,4 @@ async def get_chat(ledger: Ledger, chat_id: str) -> tuple[dict[str, Any], list[d
             .where(attempts.c.chat_id == chat_id)
             .order_by(attempts.c.started_at, attempts.c.id)
         )
-        return dict(row._mapping), [dict(a._mapping) for a in history]
+        return ChatRecord(**row._mapping), [AttemptRecord(**a._mapping) for a in history]
