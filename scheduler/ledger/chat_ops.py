@@ -57,7 +57,8 @@ async def set_chat_paused(
         (ChatStatus.paused, ChatStatus.active) if paused else (ChatStatus.active, ChatStatus.paused)
     )
     async with ledger.write() as conn:
-        found = await (await ClaimSQL.open(conn)).chats([chat_id])
+        sql = await ClaimSQL.open(conn)
+        found = await sql.dialect.chats(sql.db, [chat_id])
         if not found:
             raise NotFound(f"no chat {chat_id!r} in the ledger")
         row = found[0]

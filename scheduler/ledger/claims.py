@@ -86,15 +86,16 @@ async def _resolve_ambiguous(
             if row.last_shared_at is None or row.last_shared_at < shared_at:
                 changes = {"last_shared_at": shared_at, "share_count": row.share_count + 1}
         updates.append(_chat_update(row, compute_next(row, policy, now, **changes), **changes))
-    await sql.finish_attempts(finish)
-    await sql.update_chats(updates, now)
+    await sql.dialect.finish_attempts(sql.db, finish)
+    await sql.dialect.update_chats(sql.db, updates, now)
     return len(finish)
 
 
 async def chat_state(ledger: Ledger, chat_id: str) -> ChatState:
     """One chat's facts and its line's, as the claim reads them."""
     async with ledger.read() as conn:
-        found = await (await ClaimSQL.open(conn)).chats([chat_id])
+        sql = await ClaimSQL.open(conn)
+        found = await sql.dialect.chats(sql.db, [chat_id])
     if not found:
         raise NotFound(f"no chat {chat_id!r} in the ledger")
     return found[0]
@@ -115,9 +116,9 @@ async def claim_batch(
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
         if chat_ids is not None:
-            rows = await sql.chats(list(chat_ids), lock=True)
+            rows = await sql.dialect.chats(sql.db, list(chat_ids), lock=True)
         else:
-            rows = await sql.due(now, limit)
+            rows = await sql.dialect.due(sql.db, now, limit)
         due: list[ChatState] = []
         expired: list[ChatState] = []
         reschedule: list[tuple[str, datetime | None]] = []
@@ -147,10 +148,10 @@ async def claim_batch(
         for number, until in probes.items():
             await hold_probe(conn, number, until)
         if reschedule:
-            await sql.reschedule(reschedule)
+            await sql.dialect.reschedule(sql.db, reschedule)
             result.rescheduled = len(reschedule)
-        attempt_of = await sql.start_attempts(
-            due, now=now, instance=instance, lease_end=now + lease, forced=force
+        attempt_of = await sql.dialect.start_attempts(
+            sql.db, due, now=now, instance=instance, lease_end=now + lease, forced=force
         )
         result.claims = [
             Claim(row.chat_id, row.line, attempt_of[row.chat_id], now, row.consecutive_failures)
@@ -169,7 +170,10 @@ async def record_results(
     lost: list[CallRecord] = []
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
-        rows = {row.chat_id: row for row in await sql.chats([r.claim.chat_id for r in records])}
+        rows = {
+            row.chat_id: row
+            for row in await sql.dialect.chats(sql.db, [r.claim.chat_id for r in records])
+        }
         line_overrides = await _record_line_facts(conn, records, rows, now)
         finish, updates = [], []
         for rec in records:
@@ -210,8 +214,8 @@ async def record_results(
             nxt = compute_next(row, policy, now, line=line, **changes)
             updates.append(_chat_update(row, nxt, **changes))
         # Conditional on outcome='started': a claim already resolved elsewhere keeps its verdict.
-        await sql.finish_attempts(finish)
-        await sql.update_chats(updates, now)
+        await sql.dialect.finish_attempts(sql.db, finish)
+        await sql.dialect.update_chats(sql.db, updates, now)
         # After the chats' own updates: the recipient's other chats (other lines) follow.
         await record_recipient_facts(conn, _recipient_facts(records, rows), policy, now)
     return lost
@@ -319,7 +323,8 @@ async def release_claims(
         return
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
-        await sql.finish_attempts(
+        await sql.dialect.finish_attempts(
+            sql.db,
             [
                 AttemptFinish(
                     c.attempt_id,
@@ -329,13 +334,14 @@ async def release_claims(
                     error_message="released before the call (shutdown)",
                 )
                 for c in claims
-            ]
+            ],
         )
         mine = {c.chat_id: c.attempt_id for c in claims}
-        await sql.update_chats(
+        await sql.dialect.update_chats(
+            sql.db,
             [
                 _chat_update(row, compute_next(row, policy, now))
-                for row in await sql.chats(list(mine))
+                for row in await sql.dialect.chats(sql.db, list(mine))
                 if row.claim_attempt_id == mine.get(row.chat_id)
             ],
             now,
@@ -350,7 +356,7 @@ async def resolve_dangling(
     while True:
         async with ledger.write() as conn:
             sql = await ClaimSQL.open(conn)
-            rows = await sql.expired(now, 500)
+            rows = await sql.dialect.expired(sql.db, now, 500)
             total += await _resolve_ambiguous(sql, rows, policy, now)
             # Attempts left 'started' whose chat moved on (should not happen) are closed too.
             await conn.execute(
