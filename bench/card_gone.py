@@ -14,27 +14,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from datetime import timedelta
 
 from bench.common import (
     LINE,
     TOKEN,
-    Timer,
     daemon_logging,
     fill_ledger,
     ledger_sql,
     ledger_url,
-    open_policy,
     seed,
     simulator,
     table,
+    timed_share_pass,
 )
 from scheduler import clock
-from scheduler.config import Secret, SharePassConfig
+from scheduler.config import Secret
 from scheduler.demo.processes import SimProcess
-from scheduler.ledger.engine import Ledger, create_engine
-from scheduler.linq.client import LinqClient, ShareResult
-from scheduler.share.share_pass import SharePass
+from scheduler.linq.client import LinqClient
+from scheduler.linq.types import ShareResult
 
 _SQLITE_COUNTER = [
     "CREATE TABLE bench_row_writes (tbl TEXT PRIMARY KEY, n INTEGER NOT NULL)",
@@ -81,28 +78,9 @@ class CardDeletingClient(LinqClient):
 async def card_gone_pass(
     url: str, sim: SimProcess, delete_after: int, concurrency: int
 ) -> tuple[float, dict[str, int]]:
-    ledger = Ledger(create_engine(url, pool_size=4))
     client = CardDeletingClient(sim, delete_after, concurrency)
-    config = SharePassConfig(
-        concurrency=concurrency,
-        requests_per_second=1e9,
-        batch_size=500,
-        lease=timedelta(minutes=10),
-    )
-    share_pass = SharePass(
-        ledger=ledger,
-        client=client,
-        config=config,
-        policy=open_policy(clock.now()),
-        instance="bench",
-    )
-    try:
-        with Timer() as t:
-            report = await share_pass.run()
-    finally:
-        await client.aclose()
-        await ledger.dispose()
-    return t.seconds, dict(report.outcomes)
+    seconds, report = await timed_share_pass(url, client, concurrency)
+    return seconds, dict(report.outcomes)
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import psycopg
 
+from scheduler import clock
+from scheduler.config import SharePassConfig
 from scheduler.core.rule import Policy
 from scheduler.demo.processes import (
     DaemonProcess,
@@ -34,7 +36,9 @@ from scheduler.demo.processes import (
 )
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger, create_engine
+from scheduler.linq.client import LinqClient
 from scheduler.logs import configure_logging, register_secrets
+from scheduler.share.share_pass import PassReport, SharePass
 
 LINE = "+14155550100"
 TOKEN = "bench-token"
@@ -393,3 +397,31 @@ def prepare_daemon(
     )
     upgrade_db(config, env)
     return DaemonProcess(config, env, port, workdir / "daemon.log")
+
+
+async def timed_share_pass(
+    url: str, client: LinqClient, concurrency: int
+) -> tuple[float, PassReport]:
+    """One unthrottled share pass of the daemon's own code over the ledger at ``url`` with
+    ``client``: its seconds and report. Closes the client and the ledger."""
+    ledger = Ledger(create_engine(url, pool_size=4))
+    config = SharePassConfig(
+        concurrency=concurrency,
+        requests_per_second=1e9,
+        batch_size=500,
+        lease=timedelta(minutes=10),
+    )
+    share_pass = SharePass(
+        ledger=ledger,
+        client=client,
+        config=config,
+        policy=open_policy(clock.now()),
+        instance="bench",
+    )
+    try:
+        with Timer() as t:
+            report = await share_pass.run()
+    finally:
+        await client.aclose()
+        await ledger.dispose()
+    return t.seconds, report

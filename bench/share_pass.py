@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from datetime import timedelta
 
 import httpx
 
@@ -29,16 +28,14 @@ from bench.common import (
     fill_ledger,
     ledger_url,
     median,
-    open_policy,
     seed,
     simulator,
     table,
+    timed_share_pass,
 )
 from scheduler import clock
-from scheduler.config import Secret, SharePassConfig
-from scheduler.ledger.engine import Ledger, create_engine
+from scheduler.config import Secret
 from scheduler.linq.client import LANE_CONNECTIONS, LinqClient
-from scheduler.share.share_pass import SharePass
 
 
 async def bare_loop(api_base: str, ids: list[str], concurrency: int) -> float:
@@ -87,28 +84,9 @@ async def client_loop(api_base: str, ids: list[str], concurrency: int) -> float:
 
 
 async def daemon_pass(url: str, api_base: str, concurrency: int) -> tuple[float, int]:
-    ledger = Ledger(create_engine(url, pool_size=4))
     client = LinqClient(api_base, Secret(TOKEN, "bench"), max_connections=concurrency)
-    config = SharePassConfig(
-        concurrency=concurrency,
-        requests_per_second=1e9,
-        batch_size=500,
-        lease=timedelta(minutes=10),
-    )
-    share_pass = SharePass(
-        ledger=ledger,
-        client=client,
-        config=config,
-        policy=open_policy(clock.now()),
-        instance="bench",
-    )
-    try:
-        with Timer() as t:
-            report = await share_pass.run()
-    finally:
-        await client.aclose()
-        await ledger.dispose()
-    return t.seconds, report.outcomes.get("shared", 0)
+    seconds, report = await timed_share_pass(url, client, concurrency)
+    return seconds, report.outcomes.get("shared", 0)
 
 
 def main() -> None:
