@@ -1,4 +1,4 @@
-"""Merging activity into a chat's ledger record. Pure code.
+"""Merging activity into what the ledger knows of a chat. Pure code.
 
 Events arrive late, twice and out of order: first times take the minimum, last times the
 maximum, and nothing a stale event says overwrites fresher knowledge.
@@ -6,82 +6,87 @@ maximum, and nothing a stale event says overwrites fresher knowledge.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from scheduler.core.event import ChatActivity
 from scheduler.core.status import ChatStatus
 from scheduler.times import earliest, latest
 
-CHAT_DEFAULTS: dict[str, Any] = {
-    "line": None,
-    "recipients": "",
-    "is_group": False,
-    "service": None,
-    "first_outbound_at": None,
-    "last_outbound_at": None,
-    "last_inbound_at": None,
-    "last_shared_at": None,
-    "share_count": 0,
-    "status": ChatStatus.active,
-    "not_before": None,
-    "consecutive_failures": 0,
-    "next_share_at": None,
-    "claimed_by": None,
-    "claim_attempt_id": None,
-    "claim_expires_at": None,
-    "last_error": None,
-}
+
+@dataclass(frozen=True, slots=True)
+class MergedChat:
+    """The facts of a chat that its activity decides (webhooks, backfill, import).
+
+    The ledger reads them from the chat's row, merges activity in, and writes back only the
+    columns that changed; the columns activity never decides (claims, failures, the next share)
+    stay the ledger's own.
+    """
+
+    chat_id: str
+    line: str | None = None
+    recipients: str = ""
+    is_group: bool = False
+    service: str | None = None
+    first_outbound_at: datetime | None = None
+    last_outbound_at: datetime | None = None
+    last_inbound_at: datetime | None = None
+    last_shared_at: datetime | None = None
+    share_count: int = 0
+    status: ChatStatus = ChatStatus.active
+    # Not a column: the latest opt-out the merged activities reported, which the ledger
+    # records on the recipient (account-wide).
+    opted_out_seen_at: datetime | None = None
 
 
-# Not a column: the latest opt-out time the merged activities reported, which the writer
-# records on the recipient (account-wide) and pops before writing the chat.
-OPT_OUT_SEEN = "_opt_out_seen_at"
+def merge_activity(current: MergedChat | None, act: ChatActivity) -> MergedChat:
+    """The chat after ``act``; ``current`` is None for a chat not yet known.
 
-
-def merge_activity(current: dict[str, Any] | None, act: ChatActivity) -> dict[str, Any]:
-    """The chat's columns after ``act``; ``current`` is None for a chat not yet known.
-
-    Applying the same activities in any order, any number of times, gives the same columns;
+    Applying the same activities in any order, any number of times, gives the same chat;
     except for a member both added and removed (participant events), where the later-applied
     one wins.
     """
-    chat = dict(CHAT_DEFAULTS if current is None else current)
-    chat["chat_id"] = act.chat_id
-    if act.line and not chat.get("line"):
-        chat["line"] = act.line
+    chat = MergedChat(act.chat_id) if current is None else current
+    recipients = chat.recipients
     if act.recipients or act.removed_recipients:
-        known = {r for r in (chat.get("recipients") or "").split(",") if r}
+        known = {r for r in recipients.split(",") if r}
         known = known.union(act.recipients or ()).difference(act.removed_recipients or ())
         # Sorted, so that the first recipient (whose number may pick the time zone) does not
         # depend on which event arrived first.
-        chat["recipients"] = ",".join(sorted(known))
-    if act.is_group is not None:
-        chat["is_group"] = act.is_group
-    if act.service and (chat.get("service") is None or not act.historical):
-        chat["service"] = act.service
+        recipients = ",".join(sorted(known))
+    service = chat.service
+    if act.service and (service is None or not act.historical):
+        service = act.service
     elif (
-        chat.get("service") is None
+        service is None
         and act.message_service is not None
         and act.message_service.lower() == "imessage"
     ):
         # A message sent over iMessage proves the chat is one; an SMS message proves nothing
         # (Apple downgrades single messages), so it never sets the chat's service.
-        chat["service"] = act.message_service
-    chat["first_outbound_at"] = earliest(chat.get("first_outbound_at"), act.outbound_at)
-    chat["last_outbound_at"] = latest(chat.get("last_outbound_at"), act.outbound_at)
-    previous_inbound = chat.get("last_inbound_at")
+        service = act.message_service
     inbound = act.inbound_at
+    opted_out_seen_at = chat.opted_out_seen_at
     if act.opted_out and act.opted_out_at is not None:
         # Opting out is the recipient writing STOP: an inbound message at that time.
         inbound = latest(inbound, act.opted_out_at)
-        chat[OPT_OUT_SEEN] = latest(chat.get(OPT_OUT_SEEN), act.opted_out_at)
-    chat["last_inbound_at"] = latest(previous_inbound, inbound)
-    chat["status"] = _status(chat.get("status"), act, previous_inbound)
-    return chat
+        opted_out_seen_at = latest(opted_out_seen_at, act.opted_out_at)
+    return replace(
+        chat,
+        chat_id=act.chat_id,
+        line=chat.line or act.line or None,
+        recipients=recipients,
+        is_group=chat.is_group if act.is_group is None else act.is_group,
+        service=service,
+        first_outbound_at=earliest(chat.first_outbound_at, act.outbound_at),
+        last_outbound_at=latest(chat.last_outbound_at, act.outbound_at),
+        last_inbound_at=latest(chat.last_inbound_at, inbound),
+        status=_status(chat.status, act, chat.last_inbound_at),
+        opted_out_seen_at=opted_out_seen_at,
+    )
 
 
-def _status(status: Any, act: ChatActivity, previous_inbound: datetime | None) -> Any:
+def _status(status: ChatStatus, act: ChatActivity, previous_inbound: datetime | None) -> ChatStatus:
     """Opt-outs are ordered by the recipient's messages: the latest one decides.
 
     An opt-out is void when the ledger already knows of a later inbound message (the recipient

@@ -23,7 +23,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any
 
 from scheduler import validate
 from scheduler.core.event import ChatActivity, UpsertCounts
-from scheduler.core.merge import merge_activity
+from scheduler.core.merge import MergedChat, merge_activity
 from scheduler.core.rule import Policy
 from scheduler.errors import ShareSchedulerError
 from scheduler.ingest.events import EARLIEST
@@ -477,22 +477,20 @@ def row_merge(row: ImportRow) -> Merge:
     if row.last_outbound_at is not None:
         acts.append(ChatActivity(chat_id=row.chat_id, outbound_at=row.last_outbound_at))
 
-    def merge(current: dict[str, Any] | None) -> dict[str, Any]:
+    def merge(current: MergedChat | None) -> MergedChat:
         chat = current
         for act in acts:
             chat = merge_activity(chat, act)
         assert chat is not None
-        if current is None and row.is_group is not None:
-            chat["is_group"] = row.is_group
         shared = row.last_shared_at
-        if shared is not None and (
-            chat["last_shared_at"] is None or chat["last_shared_at"] < shared
-        ):
-            chat["last_shared_at"] = shared
+        if shared is not None and (chat.last_shared_at is None or chat.last_shared_at < shared):
+            chat = replace(chat, last_shared_at=shared)
         count = row.share_count if row.share_count is not None else (1 if shared else 0)
-        chat["share_count"] = max(chat["share_count"] or 0, count)
-        if row.status is not None and (current is None or chat["status"] == ChatStatus.active):
-            chat["status"] = row.status
+        chat = replace(chat, share_count=max(chat.share_count, count))
+        if current is None and row.is_group is not None:
+            chat = replace(chat, is_group=row.is_group)
+        if row.status is not None and (current is None or chat.status == ChatStatus.active):
+            chat = replace(chat, status=row.status)
         return chat
 
     return merge

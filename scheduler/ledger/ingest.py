@@ -28,7 +28,7 @@ from scheduler.core.event import (
     LineStatus,
     UpsertCounts,
 )
-from scheduler.core.merge import CHAT_DEFAULTS, OPT_OUT_SEEN, merge_activity
+from scheduler.core.merge import MergedChat, merge_activity
 from scheduler.core.rule import LineFacts, Policy, next_share_at
 from scheduler.ledger.dialect import insert_ignore, upsert
 from scheduler.ledger.driver import Driver, Statement, chunks, codec, driver_of
@@ -52,8 +52,8 @@ from scheduler.ledger.recipients import (
 webhook_events = webhook_events_table
 backfill_state = backfill_state_table
 log = structlog.get_logger("scheduler.ingest")
-# A chat's columns after some activity, from its current columns (None: a chat not yet known).
-Merge = Callable[[dict[str, Any] | None], dict[str, Any]]
+# A chat after some activity, from what is known of it (None: a chat not yet known).
+Merge = Callable[[MergedChat | None], MergedChat]
 
 # Bookkeeping columns: a change in these alone is not a change of the chat.
 _BOOKKEEPING = frozenset({"next_share_at", "updated_at", "created_at"})
@@ -69,6 +69,64 @@ async def _ensure_line(conn: AsyncConnection, number: str, now: datetime) -> Non
 
 
 _CHAT_COLUMNS = [c.name for c in chats.c]
+# A new chat's columns, but for its id and bookkeeping times.
+CHAT_DEFAULTS: dict[str, Any] = {
+    "line": None,
+    "recipients": "",
+    "is_group": False,
+    "service": None,
+    "first_outbound_at": None,
+    "last_outbound_at": None,
+    "last_inbound_at": None,
+    "last_shared_at": None,
+    "share_count": 0,
+    "status": ChatStatus.active,
+    "not_before": None,
+    "consecutive_failures": 0,
+    "next_share_at": None,
+    "claimed_by": None,
+    "claim_attempt_id": None,
+    "claim_expires_at": None,
+    "last_error": None,
+}
+
+
+def _merged_of(row: dict[str, Any]) -> MergedChat:
+    """What activity decides of a chat, from its row."""
+    return MergedChat(
+        chat_id=row["chat_id"],
+        line=row["line"],
+        recipients=row["recipients"] or "",
+        is_group=bool(row["is_group"]),
+        service=row["service"],
+        first_outbound_at=row["first_outbound_at"],
+        last_outbound_at=row["last_outbound_at"],
+        last_inbound_at=row["last_inbound_at"],
+        last_shared_at=row["last_shared_at"],
+        share_count=row["share_count"] or 0,
+        status=ChatStatus(row["status"]),
+    )
+
+
+def _columns_of(merged: MergedChat, before: dict[str, Any] | None) -> dict[str, Any]:
+    """The chat's row after the merge: the merged facts over its current (or new) columns."""
+    row = dict(CHAT_DEFAULTS if before is None else before)
+    row.update(
+        chat_id=merged.chat_id,
+        line=merged.line,
+        recipients=merged.recipients,
+        is_group=merged.is_group,
+        service=merged.service,
+        first_outbound_at=merged.first_outbound_at,
+        last_outbound_at=merged.last_outbound_at,
+        last_inbound_at=merged.last_inbound_at,
+        last_shared_at=merged.last_shared_at,
+        share_count=merged.share_count,
+        status=merged.status,
+    )
+    return row
+
+
 _LINE_COLUMNS = ["number", "card_state", "paused", "timezone", "probe_at"]
 # Rows per multi-row INSERT: 20 columns each, far below both databases' parameter limits.
 _INSERT_ROWS = 200
@@ -228,8 +286,16 @@ async def _merge_into(
 ) -> UpsertCounts:
     """:func:`upsert_chats` once the chats' current columns and their lines' facts are read
     (``facts`` may lack lines: they are read, and created when ``write``)."""
-    merged_rows = {chat_id: merge(current.get(chat_id)) for chat_id, merge in merges.items()}
-    opt_outs = {chat_id: merged.pop(OPT_OUT_SEEN, None) for chat_id, merged in merged_rows.items()}
+    merged_chats = {
+        chat_id: merge(None if before is None else _merged_of(before))
+        for chat_id, merge in merges.items()
+        for before in (current.get(chat_id),)
+    }
+    opt_outs = {chat_id: merged.opted_out_seen_at for chat_id, merged in merged_chats.items()}
+    merged_rows = {
+        chat_id: _columns_of(merged, current.get(chat_id))
+        for chat_id, merged in merged_chats.items()
+    }
     changed_recipients: set[str] = set()
     if write:
         changed_recipients = await _follow_recipients_in_batch(conn, merged_rows, opt_outs, now)
@@ -304,7 +370,7 @@ def merge_all(acts: Iterable[ChatActivity]) -> Merge:
     """A merge applying several activities of one chat, in order."""
     ordered = list(acts)
 
-    def merge(current: dict[str, Any] | None) -> dict[str, Any]:
+    def merge(current: MergedChat | None) -> MergedChat:
         chat = current
         for act in ordered:
             chat = merge_activity(chat, act)

@@ -9,14 +9,13 @@ import pytest
 import sqlalchemy as sa
 
 from scheduler.core.event import ChatActivity
-from scheduler.core.merge import CHAT_DEFAULTS
 from scheduler.core.status import CardState, ChatStatus
 from scheduler.errors import LedgerUnavailable
 from scheduler.ingest.events import parse_event
 from scheduler.ledger.driver import Driver, Statement, codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
-from scheduler.ledger.ingest import merge_all, record_events, upsert_chats
+from scheduler.ledger.ingest import CHAT_DEFAULTS, merge_all, record_events, upsert_chats
 from scheduler.ledger.models import webhook_events_table
 from tests.factories import EVENT_LINE as LINE
 from tests.factories import message_event, policy

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from scheduler.core.merge import MergedChat
 from scheduler.core.rule import Policy, next_share_at
 from scheduler.core.status import CardState
 from scheduler.ingest.events import EventError, parse_event
@@ -88,7 +90,7 @@ def message(
     )
 
 
-def merged(*payloads: dict[str, Any]) -> dict[str, Any]:
+def merged(*payloads: dict[str, Any]) -> MergedChat:
     return _apply_all(list(payloads))
 
 
@@ -96,19 +98,21 @@ def test_a_message_downgraded_to_sms_leaves_an_imessage_chat_imessage() -> None:
     sms = message(service="SMS", sent_at=T0 + timedelta(minutes=1))
     for order in ((chat_created(), sms), (sms, chat_created())):
         chat = merged(*order)
-        assert chat["service"] == "iMessage"
+        assert chat.service == "iMessage"
         # ... and so the chat stays due: the sharing rule sees an iMessage chat.
         line = line_facts(CardState.active, False, None)
-        due = next_share_at(chat_facts(SimpleNamespace(**chat)), line, Policy(), T0)
+        due = next_share_at(
+            chat_facts(SimpleNamespace(**asdict(chat), not_before=None)), line, Policy(), T0
+        )
         assert due is not None
 
 
 def test_an_sms_message_alone_does_not_decide_the_chat_service() -> None:
-    assert merged(message(service="SMS"))["service"] is None
+    assert merged(message(service="SMS")).service is None
     # A message sent over iMessage proves the chat is one.
-    assert merged(message(service="SMS"), message(event_id="e2"))["service"] == "iMessage"
+    assert merged(message(service="SMS"), message(event_id="e2")).service == "iMessage"
     # The chat object decides over any message.
-    assert merged(message(), chat_created("SMS"))["service"] == "SMS"
+    assert merged(message(), chat_created("SMS")).service == "SMS"
 
 
 def test_sent_at_null_falls_back_to_the_event_time() -> None:
@@ -165,8 +169,8 @@ def test_participant_added_makes_a_group_with_the_new_member() -> None:
     chat = merged(
         chat_created(recipients=(ALICE,)), participant("participant.added", BOB, event_id="p1")
     )
-    assert chat["recipients"] == ",".join(sorted((ALICE, BOB)))
-    assert chat["is_group"] is True
+    assert chat.recipients == ",".join(sorted((ALICE, BOB)))
+    assert chat.is_group is True
 
 
 def test_participant_removed_leaves_the_recipients() -> None:
@@ -174,8 +178,8 @@ def test_participant_removed_leaves_the_recipients() -> None:
         chat_created(recipients=(ALICE, BOB, CAROL)),
         participant("participant.removed", BOB, event_id="p2"),
     )
-    assert chat["recipients"] == ",".join(sorted((ALICE, CAROL)))
-    assert chat["is_group"] is True
+    assert chat.recipients == ",".join(sorted((ALICE, CAROL)))
+    assert chat.is_group is True
 
 
 def test_participant_event_without_a_chat_id_is_ignored() -> None:

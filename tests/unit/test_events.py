@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.core.merge import merge_activity
+from scheduler.core.merge import MergedChat, merge_activity
 from scheduler.core.status import ChatStatus
 from scheduler.ingest.events import EventError, parse_event
 from tests.factories import EVENT_CUSTOMER, EVENT_LINE, EVENT_TIME, message_event
@@ -112,8 +112,8 @@ def test_malformed_events_name_the_field(payload: Any, field: str) -> None:
         parse_event(payload)
 
 
-def _apply_all(events: list[dict[str, Any]]) -> dict[str, Any]:
-    chat: dict[str, Any] | None = None
+def _apply_all(events: list[dict[str, Any]]) -> MergedChat:
+    chat: MergedChat | None = None
     for payload in events:
         act = parse_event(payload).activity
         assert act is not None
@@ -132,9 +132,9 @@ def test_any_order_gives_the_same_chat() -> None:
         ),
     ]
     clean = _apply_all(events)
-    assert clean["first_outbound_at"] == T0
-    assert clean["last_outbound_at"] == T0 + timedelta(hours=3)
-    assert clean["last_inbound_at"] == T0 + timedelta(hours=1)
+    assert clean.first_outbound_at == T0
+    assert clean.last_outbound_at == T0 + timedelta(hours=3)
+    assert clean.last_inbound_at == T0 + timedelta(hours=1)
     for order in itertools.permutations(events):
         assert _apply_all(list(order) + list(order)) == clean
 
@@ -151,9 +151,9 @@ def test_opt_out_then_inbound_opts_back_in() -> None:
     ).activity
     assert stop is not None
     chat = merge_activity(chat, stop)
-    assert chat["status"] == ChatStatus.opted_out
+    assert chat.status == ChatStatus.opted_out
     hello = parse_event(
         message_event("message.received", direction="inbound", sent_at=T0 + timedelta(days=1))
     ).activity
     assert hello is not None
-    assert merge_activity(chat, hello)["status"] == ChatStatus.active
+    assert merge_activity(chat, hello).status == ChatStatus.active

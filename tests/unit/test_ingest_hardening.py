@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -113,10 +114,10 @@ def test_the_latest_word_of_the_recipient_decides_whatever_the_order(
     start = merge_activity(None, ChatActivity(chat_id="c", line=LINE, outbound_at=T0))
     results = []
     for _ in range(3):
-        chat = dict(start)
+        chat = start
         for t, stop, from_chat in rnd.sample(acts, len(acts)):
             chat = merge_activity(chat, _act(t, stop, from_chat))
-        results.append((chat["status"], chat["last_inbound_at"]))
+        results.append((chat.status, chat.last_inbound_at))
     assert results[0] == results[1] == results[2]
     latest = max(t for t, _, _ in acts)
     expected = (
@@ -130,11 +131,11 @@ def test_the_latest_word_of_the_recipient_decides_whatever_the_order(
 def test_paused_and_gone_chats_keep_their_status() -> None:
     for status in (ChatStatus.paused, ChatStatus.gone):
         chat = merge_activity(None, ChatActivity(chat_id="c", outbound_at=T0))
-        chat["status"] = status
+        chat = replace(chat, status=status)
         stop = ChatActivity(chat_id="c", inbound_at=T0, opted_out=True, opted_out_at=T0)
         chat = merge_activity(chat, stop)
         hello = ChatActivity(chat_id="c", inbound_at=T0 + timedelta(hours=1))
-        assert merge_activity(chat, hello)["status"] == status
+        assert merge_activity(chat, hello).status == status
 
 
 # -- settings ----------------------------------------------------------------------------------

@@ -105,9 +105,9 @@ def test_an_undated_opt_out_and_an_inbound_agree_in_either_order(later: bool) ->
     start = merge_activity(None, parse_event(message_event("message.sent")).activity)  # type: ignore[arg-type]
     one = merge_activity(merge_activity(start, opt_out), inbound)
     other = merge_activity(merge_activity(start, inbound), opt_out)
-    assert one["status"] == other["status"]
+    assert one.status == other.status
     # Ordered by the message times: a later inbound clears the opt-out, an earlier one does not.
-    assert one["status"] == (ChatStatus.active if later else ChatStatus.opted_out)
+    assert one.status == (ChatStatus.active if later else ChatStatus.opted_out)
 
 
 @pytest.mark.parametrize(
