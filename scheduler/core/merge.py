@@ -6,21 +6,21 @@ maximum, and nothing a stale event says overwrites fresher knowledge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import NamedTuple
 
 from scheduler.core.event import ChatActivity
 from scheduler.core.status import ChatStatus
 from scheduler.times import earliest, latest
 
 
-@dataclass(frozen=True, slots=True)
-class MergedChat:
+class MergedChat(NamedTuple):
     """The facts of a chat that its activity decides (webhooks, backfill, import).
 
     The ledger reads them from the chat's row, merges activity in, and writes back only the
     columns that changed; the columns activity never decides (claims, failures, the next share)
-    stay the ledger's own.
+    stay the ledger's own. A named tuple, like the claim's ``ChatState``: one is built per
+    event on the webhook path.
     """
 
     chat_id: str
@@ -71,18 +71,19 @@ def merge_activity(current: MergedChat | None, act: ChatActivity) -> MergedChat:
         # Opting out is the recipient writing STOP: an inbound message at that time.
         inbound = latest(inbound, act.opted_out_at)
         opted_out_seen_at = latest(opted_out_seen_at, act.opted_out_at)
-    return replace(
-        chat,
-        chat_id=act.chat_id,
-        line=chat.line or act.line or None,
-        recipients=recipients,
-        is_group=chat.is_group if act.is_group is None else act.is_group,
-        service=service,
-        first_outbound_at=earliest(chat.first_outbound_at, act.outbound_at),
-        last_outbound_at=latest(chat.last_outbound_at, act.outbound_at),
-        last_inbound_at=latest(chat.last_inbound_at, inbound),
-        status=_status(chat.status, act, chat.last_inbound_at),
-        opted_out_seen_at=opted_out_seen_at,
+    return MergedChat(
+        act.chat_id,
+        chat.line or act.line or None,
+        recipients,
+        chat.is_group if act.is_group is None else act.is_group,
+        service,
+        earliest(chat.first_outbound_at, act.outbound_at),
+        latest(chat.last_outbound_at, act.outbound_at),
+        latest(chat.last_inbound_at, inbound),
+        chat.last_shared_at,
+        chat.share_count,
+        _status(chat.status, act, chat.last_inbound_at),
+        opted_out_seen_at,
     )
 
 

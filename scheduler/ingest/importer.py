@@ -23,7 +23,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -484,13 +484,13 @@ def row_merge(row: ImportRow) -> Merge:
         assert chat is not None
         shared = row.last_shared_at
         if shared is not None and (chat.last_shared_at is None or chat.last_shared_at < shared):
-            chat = replace(chat, last_shared_at=shared)
+            chat = chat._replace(last_shared_at=shared)
         count = row.share_count if row.share_count is not None else (1 if shared else 0)
-        chat = replace(chat, share_count=max(chat.share_count, count))
+        chat = chat._replace(share_count=max(chat.share_count, count))
         if current is None and row.is_group is not None:
-            chat = replace(chat, is_group=row.is_group)
+            chat = chat._replace(is_group=row.is_group)
         if row.status is not None and (current is None or chat.status == ChatStatus.active):
-            chat = replace(chat, status=row.status)
+            chat = chat._replace(status=row.status)
         return chat
 
     return merge

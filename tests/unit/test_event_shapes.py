@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -102,7 +101,7 @@ def test_a_message_downgraded_to_sms_leaves_an_imessage_chat_imessage() -> None:
         # ... and so the chat stays due: the sharing rule sees an iMessage chat.
         line = line_facts(CardState.active, False, None)
         due = next_share_at(
-            chat_facts(SimpleNamespace(**asdict(chat), not_before=None)), line, Policy(), T0
+            chat_facts(SimpleNamespace(**chat._asdict(), not_before=None)), line, Policy(), T0
         )
         assert due is not None
 

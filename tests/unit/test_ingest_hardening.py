@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -131,7 +130,7 @@ def test_the_latest_word_of_the_recipient_decides_whatever_the_order(
 def test_paused_and_gone_chats_keep_their_status() -> None:
     for status in (ChatStatus.paused, ChatStatus.gone):
         chat = merge_activity(None, ChatActivity(chat_id="c", outbound_at=T0))
-        chat = replace(chat, status=status)
+        chat = chat._replace(status=status)
         stop = ChatActivity(chat_id="c", inbound_at=T0, opted_out=True, opted_out_at=T0)
         chat = merge_activity(chat, stop)
         hello = ChatActivity(chat_id="c", inbound_at=T0 + timedelta(hours=1))
