@@ -33,6 +33,8 @@ NOT_IN_THE_DAEMON = (
     "scheduler.ingest.subscriptions",
     "scheduler.ledger.export",
     "scheduler.share.manual",
+    # Only `sharing.timezone: recipient` needs it (the default zone is UTC).
+    "phonenumbers",
 )
 
 
