@@ -2,7 +2,8 @@
 
 The sub-command modules load only after ``--version`` is answered (they import SQLAlchemy,
 httpx...): :func:`_register` imports them and adds their commands, in the order ``--help``
-lists them.
+lists them, and only the one the command line names when it names one: ``run`` (the daemon)
+loads no other command's code.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import typer
@@ -42,47 +44,42 @@ def root(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
-    from scheduler.cli.context import ROOT
+    from scheduler.cli.options import ROOT
 
     ROOT.verbose = verbose or bool(os.environ.get("SHARE_SCHEDULER_DEBUG"))
 
 
-_registered = False
+_registered: set[str] = set()
 
 
-def _register() -> None:
-    """Add every sub-command to :data:`app` (once: tests call this again)."""
-    global _registered
-    if _registered:
-        return
-    _registered = True
-    from scheduler.cli import (
-        backfill_cmd,
-        cards_cmd,
-        chat_cmd,
-        config_cmd,
-        db_cmd,
-        demo_cmd,
-        import_cmd,
-        ledger_cmd,
-        ledger_ops_cmd,
-        ops_cmd,
-        run_cmd,
-        share_cmd,
-        sim_cmd,
-        webhooks_cmd,
-    )
+def _register_config() -> None:
+    from scheduler.cli import config_cmd
 
     config = _group(
         "config", "Validate the schedule file; print its reference.", no_args_is_help=True
     )
     config.command("check")(config_cmd.check)
     config.command("reference")(config_cmd.reference)
+
+
+def _register_db() -> None:
+    from scheduler.cli import db_cmd
+
     db = _group("db", "Ledger database schema.", no_args_is_help=True)
     db.command("upgrade")(db_cmd.upgrade)
     db.command("downgrade")(db_cmd.downgrade)
     db.command("current")(db_cmd.current)
+
+
+def _register_sim() -> None:
+    from scheduler.cli import sim_cmd
+
     app.add_typer(sim_cmd.sim_app, name="sim")
+
+
+def _register_ledger() -> None:
+    from scheduler.cli import import_cmd, ledger_cmd, ledger_ops_cmd
+
     ledger = _group("ledger", "Inspect the share ledger.", no_args_is_help=True)
     ledger.command("list")(ledger_cmd.list_)
     ledger.command("show")(ledger_cmd.show)
@@ -90,25 +87,115 @@ def _register() -> None:
     ledger.command("stats")(ledger_ops_cmd.stats)
     ledger.command("export")(ledger_ops_cmd.export)
     ledger.command("import")(import_cmd.import_)
+
+
+def _register_run() -> None:
+    from scheduler.cli import run_cmd
+
     app.command("run")(run_cmd.run)
+
+
+def _register_demo() -> None:
+    from scheduler.cli import demo_cmd
+
     app.command("demo")(demo_cmd.demo)
+
+
+def _register_chat() -> None:
+    from scheduler.cli import chat_cmd
+
     chat = _group("chat", "Pause or resume one chat's sharing.", no_args_is_help=True)
     chat.command("pause")(chat_cmd.pause)
     chat.command("resume")(chat_cmd.resume)
+
+
+def _register_share() -> None:
+    from scheduler.cli import share_cmd
+
     share = _group("share", "Share a contact card on request.", no_args_is_help=True)
     share.command("now")(share_cmd.now)
+
+
+def _register_plan() -> None:
+    from scheduler.cli import ops_cmd
+
     app.command("plan")(ops_cmd.plan)
+
+
+def _register_doctor() -> None:
+    from scheduler.cli import ops_cmd
+
     app.command("doctor")(ops_cmd.doctor)
+
+
+def _register_cards() -> None:
+    from scheduler.cli import cards_cmd
+
     cards = _group("cards", "Contact cards: what each line should carry and what it does.")
     cards.command("status")(cards_cmd.status)
     cards.command("sync")(cards_cmd.sync)
+
+
+def _register_line() -> None:
+    from scheduler.cli import cards_cmd
+
     line = _group("line", "Pause or resume sharing for one of our numbers.")
     line.command("pause")(cards_cmd.pause)
     line.command("resume")(cards_cmd.resume)
+
+
+def _register_backfill() -> None:
+    from scheduler.cli import backfill_cmd
+
     app.command("backfill")(backfill_cmd.backfill)
+
+
+def _register_webhooks() -> None:
+    from scheduler.cli import webhooks_cmd
+
     webhooks = _group("webhooks", "Linq webhook subscriptions: where Linq sends the daemon events.")
     webhooks.command("list")(webhooks_cmd.list_subscriptions)
     webhooks.command("ensure")(webhooks_cmd.ensure)
+
+
+# Every top-level command or group, in the order ``--help`` lists them. Each one imports its
+# own modules: the daemon (``run``) loads none of the other commands' code (the simulator,
+# the export and import, doctor, plan, rich tables...).
+_COMMANDS: dict[str, Callable[[], None]] = {
+    "config": _register_config,
+    "db": _register_db,
+    "sim": _register_sim,
+    "ledger": _register_ledger,
+    "run": _register_run,
+    "demo": _register_demo,
+    "chat": _register_chat,
+    "share": _register_share,
+    "plan": _register_plan,
+    "doctor": _register_doctor,
+    "cards": _register_cards,
+    "line": _register_line,
+    "backfill": _register_backfill,
+    "webhooks": _register_webhooks,
+}
+
+
+def _register(only: str | None = None) -> None:
+    """Add the sub-command ``only`` to :data:`app`, or every one (once each: tests call this
+    again)."""
+    for name, register in _COMMANDS.items():
+        if (only is None or name == only) and name not in _registered:
+            _registered.add(name)
+            register()
+
+
+def command_named(args: Sequence[str]) -> str | None:
+    """The sub-command ``args`` (the command line after the program) runs, when it names one;
+    None for ``--help``, no command or an unknown one (they need every command)."""
+    for arg in args:
+        if arg in ("-v", "--verbose"):
+            continue
+        return arg if arg in _COMMANDS else None
+    return None
 
 
 def _group(name: str, help: str, *, no_args_is_help: bool = False) -> typer.Typer:
@@ -119,7 +206,7 @@ def _group(name: str, help: str, *, no_args_is_help: bool = False) -> typer.Type
 
 
 def _verbose() -> bool:
-    from scheduler.cli.context import ROOT
+    from scheduler.cli.options import ROOT
 
     return ROOT.verbose
 
@@ -136,7 +223,7 @@ def main() -> None:
         # Answered before the sub-commands (and SQLAlchemy, httpx...) are imported.
         typer.echo(f"share-scheduler {__version__}")
         return
-    _register()
+    _register(command_named(sys.argv[1:]))
     try:
         # Outside standalone mode click returns a command's typer.Exit code instead of
         # raising it: pass it on, or `db current` and `doctor` would exit 0 on failure.

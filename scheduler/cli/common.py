@@ -6,7 +6,6 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -14,28 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from scheduler.config import CONFIG_ENV
+from scheduler.cli.options import ConfigOption, DatabaseUrlOption
 from scheduler.ledger.models import ChatStatus
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar=CONFIG_ENV,
-        help="The schedule file (YAML). Also from $SHARE_SCHEDULER_CONFIG.",
-        show_default=False,
-    ),
-]
-DatabaseUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="SHARE_SCHEDULER_DATABASE_URL",
-        help="Override the schedule's database.url (sqlite:///path or postgresql://...).",
-        show_default=False,
-    ),
-]
+__all__ = ["ConfigOption", "DatabaseUrlOption"]
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 LineFilterOption = Annotated[
     str | None, typer.Option("--line", help="Only this line (E.164).", show_default=False)

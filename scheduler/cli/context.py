@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from scheduler.cli.common import OutputFormat, output_format, print_data
+from scheduler.cli.options import ROOT, RootOptions
 from scheduler.config import CONFIG_ENV, Schedule, Secret, Secrets, load_schedule
 from scheduler.errors import ConfigError, ConfigProblem
 from scheduler.ledger import schema
@@ -25,16 +26,6 @@ from scheduler.logs import configure_logging, register_secrets
 T = TypeVar("T")
 
 __all__ = ["ROOT", "CommandContext", "RootOptions"]
-
-
-@dataclass
-class RootOptions:
-    """The root command's own flags, set before any sub-command runs."""
-
-    verbose: bool = False
-
-
-ROOT = RootOptions()
 
 
 @dataclass(frozen=True)

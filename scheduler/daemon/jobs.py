@@ -107,12 +107,14 @@ class Jobs:
             cfg.cards.check_interval,
             next_run_time=start,
         )
+        # The first pass runs at once: it reads the ledger (the card states the last card
+        # check recorded), not the card check that starts beside it.
         self._add(
             self.share_job,
             SHARE_JOB,
             cfg.share_pass.interval,
             misfire_grace_time=None,
-            next_run_time=start + timedelta(milliseconds=200),
+            next_run_time=start,
         )
         # Soon after start too: a daemon restarted daily would otherwise never prune.
         self._add(

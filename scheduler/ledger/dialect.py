@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 from sqlalchemy.sql.dml import Insert
 
 from scheduler.ledger.dialects import dialect_named
-from scheduler.ledger.dialects.base import UpsertInsert
+
+if TYPE_CHECKING:
+    from scheduler.ledger.dialects.base import UpsertInsert
 
 
 def insert_ignore(table: sa.Table, dialect: str) -> Insert:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from scheduler.core.chat import AttemptFinish, ChatState, ChatUpdate
@@ -45,8 +44,12 @@ SELECT_FACTS = (
 )
 
 
-# An INSERT with the database's own ``on_conflict_do_update``.
-UpsertInsert = postgresql.Insert | sqlite.Insert
+if TYPE_CHECKING:
+    # Named for type checks only: at run time only the dialect in use is imported.
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    # An INSERT with the database's own ``on_conflict_do_update``.
+    UpsertInsert: TypeAlias = postgresql.Insert | sqlite.Insert
 
 
 class LedgerDialect(Protocol):
