@@ -98,8 +98,8 @@ async def _resolve_ambiguous(
             if row.last_shared_at is None or row.last_shared_at < shared_at:
                 changes = {"last_shared_at": shared_at, "share_count": row.share_count + 1}
         updates.append(_chat_update(row, compute_next(row, policy, now, **changes), **changes))
-    await sql.dialect.insert_attempts(sql.db, ambiguous)
     await sql.dialect.update_chats(sql.db, updates, now)
+    await sql.dialect.insert_attempts(sql.db, ambiguous)
     return len(ambiguous)
 
 
@@ -238,10 +238,12 @@ async def record_results(
             line = line_overrides.get(row.line) if row.line else None
             nxt = compute_next(row, policy, now, line=line, **changes)
             updates.append(_chat_update(row, nxt, **changes))
-        # Every record is audited, lost claims too; an id already written (the claim resolved
-        # as ambiguous elsewhere) keeps its verdict.
-        await sql.dialect.insert_attempts(sql.db, written)
         await sql.dialect.update_chats(sql.db, updates, now)
+        # Every record is audited, lost claims too; an id already written (the claim resolved
+        # as ambiguous elsewhere) keeps its verdict. After the chats' update, as the
+        # resolution of expired claims does: both lock the chat row before the attempt's id,
+        # so a late result and a takeover of its claim wait on each other, never deadlock.
+        await sql.dialect.insert_attempts(sql.db, written)
         # After the chats' own updates: the recipient's other chats (other lines) follow.
         await record_recipient_facts(conn, _recipient_facts(records, rows), policy, now)
     return lost
