@@ -4,13 +4,13 @@
 
 1% of each ledger is due, and never less than one batch, so every size claims full batches.
 Each repeat first times the due query alone (the index range read of 500 rows and the rule's
-re-check of each), then claims one batch (the same query and re-check, 500 intent rows and
-500 leases, one transaction); the claims are undone outside the timing so the next repeat
-sees the same ledger. The ratio 1M / 10k shows whether the cost grows with the ledger
-(1.0 = flat). The floor is the same write shape through the bare async driver (see
-``driver_floor``): one ``UPDATE ... RETURNING`` of the batch's rows in one transaction;
-"x floor" is the claim's cost over it (median of the repeats' ratios, each floor run right
-after its claim).
+re-check of each), then claims one batch (the same query and re-check, then one update of
+the 500 chats' claim columns -- the intent and the lease -- in one transaction); the claims
+are undone outside the timing so the next repeat sees the same ledger. The ratio 1M / 10k
+shows whether the cost grows with the ledger (1.0 = flat). The floor is the same write shape
+through the bare async driver (see ``driver_floor``): one ``UPDATE ... RETURNING`` of the
+batch's rows in one transaction; "x floor" is the claim's cost over it (median of the
+repeats' ratios, each floor run right after its claim).
 """
 
 from __future__ import annotations
@@ -88,6 +88,8 @@ async def measure(
                         claimed_by=None,
                         claim_attempt_id=None,
                         claim_expires_at=None,
+                        claim_started_at=None,
+                        claim_forced=None,
                         next_share_at=now - timedelta(seconds=60),
                     )
                 )
@@ -121,7 +123,7 @@ class DriverFloor:
     """The same write shape through the bare async driver the daemon uses (aiosqlite,
     psycopg): one transaction of one ``UPDATE ... RETURNING`` of ``batch`` rows, read whole.
 
-    No rule re-check, no intent rows, no SQLAlchemy: the floor under ``claim_batch``. SQLite
+    No rule re-check, no attempt ids, no SQLAlchemy: the floor under ``claim_batch``. SQLite
     runs with the daemon's settings (checkpoints left to the background task). Each run is
     timed alone; its leases are undone outside the timing.
     """

@@ -92,7 +92,8 @@ _DUE_AGAIN = """
 WITH v AS (SELECT * FROM unnest(%(old)s::text[], %(new)s::text[]) AS v(old_id, new_id))
 UPDATE chats SET chat_id = v.new_id, share_count = 0, status = 'active', last_shared_at = NULL,
     not_before = NULL, consecutive_failures = 0, last_error = NULL, claimed_by = NULL,
-    claim_attempt_id = NULL, claim_expires_at = NULL, next_share_at = %(next)s
+    claim_attempt_id = NULL, claim_expires_at = NULL, claim_started_at = NULL,
+    claim_forced = NULL, next_share_at = %(next)s
 FROM v WHERE chats.chat_id = v.old_id
 """
 

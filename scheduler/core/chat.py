@@ -43,19 +43,25 @@ class ChatState(NamedTuple):
     line_paused: bool | None
     line_timezone: str | None
     line_probe_at: datetime | None
-    # Who holds the claim (an instance id), for the operator's messages.
+    # Who holds the claim (an instance id), when it was taken and whether forced: with
+    # ``claim_attempt_id``, the claim's intent, from which an expired claim's attempt is written.
     claimed_by: str | None = None
+    claim_started_at: datetime | None = None
+    claim_forced: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A chat claimed for one share: its intent row (``attempt_id``) is committed."""
+    """A chat claimed for one share: its intent (the chat's claim columns, with the attempt
+    id ``attempt_id`` reserved for it) is committed; its attempt row is not written yet."""
 
     chat_id: str
     line: str | None
     attempt_id: int
     started_at: datetime
     consecutive_failures: int
+    instance: str = ""
+    forced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +88,16 @@ class ClaimResult:
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptFinish:
-    """The close of a ``started`` attempt."""
+class AttemptRow:
+    """A finished attempt's row, written once with its outcome (an id already written, by an
+    ambiguous resolution elsewhere, keeps its verdict)."""
 
     attempt_id: int
+    chat_id: str
+    line: str | None
+    started_at: datetime
+    instance: str
+    forced: bool
     outcome: str
     finished_at: datetime
     tries: int
@@ -132,6 +144,8 @@ class ChatRecord:
     claimed_by: str | None
     claim_attempt_id: int | None
     claim_expires_at: datetime | None
+    claim_started_at: datetime | None
+    claim_forced: bool | None
     last_error: str | None
     created_at: datetime
     updated_at: datetime

@@ -1,12 +1,21 @@
 """The claim protocol: at most one share per chat per day, across crashes and replicas.
 
 1. ``claim_batch`` selects due chats by the ``next_share_at`` index, re-checks the rule, and
-   for each due chat commits a ``started`` attempt (the intent record) and a lease *before*
-   any HTTP call. The lease end becomes the chat's ``next_share_at``, so an in-flight chat
-   leaves the due range, and comes back into it only if its owner dies.
-2. ``record_results`` writes each outcome and recomputes ``next_share_at``, in one transaction.
-3. A claim found expired (its owner crashed mid-call) is resolved as ``ambiguous`` and counts
-   as shared: a missed day is cheap, a double share is spam.
+   commits the intent of each due chat *before* any HTTP call, in one ``UPDATE ... RETURNING``
+   of the chats: the claim columns (``claimed_by``, ``claim_attempt_id`` -- an attempt id
+   reserved without writing a row -- ``claim_started_at``, ``claim_forced``) and the lease
+   (``claim_expires_at``). The lease end becomes the chat's ``next_share_at``, so an in-flight
+   chat leaves the due range, and comes back into it only if its owner dies.
+2. ``record_results`` writes each attempt's row, whole, with its outcome (``started_at`` from
+   the claim), clears the claim and recomputes ``next_share_at``, in one transaction.
+3. A claim found expired (its owner crashed mid-call) is written from the chat's claim columns
+   as an ``ambiguous`` attempt and counts as shared at its start: a missed day is cheap, a
+   double share is spam.
+
+Every attempt is audited by one row, written once; an attempt in flight is the chat's claim
+(readers of in-flight attempts read the claim columns). An attempt row's id is its claim's:
+a result whose claim was meanwhile resolved as ambiguous elsewhere finds its id taken and
+leaves that verdict alone.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scheduler.core.chat import (
-    AttemptFinish,
+    AttemptRow,
     CallRecord,
     ChatState,
     ChatUpdate,
@@ -55,40 +64,43 @@ def _chat_update(row: ChatState, nxt: datetime | None, **changes: Any) -> ChatUp
     )
 
 
+def _expired_attempt(row: ChatState, now: datetime, outcome: Outcome, error: str) -> AttemptRow:
+    """The attempt of ``row``'s open claim, closed as ``outcome``, from its claim columns."""
+    assert row.claim_attempt_id is not None and row.claim_started_at is not None
+    return AttemptRow(
+        row.claim_attempt_id,
+        row.chat_id,
+        row.line,
+        row.claim_started_at,
+        row.claimed_by or "",
+        bool(row.claim_forced),
+        outcome,
+        now,
+        tries=1 if outcome == Outcome.ambiguous else 0,
+        error_message=error,
+    )
+
+
 async def _resolve_ambiguous(
     sql: ClaimSQL, rows: Sequence[ChatState], policy: Policy, now: datetime
 ) -> int:
-    """Resolve the open claims of ``rows`` (chats) as shared at their attempt's start."""
+    """Resolve the open claims of ``rows`` (chats) as shared at their claim's start."""
     if not rows:
         return 0
-    ids = [row.claim_attempt_id for row in rows]
-    found = await sql.conn.execute(
-        sa.select(attempts.c.id, attempts.c.started_at, attempts.c.outcome).where(
-            attempts.c.id.in_(ids)
-        )
-    )
-    by_id = {a.id: a for a in found}
-    finish, updates = [], []
+    ambiguous, updates = [], []
     for row in rows:
-        attempt = by_id.get(row.claim_attempt_id)
         changes: dict[str, Any] = {}
-        if attempt is not None and attempt.outcome == Outcome.started:
-            finish.append(
-                AttemptFinish(
-                    attempt.id,
-                    Outcome.ambiguous,
-                    now,
-                    tries=1,
-                    error_message="claim expired without an outcome",
-                )
+        if row.claim_started_at is not None:
+            ambiguous.append(
+                _expired_attempt(row, now, Outcome.ambiguous, "claim expired without an outcome")
             )
-            shared_at = attempt.started_at
+            shared_at = row.claim_started_at
             if row.last_shared_at is None or row.last_shared_at < shared_at:
                 changes = {"last_shared_at": shared_at, "share_count": row.share_count + 1}
         updates.append(_chat_update(row, compute_next(row, policy, now, **changes), **changes))
-    await sql.dialect.finish_attempts(sql.db, finish)
     await sql.dialect.update_chats(sql.db, updates, now)
-    return len(finish)
+    await sql.dialect.insert_attempts(sql.db, ambiguous)
+    return len(ambiguous)
 
 
 async def chat_state(ledger: Ledger, chat_id: str) -> ChatState:
@@ -150,11 +162,19 @@ async def claim_batch(
         if reschedule:
             await sql.dialect.reschedule(sql.db, reschedule)
             result.rescheduled = len(reschedule)
-        attempt_of = await sql.dialect.start_attempts(
+        attempt_of = await sql.dialect.claim(
             sql.db, due, now=now, instance=instance, lease_end=now + lease, forced=force
         )
         result.claims = [
-            Claim(row.chat_id, row.line, attempt_of[row.chat_id], now, row.consecutive_failures)
+            Claim(
+                row.chat_id,
+                row.line,
+                attempt_of[row.chat_id],
+                now,
+                row.consecutive_failures,
+                instance,
+                force,
+            )
             for row in due
             if row.chat_id in attempt_of
         ]
@@ -175,12 +195,17 @@ async def record_results(
             for row in await sql.dialect.chats(sql.db, [r.claim.chat_id for r in records])
         }
         line_overrides = await _record_line_facts(conn, records, rows, now)
-        finish, updates = [], []
+        written, updates = [], []
         for rec in records:
             d = rec.decision
-            finish.append(
-                AttemptFinish(
+            written.append(
+                AttemptRow(
                     rec.claim.attempt_id,
+                    rec.claim.chat_id,
+                    rec.claim.line,
+                    rec.claim.started_at,
+                    rec.claim.instance,
+                    rec.claim.forced,
                     d.outcome,
                     rec.finished_at,
                     tries=rec.tries,
@@ -213,9 +238,12 @@ async def record_results(
             line = line_overrides.get(row.line) if row.line else None
             nxt = compute_next(row, policy, now, line=line, **changes)
             updates.append(_chat_update(row, nxt, **changes))
-        # Conditional on outcome='started': a claim already resolved elsewhere keeps its verdict.
-        await sql.dialect.finish_attempts(sql.db, finish)
         await sql.dialect.update_chats(sql.db, updates, now)
+        # Every record is audited, lost claims too; an id already written (the claim resolved
+        # as ambiguous elsewhere) keeps its verdict. After the chats' update, as the
+        # resolution of expired claims does: both lock the chat row before the attempt's id,
+        # so a late result and a takeover of its claim wait on each other, never deadlock.
+        await sql.dialect.insert_attempts(sql.db, written)
         # After the chats' own updates: the recipient's other chats (other lines) follow.
         await record_recipient_facts(conn, _recipient_facts(records, rows), policy, now)
     return lost
@@ -323,28 +351,23 @@ async def release_claims(
         return
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
-        await sql.dialect.finish_attempts(
+        mine = {c.chat_id: c.attempt_id for c in claims}
+        # Only claims still ours: one resolved elsewhere meanwhile has its verdict.
+        held = [
+            row
+            for row in await sql.dialect.chats(sql.db, list(mine))
+            if row.claim_attempt_id is not None and row.claim_attempt_id == mine.get(row.chat_id)
+        ]
+        await sql.dialect.insert_attempts(
             sql.db,
             [
-                AttemptFinish(
-                    c.attempt_id,
-                    Outcome.skipped,
-                    now,
-                    tries=0,
-                    error_message="released before the call (shutdown)",
-                )
-                for c in claims
+                _expired_attempt(row, now, Outcome.skipped, "released before the call (shutdown)")
+                for row in held
+                if row.claim_started_at is not None
             ],
         )
-        mine = {c.chat_id: c.attempt_id for c in claims}
         await sql.dialect.update_chats(
-            sql.db,
-            [
-                _chat_update(row, compute_next(row, policy, now))
-                for row in await sql.dialect.chats(sql.db, list(mine))
-                if row.claim_attempt_id == mine.get(row.chat_id)
-            ],
-            now,
+            sql.db, [_chat_update(row, compute_next(row, policy, now)) for row in held], now
         )
 
 
@@ -358,18 +381,6 @@ async def resolve_dangling(
             sql = await ClaimSQL.open(conn)
             rows = await sql.dialect.expired(sql.db, now, 500)
             total += await _resolve_ambiguous(sql, rows, policy, now)
-            # Attempts left 'started' whose chat moved on (should not happen) are closed too.
-            await conn.execute(
-                sa.update(attempts)
-                .where(attempts.c.outcome == Outcome.started)
-                .where(attempts.c.started_at < now - lease)
-                .where(~sa.exists().where(chats.c.claim_attempt_id == attempts.c.id))
-                .values(
-                    outcome=Outcome.ambiguous,
-                    finished_at=now,
-                    error_message="attempt left open without a claim",
-                )
-            )
         if len(rows) < 500:
             return total
 

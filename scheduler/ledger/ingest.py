@@ -87,6 +87,8 @@ CHAT_DEFAULTS: dict[str, Any] = {
     "claimed_by": None,
     "claim_attempt_id": None,
     "claim_expires_at": None,
+    "claim_started_at": None,
+    "claim_forced": None,
     "last_error": None,
 }
 

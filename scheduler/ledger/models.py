@@ -139,6 +139,11 @@ class Chat(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     claim_attempt_id: Mapped[int | None] = mapped_column(BigInteger)
     claim_expires_at: Mapped[datetime | None]
+    # The rest of the claim's intent: when it was taken and whether it was forced (`share
+    # now --force`). The claim columns are the intent record: the attempt's row is written
+    # only with its outcome (or as ambiguous if the lease runs out first).
+    claim_started_at: Mapped[datetime | None]
+    claim_forced: Mapped[bool | None] = mapped_column(Boolean)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -149,6 +154,9 @@ class ShareAttempt(Base):
     __table_args__ = (
         Index("ix_share_attempts_chat_id_started_at", "chat_id", "started_at"),
         Index("ix_share_attempts_outcome_started_at", "outcome", "started_at"),
+        # SQLite: ids never reused, and a claim reserves a batch's ids by moving the table's
+        # sqlite_sequence row (PostgreSQL: nextval of its sequence).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(

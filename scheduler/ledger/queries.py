@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from scheduler.core.chat import AttemptRecord, ChatRecord
+from scheduler.core.status import Outcome
 from scheduler.errors import AmbiguousPrefix, NotFound
 from scheduler.ledger.claims import attempts
 from scheduler.ledger.engine import Ledger
@@ -110,7 +111,8 @@ async def resolve_chat_id(ledger: Ledger, given: str) -> str:
 
 
 async def get_chat(ledger: Ledger, chat_id: str) -> tuple[ChatRecord, list[AttemptRecord]]:
-    """One chat and its attempts, oldest first; :class:`NotFound` when there is no such chat."""
+    """One chat and its attempts, oldest first, the one in flight (its claim) last;
+    :class:`NotFound` when there is no such chat."""
     async with ledger.read() as conn:
         row = (await conn.execute(sa.select(chats).where(chats.c.chat_id == chat_id))).first()
         if row is None:
@@ -120,4 +122,32 @@ async def get_chat(ledger: Ledger, chat_id: str) -> tuple[ChatRecord, list[Attem
             .where(attempts.c.chat_id == chat_id)
             .order_by(attempts.c.started_at, attempts.c.id)
         )
-        return ChatRecord(**row._mapping), [AttemptRecord(**a._mapping) for a in history]
+        record = ChatRecord(**row._mapping)
+        shown = [AttemptRecord(**a._mapping) for a in history]
+    in_flight = in_flight_attempt(record)
+    if in_flight is not None and all(a.id != in_flight.id for a in shown):
+        shown.append(in_flight)
+    return record, shown
+
+
+def in_flight_attempt(chat: ChatRecord) -> AttemptRecord | None:
+    """The attempt a chat's open claim stands for (outcome ``started``): its row is written
+    only with its outcome, so until then the claim columns are the attempt."""
+    if chat.claim_attempt_id is None or chat.claim_started_at is None:
+        return None
+    return AttemptRecord(
+        id=chat.claim_attempt_id,
+        chat_id=chat.chat_id,
+        line=chat.line,
+        started_at=chat.claim_started_at,
+        finished_at=None,
+        outcome=Outcome.started,
+        http_status=None,
+        error_code=None,
+        error_message=None,
+        trace_id=None,
+        latency_ms=None,
+        tries=0,
+        instance=chat.claimed_by or "",
+        forced=bool(chat.claim_forced),
+    )

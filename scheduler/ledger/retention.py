@@ -1,9 +1,9 @@
 """What the ledger forgets: finished share attempts past their retention.
 
 Attempts are the history behind ``ledger show`` and the metrics; the sharing rule and the
-claim protocol read chats only (and, for a claim whose lease ran out, that claim's own
-``started`` attempt, which is never deleted here). Without a limit the table grows by one row
-per chat per day for as long as the daemon runs.
+claim protocol read chats only (an attempt in flight is its chat's claim, not a row; a
+``started`` row left by an older version is never deleted here). Without a limit the table
+grows by one row per chat per day for as long as the daemon runs.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from scheduler.config import SharingConfig
-from scheduler.core.status import SHARED_OUTCOMES, ChatStatus
+from scheduler.core.status import SHARED_OUTCOMES, ChatStatus, Outcome
 from scheduler.ledger.claims import attempts
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, lines
@@ -200,6 +200,14 @@ async def ledger_stats(ledger: Ledger, *, now: datetime, zone: ZoneInfo) -> Ledg
             .group_by(attempts.c.line, attempts.c.outcome)
         ):
             _add(of(line).attempts_24h, outcome, int(n))
+        # Attempts in flight have no row yet: their chat's claim is the attempt.
+        for line, n in await conn.execute(
+            sa.select(chats.c.line, sa.func.count())
+            .where(chats.c.claim_attempt_id.is_not(None))
+            .where(chats.c.claim_started_at >= since_24h)
+            .group_by(chats.c.line)
+        ):
+            _add(of(line).attempts_24h, Outcome.started, int(n))
 
     total = LineStats(None)
     for s in per_line.values():

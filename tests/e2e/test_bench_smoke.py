@@ -22,6 +22,7 @@ COMMANDS = {
     "import_rss": ["--rows", "2000"],
     "peer_procrastinate": ["--chats", "50", "--runs", "1", "--latencies", "0"],
     "replicas": ["--chats", "60", "--runs", "1", "--replicas", "1,2", "--latency-ms", "20"],
+    "wal_share": ["--chats", "300", "--runs", "1"],
     "scale": ["--chats", "1000,2000", "--pass-chats", "20", "--runs", "1", "--repeats", "2"],
 }
 

@@ -26,6 +26,13 @@ OPEN = DAY1_0800_NY + timedelta(hours=1, minutes=30)  # 09:30 in New York
 
 
 OPEN_CLAIMS = "SELECT count(*) FROM chats WHERE claim_attempt_id IS NOT NULL"
+# A claim's intent is durable on its chat (who, the attempt id, since when), with no attempt
+# row until the outcome: this counts the open claims that break either half.
+BROKEN_INTENTS = (
+    "SELECT count(*) FROM chats c WHERE c.claim_attempt_id IS NOT NULL"
+    " AND (c.claim_started_at IS NULL OR c.claimed_by IS NULL"
+    " OR EXISTS (SELECT 1 FROM share_attempts a WHERE a.id = c.claim_attempt_id))"
+)
 
 
 def _count(stack: Stack, statement: str) -> int:
@@ -64,6 +71,9 @@ def test_a_kill_mid_pass_misses_no_more_chats_than_calls_in_flight(stack: Stack)
         daemon.signal(signal.SIGKILL)
         daemon.wait()
         print(f"kill {kill}: {_count(stack, OPEN_CLAIMS)} claims left open")
+        assert _count(stack, BROKEN_INTENTS) == 0
+    left_open = _count(stack, OPEN_CLAIMS)
+    assert left_open > 0, "the kills cut calls off mid-flight"
     # Past the lease, the restarted daemon resolves what the kills left open, then shares
     # every other chat.
     stack.set_time(OPEN + timedelta(seconds=25))
@@ -82,3 +92,10 @@ def test_a_kill_mid_pass_misses_no_more_chats_than_calls_in_flight(stack: Stack)
     print(f"{missed} chat-days missed over {kills} kills")
     # Each kill costs at most the calls it cut off; outcomes buffered for the ledger were sent.
     assert missed <= kills * CONCURRENCY
+    # Every attempt audited by exactly one row: one per chat (each shared once or counted as
+    # shared), the claims the kills left open written as ambiguous, none left open.
+    with sqlite3.connect(stack.workdir / "ledger.db") as db:
+        rows = Counter(db.execute("SELECT chat_id FROM share_attempts"))
+        outcomes = Counter(row[0] for row in db.execute("SELECT outcome FROM share_attempts"))
+    assert len(rows) == CHATS and max(rows.values()) == 1
+    assert outcomes == {"shared": CHATS - left_open, "ambiguous": left_open}

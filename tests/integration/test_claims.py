@@ -56,20 +56,58 @@ async def test_claims_are_exclusive_and_recorded(ledger: Ledger) -> None:
     assert len(second.claims) == 4
     assert {c.chat_id for c in first.claims}.isdisjoint(c.chat_id for c in second.claims)
     assert {c.chat_id for c in first.claims + second.claims} == set(ids)
-    # The intent rows are committed before any call.
+    # The intent is committed before any call: the chats' claim columns, each with its own
+    # reserved attempt id; no attempt row is written until the outcome.
     async with ledger.read() as conn:
-        started = (
+        intents = (
             await conn.execute(
-                sa.select(sa.func.count()).where(attempts.c.outcome == Outcome.started)
+                sa.select(
+                    chats.c.chat_id,
+                    chats.c.claimed_by,
+                    chats.c.claim_attempt_id,
+                    chats.c.claim_started_at,
+                    chats.c.claim_forced,
+                ).where(chats.c.claim_attempt_id.is_not(None))
             )
-        ).scalar_one()
-    assert started == 10
+        ).all()
+        rows_before = (await conn.execute(sa.select(sa.func.count(attempts.c.id)))).scalar_one()
+    assert len(intents) == 10
+    assert {i.claim_started_at for i in intents} == {NOON}
+    assert {i.claim_forced for i in intents} == {False}
+    claim_of = {c.chat_id: c for c in first.claims + second.claims}
+    assert {i.chat_id: (i.claimed_by, i.claim_attempt_id) for i in intents} == {
+        c.chat_id: ("a" if c in first.claims else "b", c.attempt_id) for c in claim_of.values()
+    }
+    assert len({i.claim_attempt_id for i in intents}) == 10
+    assert rows_before == 0
     done = NOON + timedelta(seconds=1)
     records = [
         CallRecord(c, _decide(None, done), done, tries=1)  # type: ignore[arg-type]
         for c in first.claims + second.claims
     ]
     lost = await record_results(ledger, records, pol, done)
+    # After the results: exactly one attempt row per share, under its claim's id.
+    async with ledger.read() as conn:
+        written = (
+            await conn.execute(
+                sa.select(
+                    attempts.c.id,
+                    attempts.c.chat_id,
+                    attempts.c.started_at,
+                    attempts.c.finished_at,
+                    attempts.c.outcome,
+                    attempts.c.instance,
+                    attempts.c.forced,
+                )
+            )
+        ).all()
+    assert sorted((a.chat_id, a.id) for a in written) == sorted(
+        (c.chat_id, c.attempt_id) for c in claim_of.values()
+    )
+    assert {(a.started_at, a.finished_at, a.outcome, a.forced) for a in written} == {
+        (NOON, done, Outcome.shared, False)
+    }
+    assert sorted(a.instance for a in written) == ["a"] * 6 + ["b"] * 4
     assert lost == []
     row = await chat_row(ledger, ids[0])
     assert row.share_count == 1
@@ -164,6 +202,13 @@ async def test_failure_backs_off_and_release_restores(ledger: Ledger) -> None:
     assert released.next_share_at == NOON
     assert released.claim_attempt_id is None
     assert {ids[0], ids[1]} == {failed.chat_id, unstarted.chat_id}
+    # Both audited, each under its claim's id: the release as skipped, nothing sent.
+    async with ledger.read() as conn:
+        written = {
+            a.id: a.outcome
+            for a in await conn.execute(sa.select(attempts.c.id, attempts.c.outcome))
+        }
+    assert written == {failed.attempt_id: Outcome.failed, unstarted.attempt_id: Outcome.skipped}
 
 
 async def test_late_outcome_after_takeover_is_not_applied_twice(ledger: Ledger) -> None:
@@ -177,6 +222,37 @@ async def test_late_outcome_after_takeover_is_not_applied_twice(ledger: Ledger) 
     assert lost == [rec]
     row = await chat_row(ledger, claimed.claims[0].chat_id)
     assert row.share_count == 1
+    # One row for the attempt, and the verdict written first (ambiguous) is kept.
+    async with ledger.read() as conn:
+        written = (
+            await conn.execute(sa.select(attempts.c.id, attempts.c.outcome, attempts.c.instance))
+        ).all()
+    assert [tuple(a) for a in written] == [
+        (claimed.claims[0].attempt_id, Outcome.ambiguous, "slow")
+    ]
+
+
+async def test_reserved_attempt_ids_are_never_taken_by_other_rows(ledger: Ledger) -> None:
+    """Attempt ids are reserved at claim time without a row; an attempt row written
+    meanwhile with the table's own ids (no id given) never takes one of them."""
+    pol = policy()
+    ids = await _seed(ledger, 4)
+    first = await claim_batch(ledger, now=NOON, limit=2, instance="a", lease=LEASE, policy=pol)
+    async with ledger.write() as conn:
+        await conn.execute(
+            sa.insert(attempts).values(
+                chat_id=ids[0], started_at=NOON, outcome=Outcome.skipped, instance="x"
+            )
+        )
+    second = await claim_batch(ledger, now=NOON, limit=2, instance="a", lease=LEASE, policy=pol)
+    async with ledger.read() as conn:
+        other = (await conn.execute(sa.select(attempts.c.id))).scalar_one()
+    reserved = [c.attempt_id for c in first.claims + second.claims]
+    assert len(set(reserved)) == 4
+    assert other not in reserved
+    assert (
+        max(c.attempt_id for c in first.claims) < other < min(c.attempt_id for c in second.claims)
+    )
 
 
 @pytest.mark.parametrize("replicas", [3])

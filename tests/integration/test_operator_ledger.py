@@ -130,6 +130,35 @@ async def test_stats_per_line_and_total(ledger: Ledger, filled: dict[str, list[s
     assert {s.line: s.due_now for s in later.lines} == {L1: 2, L2: 0}
 
 
+async def test_an_attempt_in_flight_is_shown_and_counted_from_its_claim(
+    ledger: Ledger, filled: dict[str, list[str]]
+) -> None:
+    """A claim's attempt has no row until its outcome: `ledger show` and `ledger stats` read
+    it from the chat's claim columns, as a ``started`` attempt."""
+    at = NOW + timedelta(hours=3)
+    claimed = await claim_batch(
+        ledger, now=at, limit=1, instance="d0", lease=timedelta(minutes=5), policy=ny_policy()
+    )
+    [claim] = claimed.claims
+    _, shown = await queries.get_chat(ledger, claim.chat_id)
+    in_flight = shown[-1]
+    assert (in_flight.id, in_flight.outcome, in_flight.started_at) == (
+        claim.attempt_id,
+        "started",
+        at,
+    )
+    assert (in_flight.finished_at, in_flight.instance, in_flight.forced) == (None, "d0", False)
+    async with ledger.read() as conn:
+        rows = (
+            await conn.execute(sa.select(sa.func.count()).where(attempts.c.id == claim.attempt_id))
+        ).scalar_one()
+    assert rows == 0
+    stats = await ledger_stats(ledger, now=at, zone=NY)
+    assert stats.total.attempts_24h.get("started") == 1
+    by_line = {s.line: s.attempts_24h.get("started") for s in stats.lines}
+    assert by_line == {L1: 1, L2: None}
+
+
 async def test_export_streams_every_chat_in_both_formats(
     ledger: Ledger, filled: dict[str, list[str]]
 ) -> None:

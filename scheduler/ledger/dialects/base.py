@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 import sqlalchemy as sa
 from sqlalchemy.sql.dml import Insert
 
-from scheduler.core.chat import AttemptFinish, ChatState, ChatUpdate
+from scheduler.core.chat import AttemptRow, ChatState, ChatUpdate
 from scheduler.ledger.driver import Driver
 
-# The chat columns the rule and the claim protocol read, then its line's; ``claimed_by`` last
-# (it has a default in ChatState).
+# The chat columns the rule and the claim protocol read, then its line's, then the claim's.
 FACT_COLUMNS = (
     "chat_id",
     "line",
@@ -34,12 +33,15 @@ FACT_COLUMNS = (
     "last_error",
 )
 LINE_FACT_COLUMNS = ("card_state", "paused", "timezone", "probe_at")
+# The rest of the claim's intent, last (they have defaults in ChatState).
+CLAIM_COLUMNS = ("claimed_by", "claim_started_at", "claim_forced")
 SELECT_FACTS = (
     "SELECT "
     + ", ".join(f"c.{name}" for name in FACT_COLUMNS)
     + ", "
     + ", ".join(f"l.{name}" for name in LINE_FACT_COLUMNS)
-    + ", c.claimed_by"
+    + ", "
+    + ", ".join(f"c.{name}" for name in CLAIM_COLUMNS)
     + " FROM chats c LEFT JOIN lines l ON l.number = c.line"
 )
 
@@ -92,7 +94,7 @@ class LedgerDialect(Protocol):
         """Correct ``next_share_at`` of chats found not due after all."""
         ...
 
-    async def start_attempts(
+    async def claim(
         self,
         db: Driver,
         chats: Sequence[ChatState],
@@ -102,11 +104,15 @@ class LedgerDialect(Protocol):
         lease_end: datetime,
         forced: bool,
     ) -> dict[str, int]:
-        """Intent rows and leases for ``chats``; returns chat id -> attempt id."""
+        """Claim ``chats``: one attempt id reserved per chat, and the claim columns (the
+        intent: who, the attempt id, since when, forced, the lease) written on each chat, the
+        lease end as its ``next_share_at``. No attempt row: it is written with the outcome.
+        Returns chat id -> attempt id."""
         ...
 
-    async def finish_attempts(self, db: Driver, rows: Sequence[AttemptFinish]) -> None:
-        """Close ``started`` attempts; one already closed elsewhere keeps its verdict."""
+    async def insert_attempts(self, db: Driver, rows: Sequence[AttemptRow]) -> None:
+        """Write finished attempts; an id already written (the claim resolved elsewhere as
+        ambiguous) keeps its verdict."""
         ...
 
     async def update_chats(self, db: Driver, rows: Sequence[ChatUpdate], now: datetime) -> None:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Insert
 
-from scheduler.core.chat import AttemptFinish, ChatState, ChatUpdate
+from scheduler.core.chat import AttemptRow, ChatState, ChatUpdate
 from scheduler.ledger.dialects.base import SELECT_FACTS
 from scheduler.ledger.driver import Driver
 
@@ -19,40 +19,31 @@ DUE = (
     f"{SELECT_FACTS} WHERE c.next_share_at <= %s ORDER BY c.next_share_at LIMIT %s"
     " FOR UPDATE OF c SKIP LOCKED"
 )
-# Intent rows and leases in one statement; ids from the sequence, returned per chat.
-START_ATTEMPTS = (
-    "WITH v AS ("
-    " SELECT u.chat_id, u.line, nextval('share_attempts_id_seq') AS aid"
-    " FROM unnest(%s::text[], %s::text[]) AS u(chat_id, line)"
-    "), ins AS ("
-    " INSERT INTO share_attempts"
-    " (id, chat_id, line, started_at, outcome, instance, tries, forced)"
-    " SELECT aid, chat_id, line, %s, 'started', %s, 0, %s FROM v"
-    ") UPDATE chats SET claimed_by = %s, claim_attempt_id = v.aid,"
-    " claim_expires_at = %s, next_share_at = %s"
-    " FROM v WHERE chats.chat_id = v.chat_id RETURNING v.chat_id, v.aid"
+# The claim in one statement: an attempt id from the attempts' sequence per chat, and the
+# claim columns (the intent) on the chat; no attempt row until the outcome.
+CLAIM = (
+    "UPDATE chats SET claimed_by = %s, claim_attempt_id = nextval('share_attempts_id_seq'),"
+    " claim_expires_at = %s, next_share_at = %s, claim_started_at = %s, claim_forced = %s"
+    " WHERE chat_id = ANY(%s) RETURNING chat_id, claim_attempt_id"
 )
 _EXPIRED = (
     f"{SELECT_FACTS} WHERE c.claim_attempt_id IS NOT NULL"
     " AND c.claim_expires_at <= %s LIMIT %s FOR UPDATE OF c SKIP LOCKED"
 )
-_FINISH_ATTEMPTS = (
-    "UPDATE share_attempts a SET outcome = v.outcome, finished_at = v.finished_at,"
-    " http_status = v.http_status, error_code = v.error_code,"
-    " error_message = v.error_message, trace_id = v.trace_id,"
-    " latency_ms = v.latency_ms, tries = v.tries"
-    " FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::int[], %s::int[],"
+_INSERT_ATTEMPTS = (
+    "INSERT INTO share_attempts (id, chat_id, line, started_at, instance, forced, outcome,"
+    " finished_at, http_status, error_code, error_message, trace_id, latency_ms, tries)"
+    " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[],"
+    " %s::text[], %s::bool[], %s::text[], %s::timestamptz[], %s::int[], %s::int[],"
     " %s::text[], %s::text[], %s::float8[], %s::int[])"
-    " AS v(id, outcome, finished_at, http_status, error_code, error_message, trace_id,"
-    " latency_ms, tries)"
-    " WHERE a.id = v.id AND a.outcome = 'started'"
+    " ON CONFLICT (id) DO NOTHING"
 )
 _UPDATE_CHATS = (
     "UPDATE chats c SET last_shared_at = v.last_shared_at, share_count = v.share_count,"
     " status = v.status, not_before = v.not_before,"
     " consecutive_failures = v.consecutive_failures, last_error = v.last_error,"
     " next_share_at = v.next_share_at, claimed_by = NULL, claim_attempt_id = NULL,"
-    " claim_expires_at = NULL, updated_at = %s"
+    " claim_expires_at = NULL, claim_started_at = NULL, claim_forced = NULL, updated_at = %s"
     " FROM unnest(%s::text[], %s::timestamptz[], %s::int[], %s::text[],"
     " %s::timestamptz[], %s::int[], %s::text[], %s::timestamptz[])"
     " AS v(chat_id, last_shared_at, share_count, status, not_before,"
@@ -97,7 +88,7 @@ class PostgresDialect:
             [(nxt, chat_id) for chat_id, nxt in rows],
         )
 
-    async def start_attempts(
+    async def claim(
         self,
         db: Driver,
         chats: Sequence[ChatState],
@@ -110,27 +101,22 @@ class PostgresDialect:
         if not chats:
             return {}
         returned = await db.fetch(
-            START_ATTEMPTS,
-            (
-                [c.chat_id for c in chats],
-                [c.line for c in chats],
-                now,
-                instance,
-                forced,
-                instance,
-                lease_end,
-                lease_end,
-            ),
+            CLAIM, (instance, lease_end, lease_end, now, forced, [c.chat_id for c in chats])
         )
         return {row[0]: int(row[1]) for row in returned}
 
-    async def finish_attempts(self, db: Driver, rows: Sequence[AttemptFinish]) -> None:
+    async def insert_attempts(self, db: Driver, rows: Sequence[AttemptRow]) -> None:
         if not rows:
             return
         await db.execute(
-            _FINISH_ATTEMPTS,
+            _INSERT_ATTEMPTS,
             (
                 [r.attempt_id for r in rows],
+                [r.chat_id for r in rows],
+                [r.line for r in rows],
+                [r.started_at for r in rows],
+                [r.instance for r in rows],
+                [r.forced for r in rows],
                 [str(r.outcome) for r in rows],
                 [r.finished_at for r in rows],
                 [r.http_status for r in rows],

@@ -12,53 +12,58 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.dml import Insert
 
-from scheduler.core.chat import AttemptFinish, ChatState, ChatUpdate
-from scheduler.ledger.dialects.base import FACT_COLUMNS, LINE_FACT_COLUMNS, SELECT_FACTS
+from scheduler.core.chat import AttemptRow, ChatState, ChatUpdate
+from scheduler.ledger.dialects.base import (
+    CLAIM_COLUMNS,
+    FACT_COLUMNS,
+    LINE_FACT_COLUMNS,
+    SELECT_FACTS,
+)
 from scheduler.ledger.driver import Driver, chunks
 from scheduler.times import from_ledger_text, to_ledger_text
 
 DUE = f"{SELECT_FACTS} WHERE c.next_share_at <= ? ORDER BY c.next_share_at LIMIT ?"
 # Rows per statement of the claim: a batch (500 by default) in one statement each, within
-# SQLite's cap of 32,766 parameters per statement (3 per intent row, 2 per lease).
+# SQLite's cap of 32,766 parameters per statement (2 per chat).
 CLAIM_ROWS = 5000
+# Attempt ids are reserved a batch at a time by moving the attempts table's AUTOINCREMENT
+# counter (one row write per batch; the claim's transaction holds the write lock). Inserts
+# never reuse an id at or under it, so a reserved id is never taken by another row.
+_RESERVE_IDS = (
+    "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'share_attempts' RETURNING seq"
+)
+# The table's counter row appears with its first insert: until then, it is created here.
+_FIRST_IDS = (
+    "INSERT INTO sqlite_sequence (name, seq)"
+    " SELECT 'share_attempts', coalesce(max(id), 0) + ? FROM share_attempts RETURNING seq"
+)
 
 
-def insert_attempts(rows: int) -> str:
-    """Intent rows for ``rows`` chats: parameters (chat id, line) per row, then started_at,
-    instance and forced; the ids come from the table's rowid, returned with each chat id."""
+def claim_update(rows: int) -> str:
+    """The claim of ``rows`` chats: parameters (chat id, attempt id) per row, then
+    claimed_by, claim_expires_at, next_share_at, claim_started_at and claim_forced."""
     return (
-        "INSERT INTO share_attempts (chat_id, line, started_at, outcome, instance, tries, forced)"
-        " SELECT v.column1, v.column2, ?, 'started', ?, 0, ?"
-        f" FROM (VALUES {', '.join(['(?, ?)'] * rows)}) AS v"
-        " RETURNING chat_id, id"
+        f"WITH v(chat_id, aid) AS (VALUES {', '.join(['(?, ?)'] * rows)})"
+        " UPDATE chats SET claimed_by = ?, claim_attempt_id = v.aid,"
+        " claim_expires_at = ?, next_share_at = ?, claim_started_at = ?, claim_forced = ?"
+        " FROM v WHERE chats.chat_id = v.chat_id RETURNING chats.chat_id, chats.claim_attempt_id"
     )
 
 
 _EXPIRED = (
     f"{SELECT_FACTS} WHERE c.claim_attempt_id IS NOT NULL AND c.claim_expires_at <= ? LIMIT ?"
 )
-_FINISH_ATTEMPTS = (
-    "UPDATE share_attempts SET outcome = ?, finished_at = ?, http_status = ?,"
-    " error_code = ?, error_message = ?, trace_id = ?, latency_ms = ?, tries = ?"
-    " WHERE id = ? AND outcome = 'started'"
+_INSERT_ATTEMPTS = (
+    "INSERT INTO share_attempts (id, chat_id, line, started_at, instance, forced, outcome,"
+    " finished_at, http_status, error_code, error_message, trace_id, latency_ms, tries)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 _UPDATE_CHATS = (
     "UPDATE chats SET last_shared_at = ?, share_count = ?, status = ?,"
     " not_before = ?, consecutive_failures = ?, last_error = ?, next_share_at = ?,"
     " claimed_by = NULL, claim_attempt_id = NULL, claim_expires_at = NULL,"
-    " updated_at = ? WHERE chat_id = ?"
+    " claim_started_at = NULL, claim_forced = NULL, updated_at = ? WHERE chat_id = ?"
 )
-
-
-def lease_update(rows: int) -> str:
-    """Leases for ``rows`` chats: parameters (chat id, attempt id) per row, then claimed_by,
-    claim_expires_at and next_share_at."""
-    return (
-        f"WITH v(chat_id, aid) AS (VALUES {', '.join(['(?, ?)'] * rows)})"
-        " UPDATE chats SET claimed_by = ?, claim_attempt_id = v.aid,"
-        " claim_expires_at = ?, next_share_at = ?"
-        " FROM v WHERE chats.chat_id = v.chat_id"
-    )
 
 
 def bind_time(value: datetime | None) -> str | None:
@@ -73,12 +78,14 @@ def _is_time(name: str) -> bool:
 # position, with their conversion; the others arrive as they are.
 _CONVERTERS: tuple[tuple[int, Callable[[Any], Any]], ...] = tuple(
     (position, convert)
-    for position, name in enumerate((*FACT_COLUMNS, *(f"line_{c}" for c in LINE_FACT_COLUMNS)))
+    for position, name in enumerate(
+        (*FACT_COLUMNS, *(f"line_{c}" for c in LINE_FACT_COLUMNS), *CLAIM_COLUMNS)
+    )
     for convert in (
         from_ledger_text
         if _is_time(name)
         else bool
-        if name in ("is_group", "line_paused")
+        if name in ("is_group", "line_paused", "claim_forced")
         else None,
     )
     if convert is not None
@@ -135,7 +142,7 @@ class SqliteDialect:
             [(bind_time(nxt), chat_id) for chat_id, nxt in rows],
         )
 
-    async def start_attempts(
+    async def claim(
         self,
         db: Driver,
         chats: Sequence[ChatState],
@@ -147,28 +154,37 @@ class SqliteDialect:
     ) -> dict[str, int]:
         if not chats:
             return {}
+        reserved = await db.fetch(_RESERVE_IDS, (len(chats),))
+        if not reserved:
+            reserved = await db.fetch(_FIRST_IDS, (len(chats),))
+        first_id = int(reserved[0][0]) - len(chats) + 1
         attempt_of: dict[str, int] = {}
         started = bind_time(now)
         end = bind_time(lease_end)
         for first in range(0, len(chats), CLAIM_ROWS):
             part = chats[first : first + CLAIM_ROWS]
+            pairs = (
+                x
+                for offset, c in enumerate(part, start=first_id + first)
+                for x in (c.chat_id, offset)
+            )
             returned = await db.fetch(
-                insert_attempts(len(part)),
-                (started, instance, forced, *(x for c in part for x in (c.chat_id, c.line))),
+                claim_update(len(part)), (*pairs, instance, end, end, started, int(forced))
             )
-            ids = {str(chat_id): int(aid) for chat_id, aid in returned}
-            attempt_of.update(ids)
-            await db.execute(
-                lease_update(len(part)),
-                (*(x for c in part for x in (c.chat_id, ids[c.chat_id])), instance, end, end),
-            )
+            attempt_of.update((str(chat_id), int(aid)) for chat_id, aid in returned)
         return attempt_of
 
-    async def finish_attempts(self, db: Driver, rows: Sequence[AttemptFinish]) -> None:
+    async def insert_attempts(self, db: Driver, rows: Sequence[AttemptRow]) -> None:
         await db.execute_many(
-            _FINISH_ATTEMPTS,
+            _INSERT_ATTEMPTS,
             [
                 (
+                    r.attempt_id,
+                    r.chat_id,
+                    r.line,
+                    bind_time(r.started_at),
+                    r.instance,
+                    int(r.forced),
                     str(r.outcome),
                     bind_time(r.finished_at),
                     r.http_status,
@@ -177,7 +193,6 @@ class SqliteDialect:
                     r.trace_id,
                     r.latency_ms,
                     r.tries,
-                    r.attempt_id,
                 )
                 for r in rows
             ],
