@@ -64,14 +64,24 @@ def _chat_update(row: ChatState, nxt: datetime | None, **changes: Any) -> ChatUp
     )
 
 
+def _claim_start(row: ChatState, now: datetime) -> datetime:
+    """When ``row``'s open claim began. A claim made by the previous release (a rolling update
+    runs both versions) has no ``claim_started_at``, only its ``started`` attempt row, which
+    keeps its own start time: the lease's end stands in for the chat's last share (on or
+    before ``now``, since the claim expired), so its day still counts as shared."""
+    if row.claim_started_at is not None:
+        return row.claim_started_at
+    return min(row.claim_expires_at or now, now)
+
+
 def _expired_attempt(row: ChatState, now: datetime, outcome: Outcome, error: str) -> AttemptRow:
     """The attempt of ``row``'s open claim, closed as ``outcome``, from its claim columns."""
-    assert row.claim_attempt_id is not None and row.claim_started_at is not None
+    assert row.claim_attempt_id is not None
     return AttemptRow(
         row.claim_attempt_id,
         row.chat_id,
         row.line,
-        row.claim_started_at,
+        _claim_start(row, now),
         row.claimed_by or "",
         bool(row.claim_forced),
         outcome,
@@ -90,13 +100,12 @@ async def _resolve_ambiguous(
     ambiguous, updates = [], []
     for row in rows:
         changes: dict[str, Any] = {}
-        if row.claim_started_at is not None:
-            ambiguous.append(
-                _expired_attempt(row, now, Outcome.ambiguous, "claim expired without an outcome")
-            )
-            shared_at = row.claim_started_at
-            if row.last_shared_at is None or row.last_shared_at < shared_at:
-                changes = {"last_shared_at": shared_at, "share_count": row.share_count + 1}
+        ambiguous.append(
+            _expired_attempt(row, now, Outcome.ambiguous, "claim expired without an outcome")
+        )
+        shared_at = _claim_start(row, now)
+        if row.last_shared_at is None or row.last_shared_at < shared_at:
+            changes = {"last_shared_at": shared_at, "share_count": row.share_count + 1}
         updates.append(_chat_update(row, compute_next(row, policy, now, **changes), **changes))
     await sql.dialect.update_chats(sql.db, updates, now)
     await sql.dialect.insert_attempts(sql.db, ambiguous)

@@ -156,6 +156,68 @@ async def test_expired_claim_found_by_claim_batch_is_not_shared_again(ledger: Le
     assert (await chat_row(ledger, ids[1])).share_count == 1
 
 
+async def _claim_as_the_previous_release(ledger: Ledger, chat_id: str, attempt_id: int) -> None:
+    """An open claim as a daemon of the previous release writes it (a rolling update runs
+    both): a ``started`` attempt row, and a lease without ``claim_started_at``."""
+    async with ledger.write() as conn:
+        await conn.execute(
+            sa.insert(attempts).values(
+                id=attempt_id,
+                chat_id=chat_id,
+                line=LINE,
+                started_at=NOON,
+                instance="old",
+                outcome=Outcome.started,
+                tries=0,
+                forced=False,
+            )
+        )
+        await conn.execute(
+            sa.update(chats)
+            .where(chats.c.chat_id == chat_id)
+            .values(
+                claimed_by="old",
+                claim_attempt_id=attempt_id,
+                claim_expires_at=NOON + LEASE,
+                next_share_at=NOON + LEASE,
+            )
+        )
+
+
+@pytest.mark.parametrize("found_by", ["resolve_dangling", "claim_batch"])
+async def test_an_expired_claim_of_the_previous_release_counts_as_shared(
+    ledger: Ledger, found_by: str
+) -> None:
+    pol = policy()
+    ids = await _seed(ledger, 2)
+    await _claim_as_the_previous_release(ledger, ids[0], attempt_id=1_000_000)
+    later = NOON + LEASE + timedelta(seconds=1)
+    if found_by == "resolve_dangling":
+        resolved = await resolve_dangling(ledger, now=later, lease=LEASE, policy=pol)
+    else:
+        result = await claim_batch(
+            ledger, now=later, limit=10, instance="new", lease=LEASE, policy=pol
+        )
+        resolved = result.ambiguous
+        # The other chat is claimed; the old claim's chat is not shared again today.
+        assert [c.chat_id for c in result.claims] == [ids[1]]
+    assert resolved == 1
+    row = await chat_row(ledger, ids[0])
+    assert row.share_count == 1
+    assert row.last_shared_at is not None and row.last_shared_at <= later
+    assert row.claim_attempt_id is None
+    async with ledger.read() as conn:
+        found = (
+            await conn.execute(
+                sa.select(attempts.c.outcome, attempts.c.started_at).where(
+                    attempts.c.id == 1_000_000
+                )
+            )
+        ).all()
+    # Its own row is closed, not left started, and keeps the time its call began.
+    assert [tuple(r) for r in found] == [(Outcome.ambiguous, NOON)]
+
+
 async def test_card_not_active_does_not_burn_the_day(ledger: Ledger) -> None:
     pol = policy()
     ids = await _seed(ledger, 3)

@@ -36,7 +36,13 @@ _INSERT_ATTEMPTS = (
     " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[],"
     " %s::text[], %s::bool[], %s::text[], %s::timestamptz[], %s::int[], %s::int[],"
     " %s::text[], %s::text[], %s::float8[], %s::int[])"
-    " ON CONFLICT (id) DO NOTHING"
+    # A row already closed keeps its verdict; only a ``started`` row (a claim of the previous
+    # release, which wrote its intent as an attempt row) takes the outcome.
+    " ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome,"
+    " finished_at = excluded.finished_at, http_status = excluded.http_status,"
+    " error_code = excluded.error_code, error_message = excluded.error_message,"
+    " trace_id = excluded.trace_id, latency_ms = excluded.latency_ms, tries = excluded.tries"
+    " WHERE share_attempts.outcome = 'started'"
 )
 _UPDATE_CHATS = (
     "UPDATE chats c SET last_shared_at = v.last_shared_at, share_count = v.share_count,"

@@ -56,7 +56,14 @@ _EXPIRED = (
 _INSERT_ATTEMPTS = (
     "INSERT INTO share_attempts (id, chat_id, line, started_at, instance, forced, outcome,"
     " finished_at, http_status, error_code, error_message, trace_id, latency_ms, tries)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    # A row already closed keeps its verdict; only a ``started`` row (a claim of the previous
+    # release, which wrote its intent as an attempt row) takes the outcome.
+    " ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome,"
+    " finished_at = excluded.finished_at, http_status = excluded.http_status,"
+    " error_code = excluded.error_code, error_message = excluded.error_message,"
+    " trace_id = excluded.trace_id, latency_ms = excluded.latency_ms, tries = excluded.tries"
+    " WHERE share_attempts.outcome = 'started'"
 )
 _UPDATE_CHATS = (
     "UPDATE chats SET last_shared_at = ?, share_count = ?, status = ?,"
