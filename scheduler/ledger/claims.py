@@ -372,7 +372,6 @@ async def release_claims(
             [
                 _expired_attempt(row, now, Outcome.skipped, "released before the call (shutdown)")
                 for row in held
-                if row.claim_started_at is not None
             ],
         )
         await sql.dialect.update_chats(

@@ -35,6 +35,21 @@ FACT_COLUMNS = (
 LINE_FACT_COLUMNS = ("card_state", "paused", "timezone", "probe_at")
 # The rest of the claim's intent, last (they have defaults in ChatState).
 CLAIM_COLUMNS = ("claimed_by", "claim_started_at", "claim_forced")
+# A finished attempt's row, the same on both databases but for the source of its values
+# (``unnest`` arrays on PostgreSQL, one ``VALUES`` row per execution on SQLite).
+INSERT_ATTEMPT = (
+    "INSERT INTO share_attempts (id, chat_id, line, started_at, instance, forced, outcome,"
+    " finished_at, http_status, error_code, error_message, trace_id, latency_ms, tries)"
+)
+# A row already closed keeps its verdict; only a ``started`` row (a claim of the previous
+# release, which wrote its intent as an attempt row) takes the outcome.
+ON_ATTEMPT_CONFLICT = (
+    " ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome,"
+    " finished_at = excluded.finished_at, http_status = excluded.http_status,"
+    " error_code = excluded.error_code, error_message = excluded.error_message,"
+    " trace_id = excluded.trace_id, latency_ms = excluded.latency_ms, tries = excluded.tries"
+    " WHERE share_attempts.outcome = 'started'"
+)
 SELECT_FACTS = (
     "SELECT "
     + ", ".join(f"c.{name}" for name in FACT_COLUMNS)

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Insert
 
 from scheduler.core.chat import AttemptRow, ChatState, ChatUpdate
-from scheduler.ledger.dialects.base import SELECT_FACTS
+from scheduler.ledger.dialects.base import INSERT_ATTEMPT, ON_ATTEMPT_CONFLICT, SELECT_FACTS
 from scheduler.ledger.driver import Driver
 
 # Replicas skip each other's rows instead of waiting on them.
@@ -31,18 +31,10 @@ _EXPIRED = (
     " AND c.claim_expires_at <= %s LIMIT %s FOR UPDATE OF c SKIP LOCKED"
 )
 _INSERT_ATTEMPTS = (
-    "INSERT INTO share_attempts (id, chat_id, line, started_at, instance, forced, outcome,"
-    " finished_at, http_status, error_code, error_message, trace_id, latency_ms, tries)"
-    " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[],"
+    INSERT_ATTEMPT
+    + " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[],"
     " %s::text[], %s::bool[], %s::text[], %s::timestamptz[], %s::int[], %s::int[],"
-    " %s::text[], %s::text[], %s::float8[], %s::int[])"
-    # A row already closed keeps its verdict; only a ``started`` row (a claim of the previous
-    # release, which wrote its intent as an attempt row) takes the outcome.
-    " ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome,"
-    " finished_at = excluded.finished_at, http_status = excluded.http_status,"
-    " error_code = excluded.error_code, error_message = excluded.error_message,"
-    " trace_id = excluded.trace_id, latency_ms = excluded.latency_ms, tries = excluded.tries"
-    " WHERE share_attempts.outcome = 'started'"
+    " %s::text[], %s::text[], %s::float8[], %s::int[])" + ON_ATTEMPT_CONFLICT
 )
 _UPDATE_CHATS = (
     "UPDATE chats c SET last_shared_at = v.last_shared_at, share_count = v.share_count,"

@@ -16,7 +16,9 @@ from scheduler.core.chat import AttemptRow, ChatState, ChatUpdate
 from scheduler.ledger.dialects.base import (
     CLAIM_COLUMNS,
     FACT_COLUMNS,
+    INSERT_ATTEMPT,
     LINE_FACT_COLUMNS,
+    ON_ATTEMPT_CONFLICT,
     SELECT_FACTS,
 )
 from scheduler.ledger.driver import Driver, chunks
@@ -54,16 +56,7 @@ _EXPIRED = (
     f"{SELECT_FACTS} WHERE c.claim_attempt_id IS NOT NULL AND c.claim_expires_at <= ? LIMIT ?"
 )
 _INSERT_ATTEMPTS = (
-    "INSERT INTO share_attempts (id, chat_id, line, started_at, instance, forced, outcome,"
-    " finished_at, http_status, error_code, error_message, trace_id, latency_ms, tries)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    # A row already closed keeps its verdict; only a ``started`` row (a claim of the previous
-    # release, which wrote its intent as an attempt row) takes the outcome.
-    " ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome,"
-    " finished_at = excluded.finished_at, http_status = excluded.http_status,"
-    " error_code = excluded.error_code, error_message = excluded.error_message,"
-    " trace_id = excluded.trace_id, latency_ms = excluded.latency_ms, tries = excluded.tries"
-    " WHERE share_attempts.outcome = 'started'"
+    INSERT_ATTEMPT + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + ON_ATTEMPT_CONFLICT
 )
 _UPDATE_CHATS = (
     "UPDATE chats SET last_shared_at = ?, share_count = ?, status = ?,"
