@@ -43,7 +43,7 @@ async def due_query(ledger: Ledger, now: datetime, batch: int, policy: Policy) -
     rows and the rule's re-check of each, in a transaction that writes nothing."""
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
-        rows = await sql.dialect.due(sql.db, now, batch)
+        rows = await sql.due(now, batch)
         return sum(1 for row in rows if (nxt := compute_next(row, policy, now)) and nxt <= now)
 
 

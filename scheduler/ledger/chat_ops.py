@@ -58,7 +58,7 @@ async def set_chat_paused(
     )
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
-        found = await sql.dialect.chats(sql.db, [chat_id])
+        found = await sql.chats([chat_id])
         if not found:
             raise NotFound(f"no chat {chat_id!r} in the ledger")
         row = found[0]

@@ -40,6 +40,8 @@ from scheduler.core.rule import LineFacts, Policy
 from scheduler.core.status import CardState, ChatStatus, Outcome
 from scheduler.errors import NotFound
 from scheduler.ledger.claim_sql import ClaimSQL
+from scheduler.ledger.dialects import LedgerDialect
+from scheduler.ledger.driver import Statement
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, line_facts
 from scheduler.ledger.facts import lines as Line_table
@@ -107,8 +109,8 @@ async def _resolve_ambiguous(
         if row.last_shared_at is None or row.last_shared_at < shared_at:
             changes = {"last_shared_at": shared_at, "share_count": row.share_count + 1}
         updates.append(_chat_update(row, compute_next(row, policy, now, **changes), **changes))
-    await sql.dialect.update_chats(sql.db, updates, now)
-    await sql.dialect.insert_attempts(sql.db, ambiguous)
+    await sql.update_chats(updates, now)
+    await sql.insert_attempts(ambiguous)
     return len(ambiguous)
 
 
@@ -116,7 +118,7 @@ async def chat_state(ledger: Ledger, chat_id: str) -> ChatState:
     """One chat's facts and its line's, as the claim reads them."""
     async with ledger.read() as conn:
         sql = await ClaimSQL.open(conn)
-        found = await sql.dialect.chats(sql.db, [chat_id])
+        found = await sql.chats([chat_id])
     if not found:
         raise NotFound(f"no chat {chat_id!r} in the ledger")
     return found[0]
@@ -136,58 +138,123 @@ async def claim_batch(
     """Claim up to ``limit`` due chats (or the named ones) for this instance."""
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
-        if chat_ids is not None:
-            rows = await sql.dialect.chats(sql.db, list(chat_ids), lock=True)
-        else:
-            rows = await sql.dialect.due(sql.db, now, limit)
-        due: list[ChatState] = []
-        expired: list[ChatState] = []
-        reschedule: list[tuple[str, datetime | None]] = []
-        # An ineligible line gets one share (its probe) per backoff; its other chats wait.
-        probes: dict[str, datetime] = {}
-        for row in rows:
-            if row.claim_attempt_id is not None:
-                if row.claim_expires_at is not None and row.claim_expires_at > now:
-                    continue  # live claim of another pass (only reachable with chat_ids)
-                expired.append(row)
-                continue
-            if force:
-                due.append(row)
-                continue
-            nxt = compute_next(row, policy, now)
-            if nxt is not None and nxt <= now and row.line and row.line_probe_at is not None:
-                if row.line in probes:
-                    nxt = probes[row.line]
-                else:
-                    probes[row.line] = now + lease
-            if nxt is not None and nxt <= now:
-                due.append(row)
-            elif nxt != row.next_share_at:
-                reschedule.append((row.chat_id, nxt))
-        result = ClaimResult(claims=[])
-        result.ambiguous = await _resolve_ambiguous(sql, expired, policy, now)
-        for number, until in probes.items():
-            await hold_probe(conn, number, until)
-        if reschedule:
-            await sql.dialect.reschedule(sql.db, reschedule)
-            result.rescheduled = len(reschedule)
-        attempt_of = await sql.dialect.claim(
-            sql.db, due, now=now, instance=instance, lease_end=now + lease, forced=force
+        return await _claim(
+            sql, now, limit, instance, lease, policy, chat_ids=chat_ids, force=force
         )
-        result.claims = [
-            Claim(
-                row.chat_id,
-                row.line,
-                attempt_of[row.chat_id],
-                now,
-                row.consecutive_failures,
-                instance,
-                force,
-            )
-            for row in due
-            if row.chat_id in attempt_of
-        ]
-        return result
+
+
+async def record_and_claim(
+    ledger: Ledger,
+    records: Sequence[CallRecord],
+    *,
+    now: datetime,
+    limit: int,
+    instance: str,
+    lease: timedelta,
+    policy: Policy,
+) -> tuple[list[CallRecord], ClaimResult]:
+    """``record_results`` of ``records`` then ``claim_batch`` of up to ``limit`` due chats, in
+    one transaction: a busy pass commits once per batch of calls instead of twice (and on
+    SQLite its outcomes and its claims no longer take turns at the one write lock). Returns the
+    records whose claim was lost, and the claims.
+
+    Three trips to the database: the recorded chats; their writes with the due chats' read;
+    the claim. The due chats are read (and on PostgreSQL locked) after the outcomes' writes,
+    which may wait on another writer's rows: this transaction then holds no other row lock, as
+    when the two ran apart."""
+    async with ledger.write() as conn:
+        sql = await ClaimSQL.open(conn)
+        rows, written, updates, lost = await _outcomes(sql, records, policy, now)
+        facts = _recipient_facts(records, rows)
+        writes = _outcome_writes(sql.dialect, written, updates, now)
+        if facts:
+            # The recipients' other chats follow before the due chats are read.
+            await sql.run(writes)
+            await record_recipient_facts(conn, facts, policy, now)
+            due = await sql.due(now, limit)
+        else:
+            due = sql.states((await sql.run([*writes, sql.dialect.due(now, limit)]))[-1:])
+        return lost, await _claim_rows(sql, due, now, instance, lease, policy, force=False)
+
+
+async def _claim(
+    sql: ClaimSQL,
+    now: datetime,
+    limit: int,
+    instance: str,
+    lease: timedelta,
+    policy: Policy,
+    *,
+    chat_ids: Iterable[str] | None = None,
+    force: bool = False,
+) -> ClaimResult:
+    """The claim, in the caller's transaction (``claim_batch`` has its arguments)."""
+    if chat_ids is not None:
+        rows = await sql.chats(list(chat_ids), lock=True)
+    else:
+        rows = await sql.due(now, limit)
+    return await _claim_rows(sql, rows, now, instance, lease, policy, force=force)
+
+
+async def _claim_rows(
+    sql: ClaimSQL,
+    rows: Sequence[ChatState],
+    now: datetime,
+    instance: str,
+    lease: timedelta,
+    policy: Policy,
+    *,
+    force: bool,
+) -> ClaimResult:
+    """Claim those of ``rows`` (read in this transaction) the rule finds due."""
+    due: list[ChatState] = []
+    expired: list[ChatState] = []
+    reschedule: list[tuple[str, datetime | None]] = []
+    # An ineligible line gets one share (its probe) per backoff; its other chats wait.
+    probes: dict[str, datetime] = {}
+    for row in rows:
+        if row.claim_attempt_id is not None:
+            if row.claim_expires_at is not None and row.claim_expires_at > now:
+                continue  # live claim of another pass (only reachable with chat_ids)
+            expired.append(row)
+            continue
+        if force:
+            due.append(row)
+            continue
+        nxt = compute_next(row, policy, now)
+        if nxt is not None and nxt <= now and row.line and row.line_probe_at is not None:
+            if row.line in probes:
+                nxt = probes[row.line]
+            else:
+                probes[row.line] = now + lease
+        if nxt is not None and nxt <= now:
+            due.append(row)
+        elif nxt != row.next_share_at:
+            reschedule.append((row.chat_id, nxt))
+    result = ClaimResult(claims=[])
+    result.ambiguous = await _resolve_ambiguous(sql, expired, policy, now)
+    for number, until in probes.items():
+        await hold_probe(sql.conn, number, until)
+    if reschedule:
+        await sql.reschedule(reschedule)
+        result.rescheduled = len(reschedule)
+    attempt_of = await sql.claim(
+        due, now=now, instance=instance, lease_end=now + lease, forced=force
+    )
+    result.claims = [
+        Claim(
+            row.chat_id,
+            row.line,
+            attempt_of[row.chat_id],
+            now,
+            row.consecutive_failures,
+            instance,
+            force,
+        )
+        for row in due
+        if row.chat_id in attempt_of
+    ]
+    return result
 
 
 async def record_results(
@@ -196,66 +263,92 @@ async def record_results(
     """Write outcomes and recompute next_share_at; return the records whose claim was lost."""
     if not records:
         return []
-    lost: list[CallRecord] = []
     async with ledger.write() as conn:
-        sql = await ClaimSQL.open(conn)
-        rows = {
-            row.chat_id: row
-            for row in await sql.dialect.chats(sql.db, [r.claim.chat_id for r in records])
-        }
-        line_overrides = await _record_line_facts(conn, records, rows, now)
-        written, updates = [], []
-        for rec in records:
-            d = rec.decision
-            written.append(
-                AttemptRow(
-                    rec.claim.attempt_id,
-                    rec.claim.chat_id,
-                    rec.claim.line,
-                    rec.claim.started_at,
-                    rec.claim.instance,
-                    rec.claim.forced,
-                    d.outcome,
-                    rec.finished_at,
-                    tries=rec.tries,
-                    http_status=rec.http_status,
-                    error_code=rec.error_code,
-                    error_message=d.error,
-                    trace_id=rec.trace_id,
-                    latency_ms=rec.latency_ms,
-                )
-            )
-            row = rows.get(rec.claim.chat_id)
-            if row is None or row.claim_attempt_id != rec.claim.attempt_id:
-                lost.append(rec)
-                continue
-            changes: dict[str, Any] = {"last_error": d.error}
-            if d.counts_as_shared:
-                shared_at = rec.finished_at if d.outcome == Outcome.shared else rec.claim.started_at
-                changes.update(
-                    last_shared_at=max(shared_at, row.last_shared_at or shared_at),
-                    share_count=row.share_count + 1,
-                    consecutive_failures=0,
-                    not_before=None,
-                )
-            if d.failed:
-                changes["consecutive_failures"] = row.consecutive_failures + 1
-            if d.not_before is not None:
-                changes["not_before"] = d.not_before
-            if d.chat_status is not None:
-                changes["status"] = d.chat_status
-            line = line_overrides.get(row.line) if row.line else None
-            nxt = compute_next(row, policy, now, line=line, **changes)
-            updates.append(_chat_update(row, nxt, **changes))
-        await sql.dialect.update_chats(sql.db, updates, now)
-        # Every record is audited, lost claims too; an id already written (the claim resolved
-        # as ambiguous elsewhere) keeps its verdict. After the chats' update, as the
-        # resolution of expired claims does: both lock the chat row before the attempt's id,
-        # so a late result and a takeover of its claim wait on each other, never deadlock.
-        await sql.dialect.insert_attempts(sql.db, written)
-        # After the chats' own updates: the recipient's other chats (other lines) follow.
-        await record_recipient_facts(conn, _recipient_facts(records, rows), policy, now)
+        return await _record(await ClaimSQL.open(conn), records, policy, now)
+
+
+async def _record(
+    sql: ClaimSQL, records: Sequence[CallRecord], policy: Policy, now: datetime
+) -> list[CallRecord]:
+    """The outcomes' write, in the caller's transaction (``record_results`` has its
+    arguments)."""
+    if not records:
+        return []
+    rows, written, updates, lost = await _outcomes(sql, records, policy, now)
+    await sql.run(_outcome_writes(sql.dialect, written, updates, now))
+    # After the chats' own updates: the recipient's other chats (other lines) follow.
+    await record_recipient_facts(sql.conn, _recipient_facts(records, rows), policy, now)
     return lost
+
+
+async def _outcomes(
+    sql: ClaimSQL, records: Sequence[CallRecord], policy: Policy, now: datetime
+) -> tuple[dict[str, ChatState], list[AttemptRow], list[ChatUpdate], list[CallRecord]]:
+    """Read the chats of ``records`` and decide what their outcomes write: the chats as read,
+    the attempt rows, the chats' updates, and the records whose claim was lost. Writes only
+    what the answers say of the lines (rare: a card gone, a line refused or eligible again)."""
+    if not records:
+        return {}, [], [], []
+    lost: list[CallRecord] = []
+    rows = {row.chat_id: row for row in await sql.chats([r.claim.chat_id for r in records])}
+    line_overrides = await _record_line_facts(sql.conn, records, rows, now)
+    written, updates = [], []
+    for rec in records:
+        d = rec.decision
+        written.append(
+            AttemptRow(
+                rec.claim.attempt_id,
+                rec.claim.chat_id,
+                rec.claim.line,
+                rec.claim.started_at,
+                rec.claim.instance,
+                rec.claim.forced,
+                d.outcome,
+                rec.finished_at,
+                tries=rec.tries,
+                http_status=rec.http_status,
+                error_code=rec.error_code,
+                error_message=d.error,
+                trace_id=rec.trace_id,
+                latency_ms=rec.latency_ms,
+            )
+        )
+        row = rows.get(rec.claim.chat_id)
+        if row is None or row.claim_attempt_id != rec.claim.attempt_id:
+            lost.append(rec)
+            continue
+        changes: dict[str, Any] = {"last_error": d.error}
+        if d.counts_as_shared:
+            shared_at = rec.finished_at if d.outcome == Outcome.shared else rec.claim.started_at
+            changes.update(
+                last_shared_at=max(shared_at, row.last_shared_at or shared_at),
+                share_count=row.share_count + 1,
+                consecutive_failures=0,
+                not_before=None,
+            )
+        if d.failed:
+            changes["consecutive_failures"] = row.consecutive_failures + 1
+        if d.not_before is not None:
+            changes["not_before"] = d.not_before
+        if d.chat_status is not None:
+            changes["status"] = d.chat_status
+        line = line_overrides.get(row.line) if row.line else None
+        nxt = compute_next(row, policy, now, line=line, **changes)
+        updates.append(_chat_update(row, nxt, **changes))
+    return rows, written, updates, lost
+
+
+def _outcome_writes(
+    dialect: LedgerDialect, written: list[AttemptRow], updates: list[ChatUpdate], now: datetime
+) -> list[Statement]:
+    """The outcomes' statements: every record is audited, lost claims too; an id already
+    written (the claim resolved as ambiguous elsewhere) keeps its verdict. The chats first,
+    as the resolution of expired claims does: both lock the chat row before the attempt's id,
+    so a late result and a takeover of its claim wait on each other, never deadlock."""
+    statements = [dialect.update_chats(updates, now)] if updates else []
+    if written:
+        statements.append(dialect.insert_attempts(written))
+    return statements
 
 
 def _recipient_facts(
@@ -364,18 +457,17 @@ async def release_claims(
         # Only claims still ours: one resolved elsewhere meanwhile has its verdict.
         held = [
             row
-            for row in await sql.dialect.chats(sql.db, list(mine))
+            for row in await sql.chats(list(mine))
             if row.claim_attempt_id is not None and row.claim_attempt_id == mine.get(row.chat_id)
         ]
-        await sql.dialect.insert_attempts(
-            sql.db,
+        await sql.insert_attempts(
             [
                 _expired_attempt(row, now, Outcome.skipped, "released before the call (shutdown)")
                 for row in held
             ],
         )
-        await sql.dialect.update_chats(
-            sql.db, [_chat_update(row, compute_next(row, policy, now)) for row in held], now
+        await sql.update_chats(
+            [_chat_update(row, compute_next(row, policy, now)) for row in held], now
         )
 
 
@@ -387,7 +479,7 @@ async def resolve_dangling(
     while True:
         async with ledger.write() as conn:
             sql = await ClaimSQL.open(conn)
-            rows = await sql.dialect.expired(sql.db, now, 500)
+            rows = await sql.expired(now, 500)
             total += await _resolve_ambiguous(sql, rows, policy, now)
         if len(rows) < 500:
             return total
@@ -402,6 +494,7 @@ __all__ = [
     "ClaimResult",
     "chat_state",
     "claim_batch",
+    "record_and_claim",
     "record_results",
     "release_claims",
     "resolve_dangling",

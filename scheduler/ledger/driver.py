@@ -201,6 +201,9 @@ class Driver:
         """
         if not statements:
             return []
+        if len(statements) == 1 and not self._sqlite:
+            # One statement gains nothing from a pipeline, and would pay for its sync.
+            return [await self._run_one(statements[0])]
         try:
             if self._sqlite and hasattr(self._raw, "_execute"):
                 # aiosqlite runs one function at a time, in order, on its connection's thread.
@@ -209,17 +212,16 @@ class Driver:
                 return await self._run_pipelined(statements)
         except self._dbapi_error as exc:
             raise self._wrap(statements[0].sql, (), exc) from exc
-        out: list[list[Sequence[Any]]] = []
-        for statement in statements:
-            if statement.many:
-                await self.execute_many(statement.sql, statement.params)
-                out.append([])
-            elif statement.rows:
-                out.append(await self.fetch(statement.sql, statement.params))
-            else:
-                await self.execute(statement.sql, statement.params)
-                out.append([])
-        return out
+        return [await self._run_one(statement) for statement in statements]
+
+    async def _run_one(self, statement: Statement) -> list[Sequence[Any]]:
+        if statement.many:
+            await self.execute_many(statement.sql, statement.params)
+            return []
+        if statement.rows:
+            return await self.fetch(statement.sql, statement.params)
+        await self.execute(statement.sql, statement.params)
+        return []
 
     async def _run_pipelined(self, statements: Sequence[Statement]) -> list[list[Sequence[Any]]]:
         out: list[list[Sequence[Any]]] = []

@@ -14,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import concurrency as _concurrency
 
 from scheduler.config import DatabaseConfig, database_password, normalize_database_url, redact_url
 from scheduler.errors import LedgerMissing, LedgerUnavailable
@@ -22,6 +23,9 @@ from scheduler.logs import register_secrets
 __all__ = ["Ledger", "create_engine", "redact_url"]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# SQLAlchemy's bridge from its synchronous code back to the event loop (``await_only`` before
+# SQLAlchemy 2.1).
+_await: Any = getattr(_concurrency, "await_", None) or _concurrency.await_only
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, autocheckpoint: bool = True) -> None:
@@ -41,7 +45,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, autocheckpoint: bool
 def _sqlite_begin(conn: Any) -> None:
     # Writers take the lock up front so two processes never deadlock upgrading a read lock.
     mode = "IMMEDIATE" if conn.get_execution_options().get("ledger_write") else "DEFERRED"
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    driver = _aiosqlite_of(conn.connection.dbapi_connection)
+    if driver is None:
+        conn.exec_driver_sql(f"BEGIN {mode}")
+        return
+    # One call into aiosqlite's thread, where a statement through SQLAlchemy makes three
+    # (cursor, execute, close): each is a wait for the event loop's next turns, which a busy
+    # share pass makes long.
+    _await(driver._execute(driver._conn.execute, f"BEGIN {mode}"))
+
+
+def _sqlite_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
+    """The pool's reset of a connection checked back in: a rollback only if a transaction is
+    still open. (SQLAlchemy's own reset rolls back after every commit too: one more call into
+    aiosqlite's thread per transaction.)"""
+    if state.terminate_only or not state.asyncio_safe:
+        return  # the connection is being discarded
+    driver = _aiosqlite_of(dbapi_connection)
+    if driver is None or driver._conn is None or driver._conn.in_transaction:
+        dbapi_connection.rollback()
+
+
+def _aiosqlite_of(dbapi_connection: Any) -> Any:
+    """The aiosqlite connection under SQLAlchemy's adaptor, if it has the parts used here."""
+    driver = getattr(dbapi_connection, "_connection", None)
+    return driver if hasattr(driver, "_execute") and hasattr(driver, "_conn") else None
 
 
 def create_engine(
@@ -77,6 +105,7 @@ def create_engine(
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             pool_size=pool_size,
             max_overflow=0,
+            pool_reset_on_return=None,  # _sqlite_reset below
         )
         event.listen(
             engine.sync_engine,
@@ -84,6 +113,7 @@ def create_engine(
             functools.partial(_sqlite_pragmas, autocheckpoint=not background_checkpoint),
         )
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        event.listen(engine.sync_engine, "reset", _sqlite_reset)
         return engine
     engine = create_async_engine(
         parsed,

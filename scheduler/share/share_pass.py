@@ -1,16 +1,18 @@
 """One share pass, in three steps with typed records between them:
 
 - **select** (``_Claimer``, ``SharePass._select``): claim due chats through the ledger; each
-  claim's intent row is committed before its call. A claim is taken only for a worker about to
-  call: each of the ``concurrency`` workers waits for its turn under the rate limit, then asks
-  for one claim, and the asks that arrive while a claim transaction runs are served together by
-  the next one (up to ``batch_size``). So claims without an outcome (which count as shared if
-  the process dies: a missed day) never outnumber the calls in flight, and the claim
-  transactions still grow with the load.
+  claim's intent is committed before its call. Each of the ``concurrency`` workers waits for
+  its turn under the rate limit, then asks for one claim; the asks that arrive while a claim
+  transaction runs are served together by the next one (up to ``batch_size``), which also
+  claims a few chats ahead: as many as the workers asked for while the last transactions ran
+  (at most twice the concurrency). A pass held back by the rate limit or by slow calls claims
+  nothing ahead, so its claims without an outcome (which count as shared if the process dies:
+  a missed day) stay about the calls in flight; a fast one never waits for a transaction.
 - **call** (``ShareCaller``): Linq's share for one :class:`Claim`, under the rate limit, with
   retries; returns a :class:`CallRecord` (what the calls did, and the decision). No ledger.
 - **record** (``OutcomeWriter``, buffered by ``_Recorder``): write outcomes through the ledger,
-  in transactions of many chats.
+  in transactions of many chats. While the pass claims, each claim transaction first writes
+  the outcomes buffered since the last (``record_and_claim``): one commit per batch of calls.
 
 ``share now`` (:mod:`scheduler.share.manual`) runs the same call and record steps for one claim.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import random
 import time
 import uuid
@@ -38,7 +41,7 @@ from scheduler.core.share_outcome import Decision, decide
 from scheduler.core.status import Outcome
 from scheduler.errors import LedgerUnavailable, LinqError, LinqTransportError
 from scheduler.ledger.claims import (
-    claim_batch,
+    record_and_claim,
     record_results,
     release_claims,
     resolve_dangling,
@@ -64,34 +67,67 @@ class _Claimer:
     pass must stop), and from then on every ask is answered ``None``. One claim transaction at
     a time: the asks pile up into fewer, larger ones as the pace grows, and the claims never
     contend with each other (on SQLite they would only queue for the one writer).
+
+    **Claims ahead.** A worker that finds no spare claim waits for a whole claim transaction,
+    and under load that wait is longer than a call: the pass would run at the pace of its
+    claims, not of its calls. So each transaction also claims a few chats ahead, as many as the
+    workers asked for during the last transactions (twice their smoothed demand, at most
+    ``ahead``): by Little's law, what they will ask for while the next transaction runs. A
+    pass limited by the rate limit or by slow calls asks for about nothing during one
+    transaction and claims nothing ahead; a fast one keeps up to ``ahead`` chats claimed but not
+    yet sent, which a crash would count as shared (a missed day each, never a double share).
     """
 
-    def __init__(self, take: Callable[[int], Awaitable[list[Claim] | None]]) -> None:
+    # Weight of the newest transaction in the smoothed demand.
+    DEMAND_WEIGHT = 0.5
+
+    def __init__(
+        self, take: Callable[[int], Awaitable[list[Claim] | None]], *, ahead: int = 0
+    ) -> None:
         self.take = take
+        self.ahead = ahead
         self.asks: list[asyncio.Future[Claim | None]] = []
         self.spare: list[Claim] = []
         self.done = False
+        self.demand = 0.0  # claims wanted per transaction, smoothed
+        self._wanted_during = 0  # claims wanted while the current transaction runs
         self._serving: asyncio.Task[None] | None = None
 
+    def spare_target(self) -> int:
+        """How many claims to hold ahead of the asks."""
+        return min(self.ahead, math.ceil(2 * self.demand - 0.5)) if self.ahead else 0
+
     async def next(self) -> Claim | None:
+        self._wanted_during += 1
         if self.spare:
-            return self.spare.pop()
+            claim = self.spare.pop()
+            if len(self.spare) < self.spare_target():
+                self._start_serving()
+            return claim
         if self.done:
             return None
         ask: asyncio.Future[Claim | None] = asyncio.get_running_loop().create_future()
         self.asks.append(ask)
-        # done() turns true as the serving coroutine returns, before any other task runs.
-        if self._serving is None or self._serving.done():
-            self._serving = asyncio.create_task(self._serve(), name="share-claimer")
+        self._start_serving()
         return await ask
+
+    def _start_serving(self) -> None:
+        # done() turns true as the serving coroutine returns, before any other task runs.
+        if not self.done and (self._serving is None or self._serving.done()):
+            self._serving = asyncio.create_task(self._serve(), name="share-claimer")
 
     async def _serve(self) -> None:
         asks: list[asyncio.Future[Claim | None]] = []
         try:
-            while self.asks and not self.done:
+            while not self.done:
                 asks = [a for a in self.asks if not a.done()]
                 self.asks = []
-                claims = await self.take(len(asks)) if asks else []
+                wanted = len(asks) + max(0, self.spare_target() - len(self.spare))
+                if not wanted:
+                    break
+                self._wanted_during = 0
+                claims = await self.take(wanted)
+                self.demand += self.DEMAND_WEIGHT * (self._wanted_during - self.demand)
                 if claims is None:
                     self.done = True
                     break
@@ -101,8 +137,10 @@ class _Claimer:
                     elif not ask.done():
                         self.asks.append(ask)  # fewer claimed than asked: ask again
                 asks = []
-                # A worker cancelled meanwhile leaves its claim here for the release.
+                # Claims ahead, and those of workers cancelled meanwhile (for the release).
                 self.spare.extend(claims)
+                if not claims and not self.asks:
+                    break  # all asks served, and nothing claimed ahead: due chats ran short
         except BaseException as exc:
             self.done = True
             for ask in asks + self.asks:
@@ -114,10 +152,11 @@ class _Claimer:
                     ask.set_exception(exc)
             self.asks = []
             raise
-        for ask in asks + self.asks:
-            if not ask.done():
-                ask.set_result(None)
-        self.asks = []
+        if self.done:
+            for ask in asks + self.asks:
+                if not ask.done():
+                    ask.set_result(None)
+            self.asks = []
 
     async def close(self) -> list[Claim]:
         """End the claiming; return the claims taken that no worker started."""
@@ -315,6 +354,11 @@ class OutcomeWriter:
             lost[:] = await record_results(self.ledger, batch, self.policy, clock.now())
 
         await retry_while_unavailable(once, self.patience)
+        self.written(batch, lost)
+        return lost
+
+    def written(self, batch: list[CallRecord], lost: list[CallRecord]) -> None:
+        """After ``batch`` is committed (here or with a claim): what its write calls for."""
         if self.on_recorded is not None:
             self.on_recorded(batch)
         for rec in lost:
@@ -324,34 +368,62 @@ class OutcomeWriter:
                 attempt_id=rec.claim.attempt_id,
                 outcome=rec.decision.outcome,
             )
-        return lost
 
 
 class _Recorder:
-    """Buffers call records and hands them to the writer in batches, from one task."""
+    """Buffers call records and hands them to the writer in batches, from one task.
+
+    While the pass claims, its claim transactions carry the records buffered meanwhile
+    (``take``): the recorder writes on its own only the records no claim took within
+    ``RECORD_INTERVAL`` (a slow pace, the pass's end), or a full batch.
+    """
 
     def __init__(self, writer: OutcomeWriter) -> None:
         self.writer = writer
         self.pending: list[CallRecord] = []
         self.wake = asyncio.Event()
         self.closed = False
+        self._taken = False  # a claim took records since the recorder last looked
 
     def add(self, record: CallRecord) -> None:
         self.pending.append(record)
         if len(self.pending) >= RECORD_BATCH:
             self.wake.set()
 
+    def take(self) -> list[CallRecord]:
+        """The buffered records, for a claim transaction to write."""
+        batch = self._next_batch()
+        self._taken = self._taken or bool(batch)
+        return batch
+
+    def _next_batch(self) -> list[CallRecord]:
+        # Out of the buffer before any write starts: a claim may take the rest meanwhile.
+        batch = self.pending[: RECORD_BATCH * 5]
+        del self.pending[: len(batch)]
+        return batch
+
+    def give_back(self, batch: list[CallRecord]) -> None:
+        """Records a failed claim transaction did not write: first in line again."""
+        self.pending[:0] = batch
+
     async def flush(self) -> None:
         while self.pending:
-            batch = self.pending[: RECORD_BATCH * 5]
-            await self.writer.write(batch)
-            del self.pending[: len(batch)]
+            batch = self._next_batch()
+            try:
+                await self.writer.write(batch)
+            except BaseException:
+                self.give_back(batch)
+                raise
 
     async def run(self) -> None:
         while not self.closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), RECORD_INTERVAL)
+            full = self.wake.is_set()
             self.wake.clear()
+            taken, self._taken = self._taken, False
+            if taken and not full and not self.closed:
+                continue  # the claims carry the records
             try:
                 await self.flush()
             except LedgerUnavailable as exc:
@@ -473,7 +545,9 @@ class SharePass:
         )
         recorder = _Recorder(writer)
         unstarted: list[Claim] = []
-        claimer = _Claimer(functools.partial(self._select, report))
+        claimer = _Claimer(
+            functools.partial(self._select, report, recorder), ahead=2 * cfg.concurrency
+        )
         recorder_task = asyncio.create_task(recorder.run(), name="share-recorder")
         workers = [
             asyncio.create_task(self._worker(claimer, recorder, unstarted, report))
@@ -508,14 +582,18 @@ class SharePass:
             report.released += len(unstarted)
             log.info("share.claims_released", count=len(unstarted))
 
-    async def _select(self, report: PassReport, wanted: int) -> list[Claim] | None:
-        """The select step: claim up to ``wanted`` due chats; ``None`` when the pass has
-        nothing more to do."""
+    async def _select(
+        self, report: PassReport, recorder: _Recorder, wanted: int
+    ) -> list[Claim] | None:
+        """The select step: claim up to ``wanted`` due chats, writing the outcomes buffered
+        meanwhile in the same transaction; ``None`` when the pass has nothing more to do."""
         cfg = self.config
         while not self.stopping.is_set() and self.auth_failure is None:
+            records = recorder.take()
             try:
-                result = await claim_batch(
+                lost, result = await record_and_claim(
                     self.ledger,
+                    records,
                     now=clock.now(),
                     limit=min(cfg.batch_size, wanted),
                     instance=self.instance,
@@ -523,10 +601,16 @@ class SharePass:
                     policy=self.policy,
                 )
             except LedgerUnavailable as exc:
-                # Finish what is claimed; the next pass picks up the rest.
+                # Finish what is claimed; the next pass picks up the rest. The recorder
+                # writes the outcomes, waiting for the ledger as long as its claims last.
+                recorder.give_back(records)
                 log.warning("pass.claims_interrupted", error=str(exc))
                 report.interrupted = True
                 return None
+            except BaseException:
+                recorder.give_back(records)
+                raise
+            recorder.writer.written(records, lost)
             report.ambiguous_resolved += result.ambiguous
             report.claimed += len(result.claims)
             if result.claims:

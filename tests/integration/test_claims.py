@@ -15,6 +15,7 @@ from scheduler.ledger.claims import (
     CallRecord,
     attempts,
     claim_batch,
+    record_and_claim,
     record_results,
     release_claims,
     resolve_dangling,
@@ -117,6 +118,46 @@ async def test_claims_are_exclusive_and_recorded(ledger: Ledger) -> None:
     assert row.next_share_at == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
     again = await claim_batch(ledger, now=done, limit=100, instance="a", lease=LEASE, policy=pol)
     assert again.claims == []
+
+
+async def test_outcomes_ride_with_the_next_claims_in_one_transaction(ledger: Ledger) -> None:
+    """A busy pass writes the outcomes of its finished calls in the transaction that claims its
+    next chats: the same rows as the two apart, and a claim's attempt id still reserved."""
+    pol = policy()
+    ids = await _seed(ledger)
+    first = await claim_batch(ledger, now=NOON, limit=4, instance="a", lease=LEASE, policy=pol)
+    done = NOON + timedelta(seconds=1)
+    records = [
+        CallRecord(c, _decide(None, done), done, tries=1)  # type: ignore[arg-type]
+        for c in first.claims
+    ]
+    lost, second = await record_and_claim(
+        ledger, records, now=done, limit=4, instance="a", lease=LEASE, policy=pol
+    )
+    assert lost == []
+    assert len(second.claims) == 4
+    recorded = {c.chat_id for c in first.claims}
+    assert recorded.isdisjoint(c.chat_id for c in second.claims)
+    for chat_id in recorded:
+        row = await chat_row(ledger, chat_id)
+        assert (row.share_count, row.last_shared_at, row.claim_attempt_id) == (1, done, None)
+        assert row.next_share_at == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    async with ledger.read() as conn:
+        written = (await conn.execute(sa.select(attempts.c.id, attempts.c.outcome))).all()
+    assert sorted(written) == sorted((c.attempt_id, Outcome.shared) for c in first.claims)
+    # The new claims' ids come after the first batch's and are all distinct.
+    new_ids = [c.attempt_id for c in second.claims]
+    assert len(set(new_ids)) == 4
+    assert min(new_ids) > max(c.attempt_id for c in first.claims)
+    for claim in second.claims:
+        row = await chat_row(ledger, claim.chat_id)
+        assert (row.claimed_by, row.claim_attempt_id) == ("a", claim.attempt_id)
+    # Nothing to record and nothing left but two chats: the rest is claimed.
+    lost, third = await record_and_claim(
+        ledger, [], now=done, limit=10, instance="a", lease=LEASE, policy=pol
+    )
+    assert (lost, len(third.claims)) == ([], 2)
+    assert set(ids) == recorded | {c.chat_id for c in second.claims + third.claims}
 
 
 async def test_expired_claim_counts_as_shared(ledger: Ledger) -> None:

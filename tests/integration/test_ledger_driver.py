@@ -176,3 +176,55 @@ async def test_statements_run_together_in_order_and_fail_as_one(ledger: Ledger) 
     async with ledger.read() as conn:
         stored = await conn.execute(sa.select(webhook_events_table.c.event_id).order_by("event_id"))
         assert [row[0] for row in stored] == ["e1", "e2"]
+
+
+async def test_a_sqlite_transaction_costs_one_call_into_the_driver_thread_per_step(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN is one call into aiosqlite's thread (not three: cursor, execute, close), and a
+    connection checked in after its commit is not rolled back again: under a busy event loop
+    every call is a wait for the loop's next turns."""
+    import aiosqlite
+
+    from scheduler.ledger.engine import create_engine
+
+    calls: list[str] = []
+    original = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await original(self, fn, *args, **kwargs)
+
+    ledger = Ledger(create_engine(sqlite_url, pool_size=1))
+    try:
+        async with ledger.write() as conn:  # the pool's first connection: set-up calls
+            await (await driver_of(conn)).fetch("SELECT 1", ())
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        async with ledger.write() as conn:
+            await (await driver_of(conn)).fetch("SELECT count(*) FROM chats", ())
+        assert calls == ["execute", "_execute_fetchall", "commit"]
+    finally:
+        await ledger.dispose()
+
+
+async def test_a_sqlite_connection_checked_in_inside_a_transaction_is_rolled_back(
+    sqlite_url: str,
+) -> None:
+    """The pool's reset skips the rollback only when no transaction is open."""
+    from scheduler.ledger.engine import create_engine
+
+    ledger = Ledger(create_engine(sqlite_url, pool_size=1))
+    try:
+        async with ledger.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            await raw.execute("BEGIN IMMEDIATE")
+            await raw.execute("DELETE FROM chats")
+            await raw.execute(
+                "INSERT INTO lines (number, created_at, updated_at) VALUES ('+1', '', '')"
+            )
+        # The same (only) connection again: its transaction was rolled back, not carried on.
+        async with ledger.write() as conn:
+            db = await driver_of(conn)
+            assert await db.fetch("SELECT count(*) FROM lines WHERE number = '+1'", ()) == [(0,)]
+    finally:
+        await ledger.dispose()

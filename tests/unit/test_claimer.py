@@ -1,12 +1,16 @@
-"""The pass's claimer: a claim only for a worker about to call, asks batched per transaction."""
+"""The pass's claimer: claims for the workers about to call, asks batched per transaction, and
+claims ahead only as many as the workers asked for while a transaction ran."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
 
+from scheduler.core.chat import CallRecord
+from scheduler.core.share_outcome import Decision
+from scheduler.core.status import Outcome
 from scheduler.ledger.claims import Claim
-from scheduler.share.share_pass import _Claimer
+from scheduler.share.share_pass import _Claimer, _Recorder
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -70,3 +74,88 @@ async def test_a_claim_whose_worker_was_cancelled_is_given_back_for_release() ->
     ledger.gate.set()
     left = await claimer.close()
     assert [c.chat_id for c in left] == ["chat-0"]
+
+
+async def _ask_during_take(claimer: _Claimer, ledger: FakeLedger, asks: int) -> list[Claim | None]:
+    """One ask whose take is held open while ``asks`` more arrive; then all are served."""
+    first = asyncio.create_task(claimer.next())
+    while not ledger.asked:
+        await asyncio.sleep(0)
+    more = [asyncio.create_task(claimer.next()) for _ in range(asks)]
+    await asyncio.sleep(0)
+    ledger.gate.set()
+    return list(await asyncio.gather(first, *more))
+
+
+async def test_asks_made_during_a_take_make_the_next_take_claim_ahead() -> None:
+    ledger = FakeLedger(due=100)
+    claimer = _Claimer(ledger.take, ahead=8)
+    got = await _ask_during_take(claimer, ledger, asks=3)
+    # Three asks arrived while the first take ran: the next take serves them and claims
+    # ahead what the workers would ask for during the next one (twice the smoothed demand).
+    # Demand 3 in the first take, smoothed to 1.5: three claims ahead.
+    assert ledger.asked == [1, 3 + 3]
+    assert len(claimer.spare) == 3
+    assert len({c.chat_id for c in got if c is not None}) == 4
+    # A spare claim is handed out at once, without a transaction.
+    taken = len(ledger.asked)
+    assert await claimer.next() is not None
+    assert len(ledger.asked) >= taken
+    # Claims taken ahead that no worker started are given back, for their release.
+    left = await claimer.close()
+    assert len(left) + 1 + 4 == ledger.given
+
+
+async def test_claims_ahead_never_exceed_the_cap() -> None:
+    ledger = FakeLedger(due=100)
+    claimer = _Claimer(ledger.take, ahead=4)
+    await _ask_during_take(claimer, ledger, asks=20)
+    assert ledger.asked[1] == 20 + 4
+    assert len(claimer.spare) == 4
+    await claimer.close()
+
+
+async def test_asks_that_never_overlap_a_take_claim_nothing_ahead() -> None:
+    # A pass paced by the rate limit or by slow calls: each ask finds no transaction running.
+    ledger = FakeLedger(due=100)
+    ledger.gate.set()
+    claimer = _Claimer(ledger.take, ahead=16)
+    for _ in range(10):
+        assert await claimer.next() is not None
+    assert ledger.asked == [1] * 10
+    assert claimer.spare == []
+    assert await claimer.close() == []
+
+
+class HeldWriter:
+    """A writer whose writes wait until released, recording what they wrote."""
+
+    def __init__(self) -> None:
+        self.written: list[list[str]] = []
+        self.gate = asyncio.Event()
+
+    async def write(self, batch: list[CallRecord]) -> list[CallRecord]:
+        await self.gate.wait()
+        self.written.append([r.claim.chat_id for r in batch])
+        return []
+
+
+def _record(claim: Claim) -> CallRecord:
+    return CallRecord(claim, Decision(Outcome.shared, counts_as_shared=True), NOW, 1)
+
+
+async def test_records_a_claim_takes_during_a_flush_are_neither_lost_nor_written_twice() -> None:
+    writer = HeldWriter()
+    recorder = _Recorder(writer)  # type: ignore[arg-type]
+    first, second, third = (_record(c) for c in _claims(0, 3))
+    recorder.add(first)
+    flushing = asyncio.create_task(recorder.flush())
+    await asyncio.sleep(0)  # the flush is writing ``first``
+    recorder.add(second)
+    assert [r.claim.chat_id for r in recorder.take()] == ["chat-1"]  # a claim carries it
+    recorder.add(third)
+    writer.gate.set()
+    await flushing
+    # ``third`` arrived during the flush's write: the flush writes it next, and nothing else.
+    assert writer.written == [["chat-0"], ["chat-2"]]
+    assert recorder.pending == []

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.sql.dml import Insert
 
 from scheduler.core.chat import AttemptRow, ChatState, ChatUpdate
-from scheduler.ledger.driver import Driver
+from scheduler.ledger.driver import Statement
 
 # The chat columns the rule and the claim protocol read, then its line's, then the claim's.
 FACT_COLUMNS = (
@@ -70,11 +70,11 @@ if TYPE_CHECKING:
 
 
 class LedgerDialect(Protocol):
-    """The statements whose SQL differs between SQLite and PostgreSQL.
-
-    Each runs on the driver connection of the caller's transaction (``db``), with plain
-    parameters: one round trip per statement, whatever the batch size.
-    """
+    """The statements whose SQL differs between SQLite and PostgreSQL, built, not run:
+    :class:`scheduler.ledger.claim_sql.ClaimSQL` runs them on the driver connection of the
+    caller's transaction, several in one trip where the caller can wait for all of them at
+    once. Each is one round trip whatever the batch size (arrays or one ``VALUES`` list per
+    statement)."""
 
     name: str
 
@@ -90,46 +90,47 @@ class LedgerDialect(Protocol):
         """INSERT with this database's ``on_conflict_do_update``."""
         ...
 
-    async def due(self, db: Driver, now: datetime, limit: int) -> list[ChatState]:
+    def states(self, rows: Iterable[Sequence[Any]]) -> list[ChatState]:
+        """The records of rows read by :meth:`due`, :meth:`chats` or :meth:`expired`."""
+        ...
+
+    def due(self, now: datetime, limit: int) -> Statement:
         """The ``limit`` chats due soonest, by the ``next_share_at`` index; where the
         database has row locks, locked, skipping those another transaction holds."""
         ...
 
-    async def chats(
-        self, db: Driver, chat_ids: Sequence[str], *, lock: bool = False
-    ) -> list[ChatState]:
+    def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[Statement]:
         """The named chats (those that exist); ``lock`` skips rows locked by others."""
         ...
 
-    async def expired(self, db: Driver, now: datetime, limit: int) -> list[ChatState]:
+    def expired(self, now: datetime, limit: int) -> Statement:
         """Chats whose claim's lease ran out (its owner crashed mid-call)."""
         ...
 
-    async def reschedule(self, db: Driver, rows: Sequence[tuple[str, datetime | None]]) -> None:
+    def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> Statement:
         """Correct ``next_share_at`` of chats found not due after all."""
         ...
 
-    async def claim(
+    def claim(
         self,
-        db: Driver,
         chats: Sequence[ChatState],
         *,
         now: datetime,
         instance: str,
         lease_end: datetime,
         forced: bool,
-    ) -> dict[str, int]:
+    ) -> list[Statement]:
         """Claim ``chats``: one attempt id reserved per chat, and the claim columns (the
         intent: who, the attempt id, since when, forced, the lease) written on each chat, the
         lease end as its ``next_share_at``. No attempt row: it is written with the outcome.
-        Returns chat id -> attempt id."""
+        The statements that return rows return (chat id, attempt id) of each chat claimed."""
         ...
 
-    async def insert_attempts(self, db: Driver, rows: Sequence[AttemptRow]) -> None:
+    def insert_attempts(self, rows: Sequence[AttemptRow]) -> Statement:
         """Write finished attempts; an id already written (the claim resolved elsewhere as
         ambiguous) keeps its verdict."""
         ...
 
-    async def update_chats(self, db: Driver, rows: Sequence[ChatUpdate], now: datetime) -> None:
+    def update_chats(self, rows: Sequence[ChatUpdate], now: datetime) -> Statement:
         """Write each chat's new facts and ``next_share_at``, and drop its claim."""
         ...

@@ -3,8 +3,9 @@ aware datetimes), row locks that replicas skip, and whole batches as arrays (``u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -12,7 +13,7 @@ from sqlalchemy.sql.dml import Insert
 
 from scheduler.core.chat import AttemptRow, ChatState, ChatUpdate
 from scheduler.ledger.dialects.base import INSERT_ATTEMPT, ON_ATTEMPT_CONFLICT, SELECT_FACTS
-from scheduler.ledger.driver import Driver
+from scheduler.ledger.driver import Statement
 
 # Replicas skip each other's rows instead of waiting on them.
 DUE = (
@@ -62,51 +63,45 @@ class PostgresDialect:
     def upsert(self, table: sa.Table) -> postgresql.Insert:
         return postgresql.insert(table)
 
-    async def _rows(self, db: Driver, sql: str, params: Sequence[object]) -> list[ChatState]:
-        return [ChatState._make(row) for row in await db.fetch(sql, params)]
+    def states(self, rows: Iterable[Sequence[Any]]) -> list[ChatState]:
+        return [ChatState._make(row) for row in rows]
 
-    async def due(self, db: Driver, now: datetime, limit: int) -> list[ChatState]:
-        return await self._rows(db, DUE, (now, limit))
+    def due(self, now: datetime, limit: int) -> Statement:
+        return Statement(DUE, (now, limit), rows=True)
 
-    async def chats(
-        self, db: Driver, chat_ids: Sequence[str], *, lock: bool = False
-    ) -> list[ChatState]:
+    def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[Statement]:
         ids = list(dict.fromkeys(chat_ids))
         if not ids:
             return []
         suffix = " FOR UPDATE OF c SKIP LOCKED" if lock else ""
-        return await self._rows(db, f"{SELECT_FACTS} WHERE c.chat_id = ANY(%s){suffix}", (ids,))
+        return [Statement(f"{SELECT_FACTS} WHERE c.chat_id = ANY(%s){suffix}", (ids,), rows=True)]
 
-    async def expired(self, db: Driver, now: datetime, limit: int) -> list[ChatState]:
-        return await self._rows(db, _EXPIRED, (now, limit))
+    def expired(self, now: datetime, limit: int) -> Statement:
+        return Statement(_EXPIRED, (now, limit), rows=True)
 
-    async def reschedule(self, db: Driver, rows: Sequence[tuple[str, datetime | None]]) -> None:
-        await db.execute_many(
+    def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> Statement:
+        return Statement(
             "UPDATE chats SET next_share_at = %s WHERE chat_id = %s",
             [(nxt, chat_id) for chat_id, nxt in rows],
+            many=True,
         )
 
-    async def claim(
+    def claim(
         self,
-        db: Driver,
         chats: Sequence[ChatState],
         *,
         now: datetime,
         instance: str,
         lease_end: datetime,
         forced: bool,
-    ) -> dict[str, int]:
+    ) -> list[Statement]:
         if not chats:
-            return {}
-        returned = await db.fetch(
-            CLAIM, (instance, lease_end, lease_end, now, forced, [c.chat_id for c in chats])
-        )
-        return {row[0]: int(row[1]) for row in returned}
+            return []
+        ids = [c.chat_id for c in chats]
+        return [Statement(CLAIM, (instance, lease_end, lease_end, now, forced, ids), rows=True)]
 
-    async def insert_attempts(self, db: Driver, rows: Sequence[AttemptRow]) -> None:
-        if not rows:
-            return
-        await db.execute(
+    def insert_attempts(self, rows: Sequence[AttemptRow]) -> Statement:
+        return Statement(
             _INSERT_ATTEMPTS,
             (
                 [r.attempt_id for r in rows],
@@ -126,10 +121,8 @@ class PostgresDialect:
             ),
         )
 
-    async def update_chats(self, db: Driver, rows: Sequence[ChatUpdate], now: datetime) -> None:
-        if not rows:
-            return
-        await db.execute(
+    def update_chats(self, rows: Sequence[ChatUpdate], now: datetime) -> Statement:
+        return Statement(
             _UPDATE_CHATS,
             (
                 now,

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,32 +21,34 @@ from scheduler.ledger.dialects.base import (
     ON_ATTEMPT_CONFLICT,
     SELECT_FACTS,
 )
-from scheduler.ledger.driver import Driver, chunks
+from scheduler.ledger.driver import Statement, chunks
 from scheduler.times import from_ledger_text, to_ledger_text
 
 DUE = f"{SELECT_FACTS} WHERE c.next_share_at <= ? ORDER BY c.next_share_at LIMIT ?"
 # Rows per statement of the claim: a batch (500 by default) in one statement each, within
 # SQLite's cap of 32,766 parameters per statement (2 per chat).
 CLAIM_ROWS = 5000
-# Attempt ids are reserved a batch at a time by moving the attempts table's AUTOINCREMENT
-# counter (one row write per batch; the claim's transaction holds the write lock). Inserts
-# never reuse an id at or under it, so a reserved id is never taken by another row.
-_RESERVE_IDS = (
-    "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'share_attempts' RETURNING seq"
-)
-# The table's counter row appears with its first insert: until then, it is created here.
-_FIRST_IDS = (
+# Attempt ids are reserved a batch at a time from the attempts table's AUTOINCREMENT counter:
+# the claim numbers its chats after the counter, then moves the counter past them (one row
+# write per batch; the claim's transaction holds the write lock). Inserts never reuse an id at
+# or under the counter, so a reserved id is never taken by another row.
+_COUNTER = "(SELECT seq FROM sqlite_sequence WHERE name = 'share_attempts')"
+# The counter's row appears with the table's first insert: until then, it is created here.
+_ENSURE_COUNTER = (
     "INSERT INTO sqlite_sequence (name, seq)"
-    " SELECT 'share_attempts', coalesce(max(id), 0) + ? FROM share_attempts RETURNING seq"
+    " SELECT 'share_attempts', (SELECT coalesce(max(id), 0) FROM share_attempts)"
+    f" WHERE {_COUNTER} IS NULL"
 )
+_ADVANCE_COUNTER = "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'share_attempts'"
 
 
 def claim_update(rows: int) -> str:
-    """The claim of ``rows`` chats: parameters (chat id, attempt id) per row, then
-    claimed_by, claim_expires_at, next_share_at, claim_started_at and claim_forced."""
+    """The claim of ``rows`` chats: parameters (chat id, its number past the attempts'
+    counter) per row, then claimed_by, claim_expires_at, next_share_at, claim_started_at and
+    claim_forced."""
     return (
-        f"WITH v(chat_id, aid) AS (VALUES {', '.join(['(?, ?)'] * rows)})"
-        " UPDATE chats SET claimed_by = ?, claim_attempt_id = v.aid,"
+        f"WITH v(chat_id, n) AS (VALUES {', '.join(['(?, ?)'] * rows)})"
+        f" UPDATE chats SET claimed_by = ?, claim_attempt_id = {_COUNTER} + v.n,"
         " claim_expires_at = ?, next_share_at = ?, claim_started_at = ?, claim_forced = ?"
         " FROM v WHERE chats.chat_id = v.chat_id RETURNING chats.chat_id, chats.claim_attempt_id"
     )
@@ -113,69 +115,65 @@ class SqliteDialect:
     def upsert(self, table: sa.Table) -> sqlite.Insert:
         return sqlite.insert(table)
 
-    async def _rows(self, db: Driver, sql: str, params: Sequence[object]) -> list[ChatState]:
-        return [_chat_state(row) for row in await db.fetch(sql, params)]
+    def states(self, rows: Iterable[Sequence[Any]]) -> list[ChatState]:
+        return [_chat_state(row) for row in rows]
 
-    async def due(self, db: Driver, now: datetime, limit: int) -> list[ChatState]:
-        return await self._rows(db, DUE, (bind_time(now), limit))
+    def due(self, now: datetime, limit: int) -> Statement:
+        return Statement(DUE, (bind_time(now), limit), rows=True)
 
-    async def chats(
-        self, db: Driver, chat_ids: Sequence[str], *, lock: bool = False
-    ) -> list[ChatState]:
+    def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[Statement]:
         # No row locks to take: this transaction holds the write lock (or reads a snapshot).
         ids = list(dict.fromkeys(chat_ids))
-        out: list[ChatState] = []
-        for part in chunks(ids):
-            out += await self._rows(
-                db,
+        return [
+            Statement(
                 f"{SELECT_FACTS} WHERE c.chat_id IN ({', '.join('?' * len(part))})",
                 tuple(part),
+                rows=True,
             )
-        return out
+            for part in chunks(ids)
+        ]
 
-    async def expired(self, db: Driver, now: datetime, limit: int) -> list[ChatState]:
-        return await self._rows(db, _EXPIRED, (bind_time(now), limit))
+    def expired(self, now: datetime, limit: int) -> Statement:
+        return Statement(_EXPIRED, (bind_time(now), limit), rows=True)
 
-    async def reschedule(self, db: Driver, rows: Sequence[tuple[str, datetime | None]]) -> None:
-        await db.execute_many(
+    def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> Statement:
+        return Statement(
             "UPDATE chats SET next_share_at = ? WHERE chat_id = ?",
             [(bind_time(nxt), chat_id) for chat_id, nxt in rows],
+            many=True,
         )
 
-    async def claim(
+    def claim(
         self,
-        db: Driver,
         chats: Sequence[ChatState],
         *,
         now: datetime,
         instance: str,
         lease_end: datetime,
         forced: bool,
-    ) -> dict[str, int]:
+    ) -> list[Statement]:
         if not chats:
-            return {}
-        reserved = await db.fetch(_RESERVE_IDS, (len(chats),))
-        if not reserved:
-            reserved = await db.fetch(_FIRST_IDS, (len(chats),))
-        first_id = int(reserved[0][0]) - len(chats) + 1
-        attempt_of: dict[str, int] = {}
+            return []
         started = bind_time(now)
         end = bind_time(lease_end)
+        statements = [Statement(_ENSURE_COUNTER, ())]
         for first in range(0, len(chats), CLAIM_ROWS):
             part = chats[first : first + CLAIM_ROWS]
-            pairs = (
-                x
-                for offset, c in enumerate(part, start=first_id + first)
-                for x in (c.chat_id, offset)
+            numbered = (
+                x for number, c in enumerate(part, start=first + 1) for x in (c.chat_id, number)
             )
-            returned = await db.fetch(
-                claim_update(len(part)), (*pairs, instance, end, end, started, int(forced))
+            statements.append(
+                Statement(
+                    claim_update(len(part)),
+                    (*numbered, instance, end, end, started, int(forced)),
+                    rows=True,
+                )
             )
-            attempt_of.update((str(chat_id), int(aid)) for chat_id, aid in returned)
-        return attempt_of
+        statements.append(Statement(_ADVANCE_COUNTER, (len(chats),)))
+        return statements
 
-    async def insert_attempts(self, db: Driver, rows: Sequence[AttemptRow]) -> None:
-        await db.execute_many(
+    def insert_attempts(self, rows: Sequence[AttemptRow]) -> Statement:
+        return Statement(
             _INSERT_ATTEMPTS,
             [
                 (
@@ -196,11 +194,12 @@ class SqliteDialect:
                 )
                 for r in rows
             ],
+            many=True,
         )
 
-    async def update_chats(self, db: Driver, rows: Sequence[ChatUpdate], now: datetime) -> None:
+    def update_chats(self, rows: Sequence[ChatUpdate], now: datetime) -> Statement:
         stamp = bind_time(now)
-        await db.execute_many(
+        return Statement(
             _UPDATE_CHATS,
             [
                 (
@@ -216,4 +215,5 @@ class SqliteDialect:
                 )
                 for r in rows
             ],
+            many=True,
         )
