@@ -153,9 +153,10 @@ class _Claimer:
             self.asks = []
             raise
         if self.done:
+            # Nothing more is due: what was claimed ahead goes to the asks still waiting.
             for ask in asks + self.asks:
                 if not ask.done():
-                    ask.set_result(None)
+                    ask.set_result(self.spare.pop() if self.spare else None)
             self.asks = []
 
     async def close(self) -> list[Claim]:

@@ -159,3 +159,15 @@ async def test_records_a_claim_takes_during_a_flush_are_neither_lost_nor_written
     # ``third`` arrived during the flush's write: the flush writes it next, and nothing else.
     assert writer.written == [["chat-0"], ["chat-2"]]
     assert recorder.pending == []
+
+
+async def test_asks_left_when_nothing_more_is_due_get_the_claims_taken_ahead() -> None:
+    ledger = FakeLedger(due=3)
+    claimer = _Claimer(ledger.take, ahead=8)
+    claimer.demand = 2.0  # a busy pass: four claims ahead
+    got = await _ask_during_take(claimer, ledger, asks=2)
+    # The first take claimed all three (one asked, the rest ahead); the two asks made during
+    # it find nothing more due in the next take, and are served from what was claimed ahead.
+    assert ledger.asked[0] == 1 + 4
+    assert sorted(c.chat_id for c in got if c is not None) == ["chat-0", "chat-1", "chat-2"]
+    assert await claimer.close() == []
