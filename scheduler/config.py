@@ -367,7 +367,14 @@ class SharePassConfig(_Model):
         default=500, ge=1, le=10_000, description="Chats claimed per claim transaction, at most."
     )
     concurrency: int = Field(
-        default=16, ge=1, le=1000, description="Share calls in flight at once."
+        default=16,
+        ge=1,
+        le=1000,
+        description=(
+            "Share calls in flight at once. Each worker's next chat is claimed a moment"
+            " before it needs it (at most 4 claims ahead per worker), so that no call waits"
+            " for a claim transaction."
+        ),
     )
     requests_per_second: float = Field(
         default=20.0, gt=0, description="Cap on share calls per second, across the pass."

@@ -3,11 +3,10 @@
 - **select** (``_Claimer``, ``SharePass._select``): claim due chats through the ledger; each
   claim's intent is committed before its call. Each of the ``concurrency`` workers waits for
   its turn under the rate limit, then asks for one claim; the asks that arrive while a claim
-  transaction runs are served together by the next one (up to ``batch_size``), which also
-  claims a few chats ahead: as many as the workers asked for while the last transactions ran
-  (at most twice the concurrency). A pass held back by the rate limit or by slow calls claims
-  nothing ahead, so its claims without an outcome (which count as shared if the process dies:
-  a missed day) stay about the calls in flight; a fast one never waits for a transaction.
+  transaction runs are served together by the next one (up to ``batch_size``). Each worker's
+  next claim is taken ahead, timed by the worker's cycle to be ready as it asks (at most four
+  per worker at a time): claims without an outcome (which count as shared if the process dies,
+  a missed day) stay about the calls in flight, and no worker waits for a transaction.
 - **call** (``ShareCaller``): Linq's share for one :class:`Claim`, under the rate limit, with
   retries; returns a :class:`CallRecord` (what the calls did, and the decision). No ledger.
 - **record** (``OutcomeWriter``, buffered by ``_Recorder``): write outcomes through the ledger,
@@ -55,6 +54,9 @@ from scheduler.share.limiter import RateLimiter
 log = structlog.get_logger("scheduler.share")
 
 RECORD_BATCH = 200
+# The claims a pass may hold ahead of its workers' asks, per worker: at zero latency a claim
+# transaction on a busy event loop takes longer than several calls.
+CLAIMS_AHEAD_PER_WORKER = 4
 # Outcomes wait at most this long in memory: longer means fewer, larger transactions.
 RECORD_INTERVAL = 0.1
 
@@ -68,48 +70,97 @@ class _Claimer:
     a time: the asks pile up into fewer, larger ones as the pace grows, and the claims never
     contend with each other (on SQLite they would only queue for the one writer).
 
-    **Claims ahead.** A worker that finds no spare claim waits for a whole claim transaction,
-    and under load that wait is longer than a call: the pass would run at the pace of its
-    claims, not of its calls. So each transaction also claims a few chats ahead, as many as the
-    workers asked for during the last transactions (twice their smoothed demand, at most
-    ``ahead``): by Little's law, what they will ask for while the next transaction runs. A
-    pass limited by the rate limit or by slow calls asks for about nothing during one
-    transaction and claims nothing ahead; a fast one keeps up to ``ahead`` chats claimed but not
-    yet sent, which a crash would count as shared (a missed day each, never a double share).
+    **Claims ahead.** A worker that finds no spare claim waits for a whole claim transaction:
+    at zero latency that wait is longer than a call, and at any latency the workers that
+    started together come back together and wait together, every round. So each worker's next
+    claim is taken ahead, by a *lead*: as a worker gets a claim, a lead is set for when the
+    worker will ask again (its cycle: from one claim to its next ask, smoothed over the
+    workers) less two claim transactions (their smoothed duration). The claim is ready as the
+    worker asks, and waits unsent only about one transaction -- a claim without an outcome,
+    which a crash would count as shared (a missed day, never a double share). A pass held back
+    by the rate limit has a long cycle, so its leads come just before its turns. A cycle
+    shorter than two transactions (calls faster than claims, at zero latency) keeps what the
+    ``workers`` ask for in two transactions claimed ahead. At most ``ahead`` claims are taken
+    ahead at a time.
     """
 
-    # Weight of the newest transaction in the smoothed demand.
-    DEMAND_WEIGHT = 0.5
+    # Weight of the newest sample in the smoothed cycle and transaction time.
+    SMOOTHING = 0.25
 
     def __init__(
-        self, take: Callable[[int], Awaitable[list[Claim] | None]], *, ahead: int = 0
+        self,
+        take: Callable[[int], Awaitable[list[Claim] | None]],
+        *,
+        workers: int = 1,
+        ahead: int = 0,
     ) -> None:
         self.take = take
+        self.workers = workers
         self.ahead = ahead
         self.asks: list[asyncio.Future[Claim | None]] = []
         self.spare: list[Claim] = []
         self.done = False
-        self.demand = 0.0  # claims wanted per transaction, smoothed
-        self._wanted_during = 0  # claims wanted while the current transaction runs
+        self.cycle: float | None = None  # a worker's time from a claim to its next ask
+        self.transaction = 0.0  # a claim transaction's duration
+        self.leads = 0  # claims wanted ahead by the next transaction
+        self._leads_taking = 0  # claims wanted ahead by the transaction running
+        self._timed = 0  # leads set for later (a closed claimer ignores them as they come)
         self._serving: asyncio.Task[None] | None = None
 
-    def spare_target(self) -> int:
-        """How many claims to hold ahead of the asks."""
-        return min(self.ahead, math.ceil(2 * self.demand - 0.5)) if self.ahead else 0
+    def _smoothed(self, average: float | None, sample: float) -> float:
+        return sample if average is None else average + self.SMOOTHING * (sample - average)
 
-    async def next(self) -> Claim | None:
-        self._wanted_during += 1
+    async def next(self, previous: float | None = None) -> Claim | None:
+        """A claim for a worker about to call (``None``: nothing more to do). ``previous``:
+        when (``loop.time()``) the worker got its last claim."""
+        loop = asyncio.get_running_loop()
+        if previous is not None:
+            self.cycle = self._smoothed(self.cycle, loop.time() - previous)
+        claim = await self._next()
+        if claim is not None:
+            self._set_lead(loop)
+        return claim
+
+    async def _next(self) -> Claim | None:
         if self.spare:
-            claim = self.spare.pop()
-            if len(self.spare) < self.spare_target():
-                self._start_serving()
-            return claim
+            return self.spare.pop()
         if self.done:
             return None
         ask: asyncio.Future[Claim | None] = asyncio.get_running_loop().create_future()
         self.asks.append(ask)
         self._start_serving()
         return await ask
+
+    def _set_lead(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Claims ahead for the worker just served, due before its next ask."""
+        ahead = len(self.spare) + self.leads + self._leads_taking + self._timed
+        if self.cycle is None or self.done or ahead >= self.ahead:
+            return
+        delay = self.cycle - 2 * self.transaction
+        if delay > 0:
+            # One claim ahead per worker at most: claims taken ahead for a burst (below) are
+            # used up before new leads are set.
+            if ahead < self.workers:
+                self._timed += 1
+                loop.call_later(delay, self._timed_lead)
+            return
+        # A cycle shorter than two transactions (calls faster than claims): the workers ask
+        # for more while one claim is on its way than one lead each would cover. Keep what
+        # they ask for in two transactions claimed ahead.
+        wanted = math.ceil(self.workers * 2 * self.transaction / max(self.cycle, 1e-6))
+        more = min(self.ahead, max(wanted, 1)) - ahead
+        if more > 0:
+            self.leads += more
+            self._start_serving()
+
+    def _timed_lead(self) -> None:
+        self._timed -= 1
+        self._lead()
+
+    def _lead(self) -> None:
+        if not self.done:
+            self.leads += 1
+            self._start_serving()
 
     def _start_serving(self) -> None:
         # done() turns true as the serving coroutine returns, before any other task runs.
@@ -118,16 +169,19 @@ class _Claimer:
 
     async def _serve(self) -> None:
         asks: list[asyncio.Future[Claim | None]] = []
+        loop = asyncio.get_running_loop()
         try:
             while not self.done:
                 asks = [a for a in self.asks if not a.done()]
                 self.asks = []
-                wanted = len(asks) + max(0, self.spare_target() - len(self.spare))
+                self._leads_taking, self.leads = self.leads, 0
+                wanted = len(asks) + self._leads_taking
                 if not wanted:
                     break
-                self._wanted_during = 0
+                started = loop.time()
                 claims = await self.take(wanted)
-                self.demand += self.DEMAND_WEIGHT * (self._wanted_during - self.demand)
+                self.transaction = self._smoothed(self.transaction, loop.time() - started)
+                self._leads_taking = 0
                 if claims is None:
                     self.done = True
                     break
@@ -547,7 +601,9 @@ class SharePass:
         recorder = _Recorder(writer)
         unstarted: list[Claim] = []
         claimer = _Claimer(
-            functools.partial(self._select, report, recorder), ahead=2 * cfg.concurrency
+            functools.partial(self._select, report, recorder),
+            workers=cfg.concurrency,
+            ahead=CLAIMS_AHEAD_PER_WORKER * cfg.concurrency,
         )
         recorder_task = asyncio.create_task(recorder.run(), name="share-recorder")
         workers = [
@@ -627,10 +683,13 @@ class SharePass:
         unstarted: list[Claim],
         report: PassReport,
     ) -> None:
+        loop = asyncio.get_running_loop()
+        previous: float | None = None  # when this worker got its last claim
         while not self.stopping.is_set() and self.auth_failure is None:
             # The turn under the rate limit first: a claim is taken only to be sent at once.
             await self.limiter.acquire()
-            claim = await claimer.next()
+            claim = await claimer.next(previous)
+            previous = loop.time()
             if claim is None:
                 return
             if (

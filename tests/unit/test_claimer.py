@@ -87,43 +87,94 @@ async def _ask_during_take(claimer: _Claimer, ledger: FakeLedger, asks: int) -> 
     return list(await asyncio.gather(first, *more))
 
 
-async def test_asks_made_during_a_take_make_the_next_take_claim_ahead() -> None:
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_nothing_is_claimed_ahead_before_a_workers_cycle_is_known() -> None:
     ledger = FakeLedger(due=100)
     claimer = _Claimer(ledger.take, ahead=8)
-    got = await _ask_during_take(claimer, ledger, asks=3)
-    # Three asks arrived while the first take ran: the next take serves them and claims
-    # ahead what the workers would ask for during the next one (twice the smoothed demand).
-    # Demand 3 in the first take, smoothed to 1.5: three claims ahead.
-    assert ledger.asked == [1, 3 + 3]
-    assert len(claimer.spare) == 3
-    assert len({c.chat_id for c in got if c is not None}) == 4
-    # A spare claim is handed out at once, without a transaction.
-    taken = len(ledger.asked)
-    assert await claimer.next() is not None
-    assert len(ledger.asked) >= taken
-    # Claims taken ahead that no worker started are given back, for their release.
+    await _ask_during_take(claimer, ledger, asks=3)
+    await _settle()
+    assert ledger.asked == [1, 3]
+    assert claimer.spare == []
+    await claimer.close()
+
+
+async def test_calls_faster_than_claims_keep_two_transactions_of_asks_claimed_ahead() -> None:
+    # At zero latency a worker's cycle (15 ms) is shorter than two claim transactions: each
+    # claim handed out tops up the claims ahead to what the workers ask for in two
+    # transactions (here more than the cap of 2), so the next claim is taken while the worker
+    # calls.
+    ledger = FakeLedger(due=100)
+    ledger.gate.set()
+    loop = asyncio.get_running_loop()
+    claimer = _Claimer(ledger.take, workers=1, ahead=2)
+    claimer.cycle, claimer.transaction = 0.015, 0.05
+    first = await claimer.next()
+    got_at = loop.time()
+    await _settle()
+    assert first is not None
+    assert ledger.asked == [1, 2]
+    assert len(claimer.spare) == 2
+    second = await claimer.next(got_at)
+    assert second is not None  # from the spare: no transaction waited for
+    await _settle()
+    assert ledger.asked == [1, 2, 1]  # topped up again
     left = await claimer.close()
-    assert len(left) + 1 + 4 == ledger.given
+    assert len(left) == ledger.given - 2
+
+
+async def test_a_lead_comes_one_transaction_or_two_before_the_worker_asks() -> None:
+    # A worker paced by the rate limit or by slow calls: its lead waits for most of its cycle.
+    ledger = FakeLedger(due=100)
+    ledger.gate.set()
+    claimer = _Claimer(ledger.take, ahead=8)
+    claimer.cycle, claimer.transaction = 0.2, 0.05
+    assert await claimer.next() is not None
+    await asyncio.sleep(0.05)
+    assert ledger.asked == [1] and claimer.spare == []  # the lead is not due yet
+    await asyncio.sleep(0.1)  # cycle - 2 transactions = 0.1 s after the claim
+    await _settle()
+    assert ledger.asked == [1, 1] and len(claimer.spare) == 1
+    await claimer.close()
 
 
 async def test_claims_ahead_never_exceed_the_cap() -> None:
     ledger = FakeLedger(due=100)
-    claimer = _Claimer(ledger.take, ahead=4)
-    await _ask_during_take(claimer, ledger, asks=20)
-    assert ledger.asked[1] == 20 + 4
-    assert len(claimer.spare) == 4
+    ledger.gate.set()
+    claimer = _Claimer(ledger.take, workers=6, ahead=2)
+    claimer.cycle, claimer.transaction = 0.0, 0.01
+    # Six workers served at once: each sets a lead, but only two claims are taken ahead.
+    got = await asyncio.gather(*(claimer.next() for _ in range(6)))
+    await _settle()
+    assert all(c is not None for c in got)
+    assert len(claimer.spare) == 2
+    assert ledger.given == 6 + 2
     await claimer.close()
 
 
-async def test_asks_that_never_overlap_a_take_claim_nothing_ahead() -> None:
-    # A pass paced by the rate limit or by slow calls: each ask finds no transaction running.
+async def test_a_closed_claimer_cancels_the_leads_still_to_come() -> None:
     ledger = FakeLedger(due=100)
     ledger.gate.set()
-    claimer = _Claimer(ledger.take, ahead=16)
-    for _ in range(10):
-        assert await claimer.next() is not None
-    assert ledger.asked == [1] * 10
-    assert claimer.spare == []
+    claimer = _Claimer(ledger.take, ahead=8)
+    claimer.cycle = 0.05
+    assert await claimer.next() is not None
+    assert await claimer.close() == []
+    await asyncio.sleep(0.08)
+    assert ledger.asked == [1]
+
+
+async def test_asks_left_when_nothing_more_is_due_get_the_claims_taken_ahead() -> None:
+    ledger = FakeLedger(due=3)
+    claimer = _Claimer(ledger.take, ahead=8)
+    claimer.leads = 4  # four claims wanted ahead by the next transaction
+    got = await _ask_during_take(claimer, ledger, asks=2)
+    # The first take claimed all three (one asked, the rest ahead); the two asks made during
+    # it find nothing more due in the next take, and are served from what was claimed ahead.
+    assert ledger.asked[0] == 1 + 4
+    assert sorted(c.chat_id for c in got if c is not None) == ["chat-0", "chat-1", "chat-2"]
     assert await claimer.close() == []
 
 
@@ -161,13 +212,21 @@ async def test_records_a_claim_takes_during_a_flush_are_neither_lost_nor_written
     assert recorder.pending == []
 
 
-async def test_asks_left_when_nothing_more_is_due_get_the_claims_taken_ahead() -> None:
-    ledger = FakeLedger(due=3)
-    claimer = _Claimer(ledger.take, ahead=8)
-    claimer.demand = 2.0  # a busy pass: four claims ahead
-    got = await _ask_during_take(claimer, ledger, asks=2)
-    # The first take claimed all three (one asked, the rest ahead); the two asks made during
-    # it find nothing more due in the next take, and are served from what was claimed ahead.
-    assert ledger.asked[0] == 1 + 4
-    assert sorted(c.chat_id for c in got if c is not None) == ["chat-0", "chat-1", "chat-2"]
-    assert await claimer.close() == []
+def test_leads_due_within_a_millisecond_work_on_uvloop() -> None:
+    """uvloop turns a timer due within a millisecond into a plain handle (no ``when()``): the
+    daemon runs on uvloop, so the leads must not depend on timer handles."""
+    import uvloop
+
+    async def serve_three() -> list[Claim | None]:
+        ledger = FakeLedger(due=100)
+        ledger.gate.set()
+        claimer = _Claimer(ledger.take, workers=2, ahead=4)
+        claimer.cycle, claimer.transaction = 0.0104, 0.005  # a lead 0.4 ms after each claim
+        got = [await claimer.next() for _ in range(3)]
+        await asyncio.sleep(0.01)
+        await claimer.close()
+        return got
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        got = runner.run(serve_three())
+    assert all(c is not None for c in got)
