@@ -11,19 +11,28 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Insert
 
 from scheduler.core.chat import AttemptRow, ChatState, ChatUpdate
-from scheduler.ledger.dialects.base import INSERT_ATTEMPT, ON_ATTEMPT_CONFLICT, SELECT_FACTS
+from scheduler.ledger.dialects.base import (
+    INSERT_ATTEMPT,
+    NOT_CLAIMED,
+    ON_ATTEMPT_CONFLICT,
+    SELECT_FACTS,
+)
 from scheduler.ledger.driver import Driver
 
-# Replicas skip each other's rows instead of waiting on them.
+# Replicas skip each other's rows instead of waiting on them. A claimed chat keeps its
+# ``next_share_at`` (the claim is a HOT update), so live claims are left out by a filter on the
+# claim columns. After waiting for a row lock whose holder committed, PostgreSQL re-checks
+# this WHERE on the row's newest version: a chat another replica has just claimed is dropped.
 DUE = (
-    f"{SELECT_FACTS} WHERE c.next_share_at <= %s ORDER BY c.next_share_at LIMIT %s"
-    " FOR UPDATE OF c SKIP LOCKED"
+    f"{SELECT_FACTS} WHERE c.next_share_at <= %s AND {NOT_CLAIMED.format(now='%s')}"
+    " ORDER BY c.next_share_at LIMIT %s FOR UPDATE OF c SKIP LOCKED"
 )
 # The claim in one statement: an attempt id from the attempts' sequence per chat, and the
-# claim columns (the intent) on the chat; no attempt row until the outcome.
+# claim columns (the intent) on the chat; no attempt row until the outcome. No indexed column
+# changes, so the new row version stays in its page and no index gets an entry (HOT).
 CLAIM = (
     "UPDATE chats SET claimed_by = %s, claim_attempt_id = nextval('share_attempts_id_seq'),"
-    " claim_expires_at = %s, next_share_at = %s, claim_started_at = %s, claim_forced = %s"
+    " claim_expires_at = %s, claim_started_at = %s, claim_forced = %s"
     " WHERE chat_id = ANY(%s) RETURNING chat_id, claim_attempt_id"
 )
 _EXPIRED = (
@@ -66,7 +75,7 @@ class PostgresDialect:
         return [ChatState._make(row) for row in await db.fetch(sql, params)]
 
     async def due(self, db: Driver, now: datetime, limit: int) -> list[ChatState]:
-        return await self._rows(db, DUE, (now, limit))
+        return await self._rows(db, DUE, (now, now, limit))
 
     async def chats(
         self, db: Driver, chat_ids: Sequence[str], *, lock: bool = False
@@ -99,7 +108,7 @@ class PostgresDialect:
         if not chats:
             return {}
         returned = await db.fetch(
-            CLAIM, (instance, lease_end, lease_end, now, forced, [c.chat_id for c in chats])
+            CLAIM, (instance, lease_end, now, forced, [c.chat_id for c in chats])
         )
         return {row[0]: int(row[1]) for row in returned}
 

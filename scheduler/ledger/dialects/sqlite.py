@@ -18,13 +18,18 @@ from scheduler.ledger.dialects.base import (
     FACT_COLUMNS,
     INSERT_ATTEMPT,
     LINE_FACT_COLUMNS,
+    NOT_CLAIMED,
     ON_ATTEMPT_CONFLICT,
     SELECT_FACTS,
 )
 from scheduler.ledger.driver import Driver, chunks
 from scheduler.times import from_ledger_text, to_ledger_text
 
-DUE = f"{SELECT_FACTS} WHERE c.next_share_at <= ? ORDER BY c.next_share_at LIMIT ?"
+# A claimed chat keeps its ``next_share_at``: live claims are left out by the claim columns.
+DUE = (
+    f"{SELECT_FACTS} WHERE c.next_share_at <= ? AND {NOT_CLAIMED.format(now='?')}"
+    " ORDER BY c.next_share_at LIMIT ?"
+)
 # Rows per statement of the claim: a batch (500 by default) in one statement each, within
 # SQLite's cap of 32,766 parameters per statement (2 per chat).
 CLAIM_ROWS = 5000
@@ -43,11 +48,12 @@ _FIRST_IDS = (
 
 def claim_update(rows: int) -> str:
     """The claim of ``rows`` chats: parameters (chat id, attempt id) per row, then
-    claimed_by, claim_expires_at, next_share_at, claim_started_at and claim_forced."""
+    claimed_by, claim_expires_at, claim_started_at and claim_forced. ``next_share_at`` is
+    left as it is, as on PostgreSQL (where that keeps the update HOT)."""
     return (
         f"WITH v(chat_id, aid) AS (VALUES {', '.join(['(?, ?)'] * rows)})"
         " UPDATE chats SET claimed_by = ?, claim_attempt_id = v.aid,"
-        " claim_expires_at = ?, next_share_at = ?, claim_started_at = ?, claim_forced = ?"
+        " claim_expires_at = ?, claim_started_at = ?, claim_forced = ?"
         " FROM v WHERE chats.chat_id = v.chat_id RETURNING chats.chat_id, chats.claim_attempt_id"
     )
 
@@ -117,7 +123,7 @@ class SqliteDialect:
         return [_chat_state(row) for row in await db.fetch(sql, params)]
 
     async def due(self, db: Driver, now: datetime, limit: int) -> list[ChatState]:
-        return await self._rows(db, DUE, (bind_time(now), limit))
+        return await self._rows(db, DUE, (bind_time(now), bind_time(now), limit))
 
     async def chats(
         self, db: Driver, chat_ids: Sequence[str], *, lock: bool = False
@@ -169,7 +175,7 @@ class SqliteDialect:
                 for x in (c.chat_id, offset)
             )
             returned = await db.fetch(
-                claim_update(len(part)), (*pairs, instance, end, end, started, int(forced))
+                claim_update(len(part)), (*pairs, instance, end, started, int(forced))
             )
             attempt_of.update((str(chat_id), int(aid)) for chat_id, aid in returned)
         return attempt_of
