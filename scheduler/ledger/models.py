@@ -114,15 +114,15 @@ class Line(Base):
     updated_at: Mapped[datetime]
 
 
-# Percent of a chats page that inserts fill on PostgreSQL; the rest is for updates.
+# Percent of a chats page that inserts fill on PostgreSQL; the rest is room for updates, so
+# that a claim (which changes no indexed column) is a HOT update: no new index entries. Set by
+# migration 0007 (``ALTER TABLE``), not as ``postgresql_with`` here: a table option of one
+# dialect makes SQLAlchemy load that dialect, and a SQLite daemon loads only its own.
 CHATS_FILLFACTOR = 70
 
 
 class Chat(Base):
     __tablename__ = "chats"
-    # PostgreSQL: room in each page for a claim's new row version, so that the claim (which
-    # changes no indexed column) is a HOT update: no new index entries (migration 0007).
-    __table_args__ = {"postgresql_with": {"fillfactor": CHATS_FILLFACTOR}}
 
     chat_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     line: Mapped[str | None] = mapped_column(String(16), index=True)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from scheduler.core.share_outcome import decide
 from scheduler.core.status import CardState, Outcome
 from scheduler.errors import CardNotActive, ServerError
+from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.claims import (
     CallRecord,
     attempts,
@@ -19,7 +20,6 @@ from scheduler.ledger.claims import (
     release_claims,
     resolve_dangling,
 )
-from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, lines
 from scheduler.ledger.gauges import count_due
