@@ -105,12 +105,13 @@ async def measure(
 
 
 def _returning_claim(mark: str, lock: str) -> str:
-    """The floor's one statement: lease the ``batch`` chats due soonest and return their
-    facts (the columns the claim reads), as a bare ``UPDATE ... RETURNING``."""
+    """The floor's one statement: lease the ``batch`` unclaimed chats due soonest and return
+    their facts (the columns the claim reads), as a bare ``UPDATE ... RETURNING``. As the
+    claim, it leaves ``next_share_at`` as it is and skips claimed chats by a claim column."""
     return (
-        f"UPDATE chats SET claimed_by = {mark}, claim_expires_at = {mark},"
-        f" next_share_at = {mark} WHERE chat_id IN (SELECT chat_id FROM chats"
-        f" WHERE next_share_at <= {mark} ORDER BY next_share_at LIMIT {mark}{lock})"
+        f"UPDATE chats SET claimed_by = {mark}, claim_expires_at = {mark}"
+        f" WHERE chat_id IN (SELECT chat_id FROM chats WHERE next_share_at <= {mark}"
+        f" AND claimed_by IS NULL ORDER BY next_share_at LIMIT {mark}{lock})"
         f" RETURNING {', '.join(FACT_COLUMNS)}"
     )
 
@@ -165,12 +166,12 @@ class DriverFloor:
             await db.execute("BEGIN IMMEDIATE")
             rows = await db.execute_fetchall(
                 SQLITE_FLOOR,
-                ("bench", bind_time(end), bind_time(end), bind_time(now), batch),
+                ("bench", bind_time(end), bind_time(now), batch),
             )
             await db.execute("COMMIT")
             seconds = time.perf_counter() - t0
             await db.execute(
-                "UPDATE chats SET claimed_by = NULL, next_share_at = ?"
+                "UPDATE chats SET claimed_by = NULL, claim_expires_at = NULL, next_share_at = ?"
                 " WHERE claimed_by IS NOT NULL",
                 (bind_time(back),),
             )
@@ -179,12 +180,12 @@ class DriverFloor:
             pg = self.pg
             t0 = time.perf_counter()
             async with pg.cursor() as cur:
-                await cur.execute(PG_FLOOR, ("bench", end, end, now, batch))
+                await cur.execute(PG_FLOOR, ("bench", end, now, batch))
                 rows = await cur.fetchall()
             await pg.commit()
             seconds = time.perf_counter() - t0
             await pg.execute(
-                "UPDATE chats SET claimed_by = NULL, next_share_at = %s"
+                "UPDATE chats SET claimed_by = NULL, claim_expires_at = NULL, next_share_at = %s"
                 " WHERE claimed_by IS NOT NULL",
                 (back,),
             )

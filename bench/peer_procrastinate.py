@@ -21,7 +21,8 @@ Per contender and latency, medians of the runs: shares/s (chats over the span fr
 to the last share the simulator applied); per share, the database's rows written
 (tup_inserted + tup_updated + tup_deleted), commits (xact_commit), both from pg_stat_database
 deltas of that database, and WAL bytes (pg_current_wal_lsn() deltas: WAL is cluster-wide, so
-anything else writing to the server meanwhile is counted too); start-up (process start to
+anything else writing to the server meanwhile is counted too), and the records of the
+contender's database alone (pg_walinspect), of which full-page images; start-up (process start to
 the first share call the simulator saw); the worker process's peak RSS. Then ours / peer,
 and with latency, each one's time over the ideal N x latency / C. The simulator's shares log
 must show every chat shared exactly once by each contender, or the benchmark fails.
@@ -100,6 +101,7 @@ class RunResult:
     commits_per_share: float
     wal_bytes_per_share: float
     own_wal_bytes_per_share: float
+    own_fpi_bytes_per_share: float
     enqueue_seconds: float
     startup_seconds: float
     peak_rss_mb: float
@@ -137,17 +139,20 @@ class DbWrites:
     commits: int
     wal_bytes: int
     own_wal_bytes: int
+    own_fpi_bytes: int
 
 
 # WAL records that name a block of the database (block_ref "rel spc/db/rel ..."), and the
-# records (commits) of the transactions that wrote such blocks.
+# records (commits) of the transactions that wrote such blocks; of which full-page images,
+# whose bytes depend on when checkpoints fall (other databases on the server force them).
 _OWN_WAL = """
 WITH records AS (
-    SELECT xid, record_length, block_ref FROM pg_get_wal_records_info(%(start)s, %(end)s)
+    SELECT xid, record_length, fpi_length, block_ref
+    FROM pg_get_wal_records_info(%(start)s, %(end)s)
 ), own_xids AS (
     SELECT DISTINCT xid FROM records WHERE block_ref LIKE %(ref)s AND xid <> '0'
 )
-SELECT coalesce(sum(record_length), 0) FROM records
+SELECT coalesce(sum(record_length), 0), coalesce(sum(fpi_length), 0) FROM records
 WHERE block_ref LIKE %(ref)s OR xid IN (SELECT xid FROM own_xids)
 """
 
@@ -186,6 +191,7 @@ def db_writes(url: str, before: DbCounters, after: DbCounters) -> DbWrites:
         commits=after.commits - before.commits,
         wal_bytes=int(total),
         own_wal_bytes=int(own[0]),
+        own_fpi_bytes=int(own[1]),
     )
 
 
@@ -243,6 +249,7 @@ def finish(
         commits_per_share=writes.commits / n,
         wal_bytes_per_share=writes.wal_bytes / n,
         own_wal_bytes_per_share=writes.own_wal_bytes / n,
+        own_fpi_bytes_per_share=writes.own_fpi_bytes / n,
         enqueue_seconds=enqueue_seconds,
         startup_seconds=log.first_call - started,
         peak_rss_mb=rss,
@@ -363,6 +370,7 @@ METRICS = (
     ("commits/share", "commits_per_share"),
     ("WAL B/share", "wal_bytes_per_share"),
     ("own WAL B/share", "own_wal_bytes_per_share"),
+    ("of which FPI B", "own_fpi_bytes_per_share"),
     ("start-up s", "startup_seconds"),
     ("peak RSS MB", "peak_rss_mb"),
     ("CPU ms/share", "cpu_ms_per_share"),
@@ -407,7 +415,11 @@ def main() -> None:
                 ]
             )
         ours, peer = CONTENDERS
-        ratios = [med(ours, attr) / med(peer, attr) for _, attr in METRICS]
+        # A run without a checkpoint has no full-page images: no ratio to give.
+        ratios = [
+            med(ours, attr) / med(peer, attr) if med(peer, attr) else float("nan")
+            for _, attr in METRICS
+        ]
         ratio_rows.append([f"{latency:.0f}", *ratios])
         part = f"at {latency:.0f} ms ours/peer " + ", ".join(
             f"{label} {ratio:.2f}" for (label, _), ratio in zip(METRICS, ratios, strict=True)
@@ -429,7 +441,9 @@ def main() -> None:
     print(
         "\nWAL is cluster-wide: 'WAL B/share' (the position's delta) counts whatever else"
         " wrote to the server meanwhile; 'own WAL B/share' is the records of the contender's"
-        " database alone (pg_walinspect). shares/s spans the first to the last share"
+        " database alone (pg_walinspect), 'of which FPI B' its full-page images, which"
+        " checkpoints add (other databases created on the server force them): compare the"
+        " rest run to run. shares/s spans the first to the last share"
         " applied; the peer's enqueue (its daily defer) is counted in its rows, commits and"
         " WAL, not in its shares/s."
     )

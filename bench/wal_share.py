@@ -98,7 +98,9 @@ def one_run(chats: int, record_batch: int) -> tuple[float, float, float, Counter
         assert start is not None and oid is not None
         asyncio.run(share_all(url, record_batch))
         with psycopg.connect(dsn, autocommit=True) as conn:
-            end = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+            # The flushed position: the run's commits waited for their flush, and
+            # pg_walinspect refuses an end past it (other writers to the server may be ahead).
+            end = conn.execute("SELECT pg_current_wal_flush_lsn()").fetchone()
             assert end is not None
             found = conn.execute(
                 _RECORDS, {"start": start[0], "end": end[0], "ref": f"%/{oid[0]}/%"}

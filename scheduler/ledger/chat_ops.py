@@ -76,7 +76,7 @@ async def set_chat_paused(
         values: dict[str, Any] = {"status": want, "updated_at": now}
         nxt = row.next_share_at
         if row.claim_attempt_id is None:
-            # A claimed chat keeps its lease end; recording the outcome recomputes it with
+            # A claimed chat keeps its next_share_at; recording the outcome recomputes it with
             # the new status.
             nxt = compute_next(row, policy, now, status=want)
             values["next_share_at"] = nxt

@@ -4,8 +4,10 @@
    commits the intent of each due chat *before* any HTTP call, in one ``UPDATE ... RETURNING``
    of the chats: the claim columns (``claimed_by``, ``claim_attempt_id`` -- an attempt id
    reserved without writing a row -- ``claim_started_at``, ``claim_forced``) and the lease
-   (``claim_expires_at``). The lease end becomes the chat's ``next_share_at``, so an in-flight
-   chat leaves the due range, and comes back into it only if its owner dies.
+   (``claim_expires_at``). The claim leaves ``next_share_at`` as it was: no indexed column
+   changes, so on PostgreSQL it is a HOT update (no new index entries). An in-flight chat
+   stays in the due range; the due query leaves it out by its live claim (``NOT_CLAIMED``),
+   and takes it again only once the lease has run out (its owner died).
 2. ``record_results`` writes each attempt's row, whole, with its outcome (``started_at`` from
    the claim), clears the claim and recomputes ``next_share_at``, in one transaction.
 3. A claim found expired (its owner crashed mid-call) is written from the chat's claim columns

@@ -211,7 +211,7 @@ async def _create_lines(conn: AsyncConnection, numbers: Iterable[str], now: date
 
 
 def _schedule(merged: dict[str, Any], line: LineFacts, policy: Policy, now: datetime) -> None:
-    # A chat in flight keeps its lease as next_share_at; the recorder recomputes it.
+    # A chat in flight keeps its next_share_at as the claim found it; the recorder recomputes it.
     if merged.get("claim_attempt_id") is None:
         merged["next_share_at"] = next_share_at(
             chat_facts(SimpleNamespace(**merged)), line, policy, now

@@ -197,8 +197,8 @@ async def follow_recipients(
     """Give every 1:1 chat of ``handles`` its recipient's status and recompute its
     ``next_share_at``, in the caller's transaction; return how many chats changed.
 
-    A chat in flight (claimed) takes the status now and keeps its lease: the outcome's
-    recorder recomputes it from the status it reads.
+    A chat in flight (claimed) takes the status now and keeps its ``next_share_at``: the
+    outcome's recorder recomputes it from the status it reads.
     """
     wanted = sorted(set(handles))
     if not wanted:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from scheduler.core.share_outcome import decide
 from scheduler.core.status import CardState, Outcome
 from scheduler.errors import CardNotActive, ServerError
+from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.claims import (
     CallRecord,
     attempts,
@@ -22,6 +23,7 @@ from scheduler.ledger.claims import (
 )
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, lines
+from scheduler.ledger.gauges import count_due
 from scheduler.ledger.recompute import recompute_chats
 from tests.factories import add_chats, add_line, chat_row, policy
 
@@ -195,6 +197,64 @@ async def test_expired_claim_found_by_claim_batch_is_not_shared_again(ledger: Le
     assert result.claims == []
     assert result.ambiguous == 2
     assert (await chat_row(ledger, ids[1])).share_count == 1
+
+
+async def test_a_claimed_chat_keeps_its_next_share_at_and_the_due_query_skips_it(
+    ledger: Ledger,
+) -> None:
+    """The claim writes only the claim columns: a chat in flight stays in the due range
+    (``next_share_at`` as it was), and the due query leaves it out by its live claim, so
+    a pass still finds the due chats behind it, until the lease runs out."""
+    pol = policy()
+    ids = await _seed(ledger, 4)
+    due_at = {chat_id: (await chat_row(ledger, chat_id)).next_share_at for chat_id in ids}
+    first = await claim_batch(ledger, now=NOON, limit=2, instance="a", lease=LEASE, policy=pol)
+    assert len(first.claims) == 2
+    for claim in first.claims:
+        row = await chat_row(ledger, claim.chat_id)
+        assert row.claim_attempt_id == claim.attempt_id
+        assert row.next_share_at == due_at[claim.chat_id] <= NOON
+    assert await count_due(ledger, NOON) == 2
+    # Only the chats behind the live claims come back, though the claimed ones sort first.
+    soon = NOON + timedelta(minutes=2)
+    second = await claim_batch(ledger, now=soon, limit=2, instance="b", lease=LEASE, policy=pol)
+    assert {c.chat_id for c in second.claims} == set(ids) - {c.chat_id for c in first.claims}
+    assert await count_due(ledger, soon) == 0
+    # The lease of the first claims runs out (their owner died), the second's still runs: the
+    # due query finds only the first, resolved as shared, not claimed again.
+    later = NOON + LEASE + timedelta(seconds=1)
+    third = await claim_batch(ledger, now=later, limit=10, instance="c", lease=LEASE, policy=pol)
+    assert third.claims == []
+    assert third.ambiguous == 2
+
+
+async def test_the_claim_is_a_hot_update_on_postgresql(pg_url: str) -> None:
+    """The claim changes no indexed column of the chats, so PostgreSQL writes each claimed
+    row's new version in its page with no new index entries (a HOT update)."""
+    ledger = Ledger(create_engine(pg_url, pool_size=1))
+    try:
+        await _claim_six_as_hot_updates(ledger)
+    finally:
+        await ledger.dispose()
+
+
+async def _claim_six_as_hot_updates(ledger: Ledger) -> None:
+    await _seed(ledger, 6)
+    # This backend's counts, read in the claim's transaction: no wait for the statistics to
+    # be flushed (they may include its earlier transactions' writes, hence the difference).
+    counts = sa.text(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'chats'"
+    )
+    async with ledger.write() as conn:
+        sql = await ClaimSQL.open(conn)
+        rows = await sql.due(NOON, 10)
+        updated_before, hot_before = (await conn.execute(counts)).one()
+        claimed = await sql.claim(
+            rows, now=NOON, instance="a", lease_end=NOON + LEASE, forced=False
+        )
+        updated, hot = (await conn.execute(counts)).one()
+    assert len(claimed) == len(rows) == 6
+    assert (updated - updated_before, hot - hot_before) == (6, 6)
 
 
 async def _claim_as_the_previous_release(ledger: Ledger, chat_id: str, attempt_id: int) -> None:

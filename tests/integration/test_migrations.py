@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from scheduler.errors import SchemaOutOfDate
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger, create_engine
-from scheduler.ledger.models import Base, Chat, ShareAttempt, UTCDateTime
+from scheduler.ledger.models import CHATS_FILLFACTOR, Base, Chat, ShareAttempt, UTCDateTime
 
 
 def _diff(connection: Connection) -> list[object]:
@@ -139,5 +139,26 @@ async def test_open_started_attempts_move_into_the_claim_and_back(empty_url: str
             (8, "ambiguous", at, False),
             (9, "shared", at, False),
         }
+    finally:
+        await ledger.dispose()
+
+
+async def test_chats_pages_keep_room_for_the_claim_on_postgresql(empty_url: str) -> None:
+    """0007: the chats table's fillfactor on PostgreSQL (room for a claim's HOT row version),
+    reset by the downgrade; SQLite has no such setting and nothing changes there."""
+    ledger = Ledger(create_engine(empty_url, pool_size=1))
+    options = sa.text("SELECT reloptions FROM pg_class WHERE relname = 'chats'")
+    try:
+        await schema.upgrade(ledger, "0007")
+        if not ledger.is_sqlite:
+            async with ledger.read() as conn:
+                assert (await conn.execute(options)).scalar_one() == [
+                    f"fillfactor={CHATS_FILLFACTOR}"
+                ]
+        await schema.downgrade(ledger, "0006")
+        if not ledger.is_sqlite:
+            async with ledger.read() as conn:
+                assert (await conn.execute(options)).scalar_one() is None
+        assert await schema.current_revision(ledger) == "0006"
     finally:
         await ledger.dispose()

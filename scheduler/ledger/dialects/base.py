@@ -50,6 +50,13 @@ ON_ATTEMPT_CONFLICT = (
     " trace_id = excluded.trace_id, latency_ms = excluded.latency_ms, tries = excluded.tries"
     " WHERE share_attempts.outcome = 'started'"
 )
+# A chat the due query may return: no claim, or a claim whose lease ran out at ``now`` (its
+# owner died mid-call; ``claim_batch`` resolves it). ``{now}`` is the dialect's placeholder.
+# A claim leaves ``next_share_at`` as it was, so a chat in flight is still in the due range:
+# this filter, not the index, keeps it out while its lease lives.
+NOT_CLAIMED = (
+    "(c.claim_attempt_id IS NULL OR c.claim_expires_at IS NULL OR c.claim_expires_at <= {now})"
+)
 SELECT_FACTS = (
     "SELECT "
     + ", ".join(f"c.{name}" for name in FACT_COLUMNS)
@@ -95,8 +102,9 @@ class LedgerDialect(Protocol):
         ...
 
     def due(self, now: datetime, limit: int) -> Statement:
-        """The ``limit`` chats due soonest, by the ``next_share_at`` index; where the
-        database has row locks, locked, skipping those another transaction holds."""
+        """The ``limit`` chats due soonest, by the ``next_share_at`` index, but for those
+        under a live claim; where the database has row locks, locked, skipping those another
+        transaction holds."""
         ...
 
     def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[Statement]:
@@ -121,9 +129,10 @@ class LedgerDialect(Protocol):
         forced: bool,
     ) -> list[Statement]:
         """Claim ``chats``: one attempt id reserved per chat, and the claim columns (the
-        intent: who, the attempt id, since when, forced, the lease) written on each chat, the
-        lease end as its ``next_share_at``. No attempt row: it is written with the outcome.
-        The statements that return rows return (chat id, attempt id) of each chat claimed."""
+        intent: who, the attempt id, since when, forced, the lease) written on each chat; its
+        ``next_share_at`` is left as it is (no indexed column changes: on PostgreSQL a HOT
+        update). No attempt row: it is written with the outcome. The statements that return
+        rows return (chat id, attempt id) of each chat claimed."""
         ...
 
     def insert_attempts(self, rows: Sequence[AttemptRow]) -> Statement:

@@ -12,19 +12,28 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Insert
 
 from scheduler.core.chat import AttemptRow, ChatState, ChatUpdate
-from scheduler.ledger.dialects.base import INSERT_ATTEMPT, ON_ATTEMPT_CONFLICT, SELECT_FACTS
+from scheduler.ledger.dialects.base import (
+    INSERT_ATTEMPT,
+    NOT_CLAIMED,
+    ON_ATTEMPT_CONFLICT,
+    SELECT_FACTS,
+)
 from scheduler.ledger.driver import Statement
 
-# Replicas skip each other's rows instead of waiting on them.
+# Replicas skip each other's rows instead of waiting on them. A claimed chat keeps its
+# ``next_share_at`` (the claim is a HOT update), so live claims are left out by a filter on the
+# claim columns. After waiting for a row lock whose holder committed, PostgreSQL re-checks
+# this WHERE on the row's newest version: a chat another replica has just claimed is dropped.
 DUE = (
-    f"{SELECT_FACTS} WHERE c.next_share_at <= %s ORDER BY c.next_share_at LIMIT %s"
-    " FOR UPDATE OF c SKIP LOCKED"
+    f"{SELECT_FACTS} WHERE c.next_share_at <= %s AND {NOT_CLAIMED.format(now='%s')}"
+    " ORDER BY c.next_share_at LIMIT %s FOR UPDATE OF c SKIP LOCKED"
 )
 # The claim in one statement: an attempt id from the attempts' sequence per chat, and the
-# claim columns (the intent) on the chat; no attempt row until the outcome.
+# claim columns (the intent) on the chat; no attempt row until the outcome. No indexed column
+# changes, so the new row version stays in its page and no index gets an entry (HOT).
 CLAIM = (
     "UPDATE chats SET claimed_by = %s, claim_attempt_id = nextval('share_attempts_id_seq'),"
-    " claim_expires_at = %s, next_share_at = %s, claim_started_at = %s, claim_forced = %s"
+    " claim_expires_at = %s, claim_started_at = %s, claim_forced = %s"
     " WHERE chat_id = ANY(%s) RETURNING chat_id, claim_attempt_id"
 )
 _EXPIRED = (
@@ -67,7 +76,7 @@ class PostgresDialect:
         return [ChatState._make(row) for row in rows]
 
     def due(self, now: datetime, limit: int) -> Statement:
-        return Statement(DUE, (now, limit), rows=True)
+        return Statement(DUE, (now, now, limit), rows=True)
 
     def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[Statement]:
         ids = list(dict.fromkeys(chat_ids))
@@ -98,7 +107,7 @@ class PostgresDialect:
         if not chats:
             return []
         ids = [c.chat_id for c in chats]
-        return [Statement(CLAIM, (instance, lease_end, lease_end, now, forced, ids), rows=True)]
+        return [Statement(CLAIM, (instance, lease_end, now, forced, ids), rows=True)]
 
     def insert_attempts(self, rows: Sequence[AttemptRow]) -> Statement:
         return Statement(

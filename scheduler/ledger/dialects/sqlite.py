@@ -18,13 +18,18 @@ from scheduler.ledger.dialects.base import (
     FACT_COLUMNS,
     INSERT_ATTEMPT,
     LINE_FACT_COLUMNS,
+    NOT_CLAIMED,
     ON_ATTEMPT_CONFLICT,
     SELECT_FACTS,
 )
 from scheduler.ledger.driver import Statement, chunks
 from scheduler.times import from_ledger_text, to_ledger_text
 
-DUE = f"{SELECT_FACTS} WHERE c.next_share_at <= ? ORDER BY c.next_share_at LIMIT ?"
+# A claimed chat keeps its ``next_share_at``: live claims are left out by the claim columns.
+DUE = (
+    f"{SELECT_FACTS} WHERE c.next_share_at <= ? AND {NOT_CLAIMED.format(now='?')}"
+    " ORDER BY c.next_share_at LIMIT ?"
+)
 # Rows per statement of the claim: a batch (500 by default) in one statement each, within
 # SQLite's cap of 32,766 parameters per statement (2 per chat).
 CLAIM_ROWS = 5000
@@ -44,12 +49,12 @@ _ADVANCE_COUNTER = "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'share
 
 def claim_update(rows: int) -> str:
     """The claim of ``rows`` chats: parameters (chat id, its number past the attempts'
-    counter) per row, then claimed_by, claim_expires_at, next_share_at, claim_started_at and
-    claim_forced."""
+    counter) per row, then claimed_by, claim_expires_at, claim_started_at and claim_forced.
+    ``next_share_at`` is left as it is, as on PostgreSQL (where that keeps the update HOT)."""
     return (
         f"WITH v(chat_id, n) AS (VALUES {', '.join(['(?, ?)'] * rows)})"
         f" UPDATE chats SET claimed_by = ?, claim_attempt_id = {_COUNTER} + v.n,"
-        " claim_expires_at = ?, next_share_at = ?, claim_started_at = ?, claim_forced = ?"
+        " claim_expires_at = ?, claim_started_at = ?, claim_forced = ?"
         " FROM v WHERE chats.chat_id = v.chat_id RETURNING chats.chat_id, chats.claim_attempt_id"
     )
 
@@ -119,7 +124,7 @@ class SqliteDialect:
         return [_chat_state(row) for row in rows]
 
     def due(self, now: datetime, limit: int) -> Statement:
-        return Statement(DUE, (bind_time(now), limit), rows=True)
+        return Statement(DUE, (bind_time(now), bind_time(now), limit), rows=True)
 
     def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[Statement]:
         # No row locks to take: this transaction holds the write lock (or reads a snapshot).
@@ -165,7 +170,7 @@ class SqliteDialect:
             statements.append(
                 Statement(
                     claim_update(len(part)),
-                    (*numbered, instance, end, end, started, int(forced)),
+                    (*numbered, instance, end, started, int(forced)),
                     rows=True,
                 )
             )
