@@ -140,9 +140,11 @@ async def claim_batch(
     """Claim up to ``limit`` due chats (or the named ones) for this instance."""
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
-        return await _claim(
-            sql, now, limit, instance, lease, policy, chat_ids=chat_ids, force=force
-        )
+        if chat_ids is not None:
+            rows = await sql.chats(list(chat_ids), lock=True)
+        else:
+            rows = await sql.due(now, limit)
+        return await _claim_rows(sql, rows, now, instance, lease, policy, force=force)
 
 
 async def record_and_claim(
@@ -177,25 +179,6 @@ async def record_and_claim(
         else:
             due = sql.states((await sql.run([*writes, sql.dialect.due(now, limit)]))[-1:])
         return lost, await _claim_rows(sql, due, now, instance, lease, policy, force=False)
-
-
-async def _claim(
-    sql: ClaimSQL,
-    now: datetime,
-    limit: int,
-    instance: str,
-    lease: timedelta,
-    policy: Policy,
-    *,
-    chat_ids: Iterable[str] | None = None,
-    force: bool = False,
-) -> ClaimResult:
-    """The claim, in the caller's transaction (``claim_batch`` has its arguments)."""
-    if chat_ids is not None:
-        rows = await sql.chats(list(chat_ids), lock=True)
-    else:
-        rows = await sql.due(now, limit)
-    return await _claim_rows(sql, rows, now, instance, lease, policy, force=force)
 
 
 async def _claim_rows(
