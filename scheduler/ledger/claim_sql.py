@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from scheduler.core.chat import AttemptRow, ChatState, ChatUpdate
+from scheduler.core.chat import ChatState
 from scheduler.ledger.dialects import LedgerDialect, dialect_named
 from scheduler.ledger.driver import Driver, Statement, driver_of
 
@@ -82,11 +82,3 @@ class ClaimSQL:
             chats, now=now, instance=instance, lease_end=lease_end, forced=forced
         )
         return self.attempt_ids(await self.run(statements))
-
-    async def insert_attempts(self, rows: Sequence[AttemptRow]) -> None:
-        if rows:
-            await self.run([self.dialect.insert_attempts(rows)])
-
-    async def update_chats(self, rows: Sequence[ChatUpdate], now: datetime) -> None:
-        if rows:
-            await self.run([self.dialect.update_chats(rows, now)])

@@ -111,8 +111,7 @@ async def _resolve_ambiguous(
         if row.last_shared_at is None or row.last_shared_at < shared_at:
             changes = {"last_shared_at": shared_at, "share_count": row.share_count + 1}
         updates.append(_chat_update(row, compute_next(row, policy, now, **changes), **changes))
-    await sql.update_chats(updates, now)
-    await sql.insert_attempts(ambiguous)
+    await sql.run(_outcome_writes(sql.dialect, ambiguous, updates, now))
     return len(ambiguous)
 
 
@@ -249,21 +248,12 @@ async def record_results(
     if not records:
         return []
     async with ledger.write() as conn:
-        return await _record(await ClaimSQL.open(conn), records, policy, now)
-
-
-async def _record(
-    sql: ClaimSQL, records: Sequence[CallRecord], policy: Policy, now: datetime
-) -> list[CallRecord]:
-    """The outcomes' write, in the caller's transaction (``record_results`` has its
-    arguments)."""
-    if not records:
-        return []
-    rows, written, updates, lost = await _outcomes(sql, records, policy, now)
-    await sql.run(_outcome_writes(sql.dialect, written, updates, now))
-    # After the chats' own updates: the recipient's other chats (other lines) follow.
-    await record_recipient_facts(sql.conn, _recipient_facts(records, rows), policy, now)
-    return lost
+        sql = await ClaimSQL.open(conn)
+        rows, written, updates, lost = await _outcomes(sql, records, policy, now)
+        await sql.run(_outcome_writes(sql.dialect, written, updates, now))
+        # After the chats' own updates: the recipient's other chats (other lines) follow.
+        await record_recipient_facts(conn, _recipient_facts(records, rows), policy, now)
+        return lost
 
 
 async def _outcomes(
@@ -445,15 +435,12 @@ async def release_claims(
             for row in await sql.chats(list(mine))
             if row.claim_attempt_id is not None and row.claim_attempt_id == mine.get(row.chat_id)
         ]
-        await sql.insert_attempts(
-            [
-                _expired_attempt(row, now, Outcome.skipped, "released before the call (shutdown)")
-                for row in held
-            ],
-        )
-        await sql.update_chats(
-            [_chat_update(row, compute_next(row, policy, now)) for row in held], now
-        )
+        skipped = [
+            _expired_attempt(row, now, Outcome.skipped, "released before the call (shutdown)")
+            for row in held
+        ]
+        updates = [_chat_update(row, compute_next(row, policy, now)) for row in held]
+        await sql.run(_outcome_writes(sql.dialect, skipped, updates, now))
 
 
 async def resolve_dangling(

@@ -155,9 +155,6 @@ class _Claimer:
 
     def _timed_lead(self) -> None:
         self._timed -= 1
-        self._lead()
-
-    def _lead(self) -> None:
         if not self.done:
             self.leads += 1
             self._start_serving()
@@ -657,16 +654,16 @@ class SharePass:
                     lease=cfg.lease,
                     policy=self.policy,
                 )
-            except LedgerUnavailable as exc:
-                # Finish what is claimed; the next pass picks up the rest. The recorder
-                # writes the outcomes, waiting for the ledger as long as its claims last.
+            except BaseException as exc:
+                # Not written: the recorder writes these outcomes, waiting for the ledger as
+                # long as their claims last.
                 recorder.give_back(records)
+                if not isinstance(exc, LedgerUnavailable):
+                    raise
+                # Finish what is claimed; the next pass picks up the rest.
                 log.warning("pass.claims_interrupted", error=str(exc))
                 report.interrupted = True
                 return None
-            except BaseException:
-                recorder.give_back(records)
-                raise
             recorder.writer.written(records, lost)
             report.ambiguous_resolved += result.ambiguous
             report.claimed += len(result.claims)
@@ -686,7 +683,7 @@ class SharePass:
         loop = asyncio.get_running_loop()
         previous: float | None = None  # when this worker got its last claim
         while not self.stopping.is_set() and self.auth_failure is None:
-            # The turn under the rate limit first: a claim is taken only to be sent at once.
+            # The turn under the rate limit first: the claim asked for next is sent at once.
             await self.limiter.acquire()
             claim = await claimer.next(previous)
             previous = loop.time()
