@@ -51,6 +51,12 @@ class ClaimSQL:
         """The chats read by statements of :meth:`LedgerDialect.due`, ``chats``, ``expired``."""
         return self.dialect.states(row for rows in results for row in rows)
 
+    def taken(self, rows: Sequence[Sequence[Any]]) -> list[tuple[ChatState, int | None]]:
+        """The chats read by :meth:`LedgerDialect.claim_due`, each with the attempt id of the
+        claim taken on it (``None``: an expired claim, left to resolve)."""
+        states = self.dialect.states(row[:-1] for row in rows)
+        return [(state, row[-1]) for state, row in zip(states, rows, strict=True)]
+
     @staticmethod
     def attempt_ids(results: Results) -> dict[str, int]:
         """Chat id -> attempt id, of the statements of :meth:`LedgerDialect.claim`."""

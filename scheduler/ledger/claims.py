@@ -1,13 +1,17 @@
 """The claim protocol: at most one share per chat per day, across crashes and replicas.
 
-1. ``claim_batch`` selects due chats by the ``next_share_at`` index, re-checks the rule, and
-   commits the intent of each due chat *before* any HTTP call, in one ``UPDATE ... RETURNING``
-   of the chats: the claim columns (``claimed_by``, ``claim_attempt_id`` -- an attempt id
-   reserved without writing a row -- ``claim_started_at``, ``claim_forced``) and the lease
-   (``claim_expires_at``). The claim leaves ``next_share_at`` as it was: no indexed column
-   changes, so on PostgreSQL it is a HOT update (no new index entries). An in-flight chat
-   stays in the due range; the due query leaves it out by its live claim (``NOT_CLAIMED``),
-   and takes it again only once the lease has run out (its owner died).
+1. ``claim_batch`` claims due chats before any HTTP call: it reads them by the
+   ``next_share_at`` index (soonest first), the rule re-checks them, and it writes the intent
+   of each due chat on the chat -- the claim columns (``claimed_by``, ``claim_attempt_id`` --
+   an attempt id reserved without writing a row -- ``claim_started_at``, ``claim_forced``)
+   and the lease (``claim_expires_at``) -- in one transaction. On PostgreSQL the read and the
+   claim are one statement, returning the facts as read; the rule then gives back, with its
+   ``next_share_at`` corrected, a chat it finds not due after all (its facts changed without a
+   recompute, or the policy did). The claim leaves ``next_share_at`` as it was: no indexed
+   column changes, so on PostgreSQL it is a HOT update (no new index entries). An in-flight
+   chat stays in the due range; the due query leaves it out by its live claim
+   (``NOT_CLAIMED``), and reads it again only once the lease has run out (its owner died):
+   it is not claimed then but resolved (3.).
 2. ``record_results`` writes each attempt's row, whole, with its outcome (``started_at`` from
    the claim), clears the claim and recomputes ``next_share_at``, in one transaction.
 3. A claim found expired (its owner crashed mid-call) is written from the chat's claim columns
@@ -139,10 +143,9 @@ async def claim_batch(
     """Claim up to ``limit`` due chats (or the named ones) for this instance."""
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
-        if chat_ids is not None:
-            rows = await sql.chats(list(chat_ids), lock=True)
-        else:
-            rows = await sql.due(now, limit)
+        if chat_ids is None:
+            return await _claim_due(sql, [], now, limit, instance, lease, policy)
+        rows = await sql.chats(list(chat_ids), lock=True)
         return await _claim_rows(sql, rows, now, instance, lease, policy, force=force)
 
 
@@ -161,10 +164,11 @@ async def record_and_claim(
     SQLite its outcomes and its claims no longer take turns at the one write lock). Returns the
     records whose claim was lost, and the claims.
 
-    Three trips to the database: the recorded chats; their writes with the due chats' read;
-    the claim. The due chats are read (and on PostgreSQL locked) after the outcomes' writes,
-    which may wait on another writer's rows: this transaction then holds no other row lock, as
-    when the two ran apart."""
+    Two trips to the database: the recorded chats; their writes with the due chats' claim (on
+    SQLite, whose trips are calls into its thread, the due read and the claim are two). The
+    due chats are read (and on PostgreSQL locked) after the outcomes' writes, which may wait
+    on another writer's rows: this transaction then holds no other row lock, as when the two
+    ran apart."""
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
         rows, written, updates, lost = await _outcomes(sql, records, policy, now)
@@ -174,10 +178,102 @@ async def record_and_claim(
             # The recipients' other chats follow before the due chats are read.
             await sql.run(writes)
             await record_recipient_facts(conn, facts, policy, now)
-            due = await sql.due(now, limit)
+            writes = []
+        return lost, await _claim_due(sql, writes, now, limit, instance, lease, policy)
+
+
+async def _claim_due(
+    sql: ClaimSQL,
+    writes: list[Statement],
+    now: datetime,
+    limit: int,
+    instance: str,
+    lease: timedelta,
+    policy: Policy,
+) -> ClaimResult:
+    """Claim up to ``limit`` due chats, after ``writes`` and in the same trip. Where one
+    statement reads and claims (PostgreSQL), the rule re-checks the chats claimed and gives
+    back those not due after all; elsewhere it re-checks the chats read, and the due ones are
+    claimed by their ids."""
+    if sql.dialect.claims_as_it_reads:
+        claim = sql.dialect.claim_due(now, limit, instance=instance, lease_end=now + lease)
+        taken = sql.taken((await sql.run([*writes, claim]))[-1])
+        return await _keep_due(sql, taken, now, instance, lease, policy)
+    rows = sql.states((await sql.run([*writes, sql.dialect.due(now, limit)]))[-1:])
+    return await _claim_rows(sql, rows, now, instance, lease, policy, force=False)
+
+
+def _next_or_probe(
+    row: ChatState, policy: Policy, now: datetime, lease: timedelta, probes: dict[str, datetime]
+) -> datetime | None:
+    """``row``'s next share by the rule, now. An ineligible line gets one share (its probe)
+    per backoff: the first of its chats found due takes it (``probes`` records the line's
+    hold until then); its other chats wait for the hold's end."""
+    nxt = compute_next(row, policy, now)
+    if nxt is not None and nxt <= now and row.line and row.line_probe_at is not None:
+        if row.line in probes:
+            return probes[row.line]
+        probes[row.line] = now + lease
+    return nxt
+
+
+async def _settle(
+    sql: ClaimSQL,
+    expired: Sequence[ChatState],
+    probes: dict[str, datetime],
+    reschedule: Sequence[tuple[str, datetime | None]],
+    policy: Policy,
+    now: datetime,
+) -> ClaimResult:
+    """Write what a claim found besides its claims (rare): expired claims resolved, probes'
+    holds, chats not due after all rescheduled (their claim, if taken, dropped)."""
+    result = ClaimResult(claims=[])
+    result.ambiguous = await _resolve_ambiguous(sql, expired, policy, now)
+    for number, until in probes.items():
+        await hold_probe(sql.conn, number, until)
+    if reschedule:
+        await sql.reschedule(reschedule)
+        result.rescheduled = len(reschedule)
+    return result
+
+
+async def _keep_due(
+    sql: ClaimSQL,
+    taken: Sequence[tuple[ChatState, int | None]],
+    now: datetime,
+    instance: str,
+    lease: timedelta,
+    policy: Policy,
+) -> ClaimResult:
+    """Of the chats ``LedgerDialect.claim_due`` read and claimed in this transaction: keep the
+    claims the rule finds due, give back the others (``next_share_at`` corrected), resolve the
+    expired claims it read and left."""
+    expired: list[ChatState] = []
+    reschedule: list[tuple[str, datetime | None]] = []
+    probes: dict[str, datetime] = {}
+    claims: list[Claim] = []
+    for row, attempt_id in taken:
+        if attempt_id is None:
+            expired.append(row)
+            continue
+        nxt = _next_or_probe(row, policy, now, lease, probes)
+        if nxt is not None and nxt <= now:
+            claims.append(
+                Claim(
+                    row.chat_id,
+                    row.line,
+                    attempt_id,
+                    now,
+                    row.consecutive_failures,
+                    instance,
+                    False,
+                )
+            )
         else:
-            due = sql.states((await sql.run([*writes, sql.dialect.due(now, limit)]))[-1:])
-        return lost, await _claim_rows(sql, due, now, instance, lease, policy, force=False)
+            reschedule.append((row.chat_id, nxt))
+    result = await _settle(sql, expired, probes, reschedule, policy, now)
+    result.claims = claims
+    return result
 
 
 async def _claim_rows(
@@ -190,11 +286,11 @@ async def _claim_rows(
     *,
     force: bool,
 ) -> ClaimResult:
-    """Claim those of ``rows`` (read in this transaction) the rule finds due."""
+    """Claim those of ``rows`` (read, and where the database has row locks locked, in this
+    transaction) the rule finds due, or all but those under a live claim when ``force``."""
     due: list[ChatState] = []
     expired: list[ChatState] = []
     reschedule: list[tuple[str, datetime | None]] = []
-    # An ineligible line gets one share (its probe) per backoff; its other chats wait.
     probes: dict[str, datetime] = {}
     for row in rows:
         if row.claim_attempt_id is not None:
@@ -205,23 +301,12 @@ async def _claim_rows(
         if force:
             due.append(row)
             continue
-        nxt = compute_next(row, policy, now)
-        if nxt is not None and nxt <= now and row.line and row.line_probe_at is not None:
-            if row.line in probes:
-                nxt = probes[row.line]
-            else:
-                probes[row.line] = now + lease
+        nxt = _next_or_probe(row, policy, now, lease, probes)
         if nxt is not None and nxt <= now:
             due.append(row)
         elif nxt != row.next_share_at:
             reschedule.append((row.chat_id, nxt))
-    result = ClaimResult(claims=[])
-    result.ambiguous = await _resolve_ambiguous(sql, expired, policy, now)
-    for number, until in probes.items():
-        await hold_probe(sql.conn, number, until)
-    if reschedule:
-        await sql.reschedule(reschedule)
-        result.rescheduled = len(reschedule)
+    result = await _settle(sql, expired, probes, reschedule, policy, now)
     attempt_of = await sql.claim(
         due, now=now, instance=instance, lease_end=now + lease, forced=force
     )

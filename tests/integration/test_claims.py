@@ -189,14 +189,24 @@ async def test_expired_claim_counts_as_shared(ledger: Ledger) -> None:
 
 
 async def test_expired_claim_found_by_claim_batch_is_not_shared_again(ledger: Ledger) -> None:
+    """The claim reads the expired claims in the due range with the due chats: it claims the
+    latter and leaves the former as they are, resolved from their own claim columns."""
     pol = policy()
-    ids = await _seed(ledger, 2)
-    await claim_batch(ledger, now=NOON, limit=10, instance="dead", lease=LEASE, policy=pol)
+    ids = await _seed(ledger, 4)
+    dead = await claim_batch(ledger, now=NOON, limit=2, instance="dead", lease=LEASE, policy=pol)
     later = NOON + LEASE + timedelta(seconds=1)
     result = await claim_batch(ledger, now=later, limit=10, instance="b", lease=LEASE, policy=pol)
-    assert result.claims == []
+    assert sorted(c.chat_id for c in result.claims) == sorted(
+        set(ids) - {c.chat_id for c in dead.claims}
+    )
     assert result.ambiguous == 2
-    assert (await chat_row(ledger, ids[1])).share_count == 1
+    for claim in dead.claims:
+        assert (await chat_row(ledger, claim.chat_id)).share_count == 1
+    async with ledger.read() as conn:
+        written = (
+            await conn.execute(sa.select(attempts.c.id, attempts.c.instance, attempts.c.started_at))
+        ).all()
+    assert sorted(written) == sorted((c.attempt_id, "dead", NOON) for c in dead.claims)
 
 
 async def test_a_claimed_chat_keeps_its_next_share_at_and_the_due_query_skips_it(
@@ -239,7 +249,7 @@ async def test_the_claim_is_a_hot_update_on_postgresql(pg_url: str) -> None:
 
 
 async def _claim_six_as_hot_updates(ledger: Ledger) -> None:
-    await _seed(ledger, 6)
+    ids = await _seed(ledger, 6)
     # This backend's counts, read in the claim's transaction: no wait for the statistics to
     # be flushed (they may include its earlier transactions' writes, hence the difference).
     counts = sa.text(
@@ -247,14 +257,65 @@ async def _claim_six_as_hot_updates(ledger: Ledger) -> None:
     )
     async with ledger.write() as conn:
         sql = await ClaimSQL.open(conn)
-        rows = await sql.due(NOON, 10)
         updated_before, hot_before = (await conn.execute(counts)).one()
-        claimed = await sql.claim(
-            rows, now=NOON, instance="a", lease_end=NOON + LEASE, forced=False
-        )
+        # The pass's claim (the due chats, read and claimed in one statement) ...
+        claim_due = sql.dialect.claim_due(NOON, 3, instance="a", lease_end=NOON + LEASE)
+        taken = sql.taken((await sql.run([claim_due]))[-1])
+        # ... and the claim of named chats (``share now``).
+        rest = [row for row in await sql.chats(ids) if row.claim_attempt_id is None]
+        named = await sql.claim(rest, now=NOON, instance="a", lease_end=NOON + LEASE, forced=False)
         updated, hot = (await conn.execute(counts)).one()
-    assert len(claimed) == len(rows) == 6
+    assert len(taken) == len(named) == 3
+    assert all(attempt_id is not None for _, attempt_id in taken)
     assert (updated - updated_before, hot - hot_before) == (6, 6)
+
+
+async def test_postgresql_reads_and_claims_the_due_chats_in_one_statement(pg_url: str) -> None:
+    """The pass's claim on PostgreSQL is one statement, in one round trip: the facts it returns
+    are the chats' as read, before the claim, with the attempt id each got."""
+    ledger = Ledger(create_engine(pg_url, pool_size=1))
+    try:
+        ids = await _seed(ledger, 3)
+        async with ledger.write() as conn:
+            sql = await ClaimSQL.open(conn)
+            assert sql.dialect.claims_as_it_reads
+            statement = sql.dialect.claim_due(NOON, 10, instance="a", lease_end=NOON + LEASE)
+            taken = sql.taken((await sql.run([statement]))[-1])
+        assert sorted(row.chat_id for row, _ in taken) == sorted(ids)
+        for row, attempt_id in taken:
+            assert (row.claim_attempt_id, row.claimed_by, row.claim_expires_at) == (None,) * 3
+            assert row.line_card_state == CardState.active
+            stored = await chat_row(ledger, row.chat_id)
+            assert (stored.claim_attempt_id, stored.claimed_by) == (attempt_id, "a")
+            assert stored.claim_expires_at == NOON + LEASE
+        assert len({attempt_id for _, attempt_id in taken}) == 3
+    finally:
+        await ledger.dispose()
+
+
+async def test_a_chat_the_rule_finds_not_due_is_given_back_by_the_claim(
+    ledger: Ledger,
+) -> None:
+    """The claim takes the due range as the index has it, then the rule re-checks each chat:
+    one whose facts changed without a recompute (shared today, its ``next_share_at`` left in
+    the past) is given back, its claim dropped and its ``next_share_at`` corrected."""
+    pol = policy()
+    ids = await _seed(ledger, 3)
+    stale = ids[0]
+    async with ledger.write() as conn:
+        await conn.execute(
+            sa.update(chats)
+            .where(chats.c.chat_id == stale)
+            .values(last_shared_at=NOON - timedelta(hours=1), share_count=1)
+        )
+    result = await claim_batch(ledger, now=NOON, limit=10, instance="a", lease=LEASE, policy=pol)
+    assert sorted(c.chat_id for c in result.claims) == sorted(ids[1:])
+    assert result.rescheduled == 1
+    row = await chat_row(ledger, stale)
+    assert (row.claim_attempt_id, row.claimed_by, row.claim_expires_at) == (None, None, None)
+    assert (row.claim_started_at, row.claim_forced) == (None, None)
+    assert row.next_share_at == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    assert await count_due(ledger, NOON) == 0
 
 
 async def _claim_as_the_previous_release(ledger: Ledger, chat_id: str, attempt_id: int) -> None:

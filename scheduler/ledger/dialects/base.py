@@ -57,6 +57,13 @@ ON_ATTEMPT_CONFLICT = (
 NOT_CLAIMED = (
     "(c.claim_attempt_id IS NULL OR c.claim_expires_at IS NULL OR c.claim_expires_at <= {now})"
 )
+# A chat found not due after all: its ``next_share_at`` corrected, and the claim
+# ``claim_due`` took on it dropped. ``{mark}`` is the dialect's placeholder.
+RESCHEDULE = (
+    "UPDATE chats SET next_share_at = {mark}, claimed_by = NULL, claim_attempt_id = NULL,"
+    " claim_expires_at = NULL, claim_started_at = NULL, claim_forced = NULL"
+    " WHERE chat_id = {mark}"
+)
 SELECT_FACTS = (
     "SELECT "
     + ", ".join(f"c.{name}" for name in FACT_COLUMNS)
@@ -107,6 +114,22 @@ class LedgerDialect(Protocol):
         transaction holds."""
         ...
 
+    # Whether the due chats are read and claimed by one statement (:meth:`claim_due`), or
+    # read (:meth:`due`), checked against the rule, then claimed by their ids (:meth:`claim`).
+    claims_as_it_reads: bool
+
+    def claim_due(
+        self, now: datetime, limit: int, *, instance: str, lease_end: datetime
+    ) -> Statement:
+        """Where ``claims_as_it_reads``: claim the ``limit`` chats due soonest, as :meth:`due`
+        finds them, in one statement (the rows are found once, not read then found again by
+        their ids). It returns, per chat read, its facts as they were before the claim
+        (:meth:`states` of all but the last column), then the attempt id reserved for it:
+        none for a chat under an expired claim, left as it is for the caller to resolve. The
+        caller checks the claimed chats against the rule and gives back (``reschedule``)
+        those it finds not due after all."""
+        ...
+
     def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[Statement]:
         """The named chats (those that exist); ``lock`` skips rows locked by others."""
         ...
@@ -116,7 +139,8 @@ class LedgerDialect(Protocol):
         ...
 
     def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> Statement:
-        """Correct ``next_share_at`` of chats found not due after all."""
+        """Correct ``next_share_at`` of chats found not due after all, and drop the claim
+        :meth:`claim_due` took on them (none for chats read by :meth:`chats`)."""
         ...
 
     def claim(

