@@ -44,16 +44,18 @@ CLAIM = (
 # The due chats' claim in one statement: the due query's range read and row locks (``due``),
 # the claim of those without a claim, and their facts as they were read, with the attempt id
 # each got (none for a chat under an expired claim: the caller resolves it). One read of the
-# rows instead of a read, then an update finding them again by their ids.
+# rows instead of a read, then an update finding them again by their ids: the claim finds
+# each row by its ``ctid`` (a TID scan, no index probe), which stays the row's own from the
+# lock to the update (a locked row gets no new version but this statement's).
 CLAIM_DUE = (
-    "WITH due AS (SELECT "
+    "WITH due AS (SELECT c.ctid, "
     + ", ".join(f"c.{name}" for name in (*FACT_COLUMNS, *CLAIM_COLUMNS))
     + f" FROM chats c WHERE c.next_share_at <= %s AND {NOT_CLAIMED.format(now='%s')}"
     " ORDER BY c.next_share_at LIMIT %s FOR UPDATE OF c SKIP LOCKED),"
     " claimed AS (UPDATE chats SET claimed_by = %s,"
     " claim_attempt_id = nextval('share_attempts_id_seq'), claim_expires_at = %s,"
     " claim_started_at = %s, claim_forced = false FROM due"
-    " WHERE chats.chat_id = due.chat_id AND due.claim_attempt_id IS NULL"
+    " WHERE chats.ctid = due.ctid AND due.claim_attempt_id IS NULL"
     " RETURNING chats.chat_id, chats.claim_attempt_id)"
     " SELECT "
     + ", ".join(f"due.{name}" for name in FACT_COLUMNS)
