@@ -64,15 +64,21 @@ RESCHEDULE = (
     " claim_expires_at = NULL, claim_started_at = NULL, claim_forced = NULL"
     " WHERE chat_id = {mark}"
 )
-SELECT_FACTS = (
-    "SELECT "
-    + ", ".join(f"c.{name}" for name in FACT_COLUMNS)
-    + ", "
-    + ", ".join(f"l.{name}" for name in LINE_FACT_COLUMNS)
-    + ", "
-    + ", ".join(f"c.{name}" for name in CLAIM_COLUMNS)
-    + " FROM chats c LEFT JOIN lines l ON l.number = c.line"
-)
+
+
+def fact_list(chat: str, line: str) -> str:
+    """The columns of a fact row (``ChatState``'s order), from the chat row named ``chat`` and
+    the line row named ``line``."""
+    return ", ".join(
+        [
+            *(f"{chat}.{name}" for name in FACT_COLUMNS),
+            *(f"{line}.{name}" for name in LINE_FACT_COLUMNS),
+            *(f"{chat}.{name}" for name in CLAIM_COLUMNS),
+        ]
+    )
+
+
+SELECT_FACTS = f"SELECT {fact_list('c', 'l')} FROM chats c LEFT JOIN lines l ON l.number = c.line"
 
 
 if TYPE_CHECKING:

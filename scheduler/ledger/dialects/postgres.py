@@ -16,11 +16,11 @@ from scheduler.ledger.dialects.base import (
     CLAIM_COLUMNS,
     FACT_COLUMNS,
     INSERT_ATTEMPT,
-    LINE_FACT_COLUMNS,
     NOT_CLAIMED,
     ON_ATTEMPT_CONFLICT,
     RESCHEDULE,
     SELECT_FACTS,
+    fact_list,
 )
 from scheduler.ledger.driver import Statement
 
@@ -57,13 +57,7 @@ CLAIM_DUE = (
     " claim_started_at = %s, claim_forced = false FROM due"
     " WHERE chats.ctid = due.ctid AND due.claim_attempt_id IS NULL"
     " RETURNING chats.chat_id, chats.claim_attempt_id)"
-    " SELECT "
-    + ", ".join(f"due.{name}" for name in FACT_COLUMNS)
-    + ", "
-    + ", ".join(f"l.{name}" for name in LINE_FACT_COLUMNS)
-    + ", "
-    + ", ".join(f"due.{name}" for name in CLAIM_COLUMNS)
-    + ", claimed.claim_attempt_id FROM due"
+    f" SELECT {fact_list('due', 'l')}, claimed.claim_attempt_id FROM due"
     " LEFT JOIN claimed ON claimed.chat_id = due.chat_id"
     " LEFT JOIN lines l ON l.number = due.line ORDER BY due.next_share_at"
 )
