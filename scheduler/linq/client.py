@@ -23,6 +23,7 @@ from scheduler import __version__
 from scheduler.config import LinqConfig, Secret
 from scheduler.errors import LinqAPIError, LinqError, LinqTransportError
 from scheduler.linq import envelope
+from scheduler.linq.transport import PooledTransport
 from scheduler.linq.types import (
     BlockedHandle,
     Chat,
@@ -117,19 +118,12 @@ class LinqClient:
         tls = httpx.create_ssl_context()
         # Requests go straight to the connection pools. httpx.AsyncClient's layers (cookies,
         # auth flows, redirects, URL merging) have nothing to do here and cost about a quarter
-        # of each call's CPU, which is most of what a pass spends per chat.
+        # of each call's CPU, which is most of what a pass spends per chat. The pools run on
+        # asyncio's streams, not AnyIO's (see scheduler.linq.transport).
         self._lanes: list[httpx.AsyncBaseTransport] = (
             [transport]
             if transport is not None
-            else [
-                httpx.AsyncHTTPTransport(
-                    verify=tls,
-                    limits=httpx.Limits(
-                        max_connections=per_lane, max_keepalive_connections=per_lane
-                    ),
-                )
-                for _ in range(lanes)
-            ]
+            else [PooledTransport(ssl_context=tls, max_connections=per_lane) for _ in range(lanes)]
         )
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout).as_dict()
