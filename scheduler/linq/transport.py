@@ -15,7 +15,6 @@ so the client's requests and responses stay httpx's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import select
 import socket
 import ssl
@@ -27,7 +26,11 @@ import httpcore
 import httpx
 from httpcore import AsyncNetworkBackend, AsyncNetworkStream
 
-__all__ = ["AsyncioBackend", "PooledTransport"]
+__all__ = ["KEEPALIVE_EXPIRY", "AsyncioBackend", "PooledTransport"]
+
+# Seconds an idle connection is kept for the next request (httpx's default): servers and
+# load balancers drop idle connections, silently at times.
+KEEPALIVE_EXPIRY = 5.0
 
 
 def _readable(sock: socket.socket | None) -> bool:
@@ -69,9 +72,9 @@ class AsyncioStream(AsyncNetworkStream):
             raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
 
     async def aclose(self) -> None:
+        # Not waiting for the close to finish: over TLS it waits for the server's close_notify,
+        # up to asyncio's 30 s, and nothing here needs it.
         self._writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):  # the peer went first
-            await self._writer.wait_closed()
 
     async def start_tls(
         self,
@@ -197,11 +200,18 @@ class _Body(httpx.AsyncByteStream):
 class PooledTransport(httpx.AsyncBaseTransport):
     """An httpx transport: one httpcore connection pool on :class:`AsyncioBackend`."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext, max_connections: int) -> None:
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext,
+        max_connections: int,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+    ) -> None:
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
+            keepalive_expiry=keepalive_expiry,
             network_backend=AsyncioBackend(),
         )
 

@@ -94,6 +94,21 @@ async def test_requests_share_one_kept_alive_connection() -> None:
         await transport.aclose()
 
 
+async def test_an_idle_connection_is_closed_after_the_keepalive_expiry() -> None:
+    transport = PooledTransport(
+        ssl_context=ssl.create_default_context(), max_connections=4, keepalive_expiry=0.1
+    )
+    try:
+        async with _server(_answer_each) as (url, connections):
+            assert (await _get(transport, url)).status_code == 200
+            assert (await _get(transport, url)).status_code == 200
+            await asyncio.sleep(0.3)
+            assert (await _get(transport, url)).status_code == 200
+            assert len(connections) == 2
+    finally:
+        await transport.aclose()
+
+
 async def test_a_connection_the_server_closed_is_not_used_again() -> None:
     async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_head(reader)
