@@ -8,6 +8,7 @@ log line.
 
 from __future__ import annotations
 
+import json as _json
 import logging
 import re
 import time
@@ -23,7 +24,7 @@ from scheduler import __version__
 from scheduler.config import LinqConfig, Secret
 from scheduler.errors import LinqAPIError, LinqError, LinqTransportError
 from scheduler.linq import envelope
-from scheduler.linq.transport import PooledTransport
+from scheduler.linq.transport import HttpxLane, Lane, Outgoing, PooledTransport, Reply
 from scheduler.linq.types import (
     BlockedHandle,
     Chat,
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 MAX_PAGE_SIZE = 100
 _REDACTED = "[redacted]"
 _TOKEN_SHAPE = re.compile(r"^[\x21-\x7e]+$")
+# Methods whose requests always say their body's length, empty or not (as httpx's do).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 # Failures that happen before a single byte of the request leaves this process: the call
 # certainly had no effect at Linq and can be repeated without risking a double share.
@@ -120,12 +123,18 @@ class LinqClient:
         # auth flows, redirects, URL merging) have nothing to do here and cost about a quarter
         # of each call's CPU, which is most of what a pass spends per chat. The pools run on
         # asyncio's streams, not AnyIO's (see scheduler.linq.transport).
-        self._lanes: list[httpx.AsyncBaseTransport] = (
-            [transport]
+        self._lanes: list[Lane] = (
+            [HttpxLane(self._base_url, transport)]
             if transport is not None
-            else [PooledTransport(ssl_context=tls, max_connections=per_lane) for _ in range(lanes)]
+            else [
+                PooledTransport(self._base_url, ssl_context=tls, max_connections=per_lane)
+                for _ in range(lanes)
+            ]
         )
-        self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        self._headers = [
+            (b"User-Agent", user_agent.encode("ascii")),
+            (b"Accept", b"application/json"),
+        ]
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout).as_dict()
         self._busy = [0] * len(self._lanes)
         self._closed = False
@@ -362,7 +371,7 @@ class LinqClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
-    ) -> tuple[httpx.Response, float]:
+    ) -> tuple[Reply, float]:
         """One request; non-2xx raise the typed error. Returns the response and latency (ms)."""
         started = time.perf_counter()
         leaky: LinqTransportError | None = None
@@ -396,30 +405,29 @@ class LinqClient:
 
     async def _request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None, json: Any
-    ) -> httpx.Response:
+    ) -> Reply:
         if self._closed:
             raise RuntimeError("the Linq client is closed")
+        target = path if not params else f"{path}?{httpx.QueryParams(params)}"
         # The token is added per request, so it never sits in a long-lived headers object.
-        headers = {**self._headers, "Authorization": f"Bearer {self._api_key.reveal()}"}
-        request = httpx.Request(
-            method,
-            self._base_url + path,
-            params=params,
-            json=json,
-            headers=headers,
-            extensions={"timeout": self._timeout},
-        )
+        token = self._api_key.reveal().encode()
+        headers = [*self._headers, (b"Authorization", b"Bearer " + token)]
+        body = b""
+        if json is not None:
+            # As httpx encodes a JSON body.
+            body = _json.dumps(
+                json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode()
+            headers.append((b"Content-Type", b"application/json"))
+        if body or method in _BODY_METHODS:
+            headers.append((b"Content-Length", str(len(body)).encode()))
+        request = Outgoing(method, target, headers, body, self._timeout)
         lane = self._busy.index(min(self._busy))
         self._busy[lane] += 1
         try:
-            response = await self._lanes[lane].handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
+            return await self._lanes[lane].send(request)
         finally:
             self._busy[lane] -= 1
-        return response
 
     def _observe_error(self, error: LinqError) -> None:
         if self.on_error is not None:
@@ -480,7 +488,7 @@ class LinqClient:
 _NOT_JSON = object()
 
 
-def _loads(response: httpx.Response) -> Any:
+def _loads(response: Reply) -> Any:
     try:
         return response.json()
     except (ValueError, UnicodeDecodeError):

@@ -7,26 +7,41 @@ bench.share_pass``: the daemon's client alone went from 0.30 to 0.22 ms of CPU p
 this transport). httpcore lets its caller choose the network layer (``network_backend``); this
 one is asyncio's streams (``asyncio.open_connection``, ``StreamWriter.start_tls``) with
 ``asyncio.timeout`` for the timeouts. httpcore still speaks HTTP/1.1 (h11), keeps the
-connections alive and pools them; :class:`PooledTransport` is the httpx transport around it,
-so the client's requests and responses stay httpx's.
+connections alive and pools them.
+
+The client sends through a *lane* (:class:`Lane`): a request as bytes, its answer read whole
+(:class:`Reply`). :class:`PooledTransport` is the lane of every real client: one httpcore pool
+for the API's origin, with no httpx request or response objects built per call (their URL
+parsing and wrapping were another quarter of a call's CPU). :class:`HttpxLane` puts an httpx
+transport behind the same interface, for tests that answer with ``httpx.MockTransport``.
 """
 
 # ruff: noqa: ASYNC109 -- httpcore's network interface takes its timeouts as parameters.
 from __future__ import annotations
 
 import asyncio
+import json
 import select
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpcore
 import httpx
 from httpcore import AsyncNetworkBackend, AsyncNetworkStream
 
-__all__ = ["KEEPALIVE_EXPIRY", "AsyncioBackend", "PooledTransport"]
+__all__ = [
+    "KEEPALIVE_EXPIRY",
+    "AsyncioBackend",
+    "HttpxLane",
+    "Lane",
+    "Outgoing",
+    "PooledTransport",
+    "Reply",
+]
 
 # Seconds an idle connection is kept for the next request (httpx's default): servers and
 # load balancers drop idle connections, silently at times.
@@ -183,30 +198,56 @@ def _as_httpx_errors() -> Iterator[None]:
         raise
 
 
-class _Body(httpx.AsyncByteStream):
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One request, ready to send: ``target`` is the path (after the base URL's own) and the
+    query, encoded; ``headers`` are all but ``Host``, which the lane adds."""
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _as_httpx_errors():
-            async for part in self._stream:
-                yield part
-
-    async def aclose(self) -> None:
-        with _as_httpx_errors():
-            await self._stream.aclose()
+    method: str
+    target: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    timeout: dict[str, float | None]
 
 
-class PooledTransport(httpx.AsyncBaseTransport):
-    """An httpx transport: one httpcore connection pool on :class:`AsyncioBackend`."""
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer, read whole: what the client reads of it."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class Lane(Protocol):
+    """Where the client sends its requests. Fails with httpx's transport errors."""
+
+    async def send(self, request: Outgoing) -> Reply: ...
+
+    async def aclose(self) -> None: ...
+
+
+class PooledTransport:
+    """A lane to one origin: an httpcore connection pool on :class:`AsyncioBackend`."""
 
     def __init__(
         self,
+        base_url: str,
         *,
         ssl_context: ssl.SSLContext,
         max_connections: int,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
     ) -> None:
+        base = httpx.URL(base_url)
+        self._scheme = base.raw_scheme
+        self._host = base.raw_host
+        self._port = base.port
+        self._prefix = base.raw_path.rstrip(b"/")
+        # httpx's form: the port only when it is not the scheme's own.
+        self._host_header = (b"Host", base.netloc)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=max_connections,
@@ -215,26 +256,53 @@ class PooledTransport(httpx.AsyncBaseTransport):
             network_backend=AsyncioBackend(),
         )
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        url = request.url
+    async def send(self, request: Outgoing) -> Reply:
+        url = httpcore.URL(
+            scheme=self._scheme,
+            host=self._host,
+            port=self._port,
+            target=self._prefix + request.target.encode("ascii"),
+        )
         core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
+            request.method,
+            url,
+            headers=[self._host_header, *request.headers],
+            content=request.body,
+            extensions={"timeout": request.timeout},
         )
         with _as_httpx_errors():
             response = await self._pool.handle_async_request(core_request)
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_Body(response.stream),
-            extensions=response.extensions,
-        )
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
+        return Reply(response.status, httpx.Headers(response.headers), content)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+
+class HttpxLane:
+    """A lane through an httpx transport (``httpx.MockTransport`` in tests)."""
+
+    def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._transport = transport
+
+    async def send(self, request: Outgoing) -> Reply:
+        outgoing = httpx.Request(
+            request.method,
+            self._base_url + request.target,
+            headers=request.headers,
+            content=request.body or None,
+            extensions={"timeout": request.timeout},
+        )
+        response = await self._transport.handle_async_request(outgoing)
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+        return Reply(response.status_code, response.headers, content)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()

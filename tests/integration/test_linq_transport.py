@@ -5,6 +5,7 @@ failure the httpx error the client tells "never sent" from "may have reached Lin
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,7 @@ import pytest
 from scheduler.config import Secret
 from scheduler.errors import LinqTransportError
 from scheduler.linq.client import LinqClient
-from scheduler.linq.transport import PooledTransport
+from scheduler.linq.transport import KEEPALIVE_EXPIRY, Outgoing, PooledTransport, Reply
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -54,24 +55,38 @@ async def _server(
         await server.wait_closed()
 
 
-def _transport(ssl_context: ssl.SSLContext | None = None) -> PooledTransport:
-    return PooledTransport(
-        ssl_context=ssl_context or ssl.create_default_context(), max_connections=4
-    )
+@asynccontextmanager
+async def _serving(
+    handler: Handler,
+    *,
+    tls: ssl.SSLContext | None = None,
+    trust: ssl.SSLContext | None = None,
+    keepalive_expiry: float = KEEPALIVE_EXPIRY,
+) -> AsyncIterator[tuple[PooledTransport, str, list[int]]]:
+    """A server (see :func:`_server`) and the client's transport to it."""
+    async with _server(handler, tls) as (url, connections):
+        transport = PooledTransport(
+            url,
+            ssl_context=trust or ssl.create_default_context(),
+            max_connections=4,
+            keepalive_expiry=keepalive_expiry,
+        )
+        try:
+            yield transport, url, connections
+        finally:
+            await transport.aclose()
 
 
-async def _get(transport: PooledTransport, url: str, timeout: float = 5.0) -> httpx.Response:
-    request = httpx.Request(
-        "POST",
-        url + "/v3/chats/chat-1/share_contact_card",
-        extensions={
-            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-        },
+async def _share(transport: PooledTransport, timeout: float = 5.0) -> Reply:
+    return await transport.send(
+        Outgoing(
+            "POST",
+            "/v3/chats/chat-1/share_contact_card",
+            [(b"Content-Length", b"0")],
+            b"",
+            {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout},
+        )
     )
-    response = await transport.handle_async_request(request)
-    await response.aread()
-    await response.aclose()
-    return response
 
 
 async def _answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -83,30 +98,20 @@ async def _answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 
 async def test_requests_share_one_kept_alive_connection() -> None:
-    transport = _transport()
-    try:
-        async with _server(_answer_each) as (url, connections):
-            for _ in range(3):
-                response = await _get(transport, url)
-                assert (response.status_code, response.content) == (200, b"{}")
-            assert len(connections) == 1
-    finally:
-        await transport.aclose()
+    async with _serving(_answer_each) as (transport, _, connections):
+        for _ in range(3):
+            response = await _share(transport)
+            assert (response.status_code, response.content) == (200, b"{}")
+        assert len(connections) == 1
 
 
 async def test_an_idle_connection_is_closed_after_the_keepalive_expiry() -> None:
-    transport = PooledTransport(
-        ssl_context=ssl.create_default_context(), max_connections=4, keepalive_expiry=0.1
-    )
-    try:
-        async with _server(_answer_each) as (url, connections):
-            assert (await _get(transport, url)).status_code == 200
-            assert (await _get(transport, url)).status_code == 200
-            await asyncio.sleep(0.3)
-            assert (await _get(transport, url)).status_code == 200
-            assert len(connections) == 2
-    finally:
-        await transport.aclose()
+    async with _serving(_answer_each, keepalive_expiry=0.1) as (transport, _, connections):
+        assert (await _share(transport)).status_code == 200
+        assert (await _share(transport)).status_code == 200
+        await asyncio.sleep(0.3)
+        assert (await _share(transport)).status_code == 200
+        assert len(connections) == 2
 
 
 async def test_a_connection_the_server_closed_is_not_used_again() -> None:
@@ -117,15 +122,11 @@ async def test_a_connection_the_server_closed_is_not_used_again() -> None:
         # Closed after the answer, without "Connection: close": the client learns it only
         # from the socket, while the connection waits in its pool.
 
-    transport = _transport()
-    try:
-        async with _server(answer_once) as (url, connections):
-            assert (await _get(transport, url)).status_code == 200
-            await asyncio.sleep(0.05)
-            assert (await _get(transport, url)).status_code == 200
-            assert len(connections) == 2
-    finally:
-        await transport.aclose()
+    async with _serving(answer_once) as (transport, _, connections):
+        assert (await _share(transport)).status_code == 200
+        await asyncio.sleep(0.05)
+        assert (await _share(transport)).status_code == 200
+        assert len(connections) == 2
 
 
 async def test_no_answer_is_a_read_timeout_and_the_share_may_have_reached_linq() -> None:
@@ -133,39 +134,35 @@ async def test_no_answer_is_a_read_timeout_and_the_share_may_have_reached_linq()
         await _read_head(reader)
         await asyncio.sleep(5)
 
-    transport = _transport()
-    try:
-        async with _server(never_answer) as (url, _):
-            with pytest.raises(httpx.ReadTimeout):
-                await _get(transport, url, timeout=0.2)
-            client = LinqClient(url, Secret("token-1234", "test"), timeout=0.2)
-            try:
-                with pytest.raises(LinqTransportError) as caught:
-                    await client.share_contact_card("chat-1")
-            finally:
-                await client.aclose()
-            assert caught.value.sent
-            assert "ReadTimeout" in str(caught.value)
-    finally:
-        await transport.aclose()
-
-
-async def test_a_refused_connection_is_a_connect_error_and_nothing_was_sent() -> None:
-    async with _server(_answer_each) as (url, _):
-        pass  # the port is free again: nothing listens on it
-    transport = _transport()
-    try:
-        with pytest.raises(httpx.ConnectError):
-            await _get(transport, url)
-        client = LinqClient(url, Secret("token-1234", "test"))
+    async with _serving(never_answer) as (transport, url, _):
+        with pytest.raises(httpx.ReadTimeout):
+            await _share(transport, timeout=0.2)
+        client = LinqClient(url, Secret("token-1234", "test"), timeout=0.2)
         try:
             with pytest.raises(LinqTransportError) as caught:
                 await client.share_contact_card("chat-1")
         finally:
             await client.aclose()
-        assert not caught.value.sent
+        assert caught.value.sent
+        assert "ReadTimeout" in str(caught.value)
+
+
+async def test_a_refused_connection_is_a_connect_error_and_nothing_was_sent() -> None:
+    async with _server(_answer_each) as (url, _):
+        pass  # the port is free again: nothing listens on it
+    transport = PooledTransport(url, ssl_context=ssl.create_default_context(), max_connections=1)
+    try:
+        with pytest.raises(httpx.ConnectError):
+            await _share(transport)
     finally:
         await transport.aclose()
+    client = LinqClient(url, Secret("token-1234", "test"))
+    try:
+        with pytest.raises(LinqTransportError) as caught:
+            await client.share_contact_card("chat-1")
+    finally:
+        await client.aclose()
+    assert not caught.value.sent
 
 
 async def test_an_answer_cut_short_is_a_protocol_error() -> None:
@@ -174,13 +171,9 @@ async def test_an_answer_cut_short_is_a_protocol_error() -> None:
         writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"trace')
         await writer.drain()
 
-    transport = _transport()
-    try:
-        async with _server(cut_short) as (url, _):
-            with pytest.raises(httpx.RemoteProtocolError):
-                await _get(transport, url)
-    finally:
-        await transport.aclose()
+    async with _serving(cut_short) as (transport, _, _):
+        with pytest.raises(httpx.RemoteProtocolError):
+            await _share(transport)
 
 
 @pytest.fixture(scope="module")
@@ -220,18 +213,17 @@ async def test_tls_is_verified_against_the_trusted_certificates(
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
     trusting = ssl.create_default_context(cafile=str(cert))
-    transport, stranger = _transport(trusting), _transport()
-    try:
-        async with _server(_answer_each, tls=server_tls) as (url, _):
-            response = await _get(transport, url)
-            assert (response.status_code, response.content) == (200, b"{}")
-            assert (await _get(transport, url)).status_code == 200
-            # A certificate nobody vouched for: the handshake fails before anything is sent.
+    async with _serving(_answer_each, tls=server_tls, trust=trusting) as (transport, url, _):
+        response = await _share(transport)
+        assert (response.status_code, response.content) == (200, b"{}")
+        assert (await _share(transport)).status_code == 200
+        # A certificate nobody vouched for: the handshake fails before anything is sent.
+        stranger = PooledTransport(url, ssl_context=ssl.create_default_context(), max_connections=1)
+        try:
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-                await _get(stranger, url)
-    finally:
-        await transport.aclose()
-        await stranger.aclose()
+                await _share(stranger)
+        finally:
+            await stranger.aclose()
 
 
 def test_the_daemons_event_loop_runs_the_same_exchanges(certificate: tuple[Path, Path]) -> None:
@@ -246,3 +238,49 @@ def test_the_daemons_event_loop_runs_the_same_exchanges(certificate: tuple[Path,
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert isinstance(runner.get_loop(), uvloop.Loop)
         runner.run(exchanges())
+
+
+async def test_the_client_sends_what_httpx_would() -> None:
+    """Host, the token, the body's length and JSON as httpx writes them, over the real lane."""
+    heads: list[bytes] = []
+    bodies: list[bytes] = []
+
+    async def capture(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await _read_head(reader)
+            heads.append(head)
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
+            bodies.append(await reader.readexactly(length))
+            writer.write(OK)
+            await writer.drain()
+
+    async with _server(capture) as (url, _):
+        client = LinqClient(url + "/api", Secret("token-1234", "test"))
+        try:
+            await client.share_contact_card("chat/1")
+            await client._json("POST", "/v3/echo", json={"name": "Zoë", "n": [1, 2]})
+            await client._json("GET", "/v3/chats", params={"from": "+14155550100", "limit": 5})
+        finally:
+            await client.aclose()
+    port = url.rsplit(":", 1)[1]
+    share, echo, listing = (head.decode().split("\r\n") for head in heads)
+    assert share[0] == "POST /api/v3/chats/chat%2F1/share_contact_card HTTP/1.1"
+    assert f"Host: localhost:{port}" in share
+    assert "Authorization: Bearer token-1234" in share
+    assert "Content-Length: 0" in share
+    assert "Content-Type: application/json" in echo
+    assert (
+        bodies[1]
+        == json.dumps(
+            {"name": "Zoë", "n": [1, 2]}, ensure_ascii=False, separators=(",", ":")
+        ).encode()
+    )
+    assert listing[0] == "GET /api/v3/chats?from=%2B14155550100&limit=5 HTTP/1.1"
+    assert not any(line.lower().startswith("content-length") for line in listing)
