@@ -258,17 +258,7 @@ async def _keep_due(
             continue
         nxt = _next_or_probe(row, policy, now, lease, probes)
         if nxt is not None and nxt <= now:
-            claims.append(
-                Claim(
-                    row.chat_id,
-                    row.line,
-                    attempt_id,
-                    now,
-                    row.consecutive_failures,
-                    instance,
-                    False,
-                )
-            )
+            claims.append(_claim_of(row, attempt_id, now, instance, forced=False))
         else:
             reschedule.append((row.chat_id, nxt))
     result = await _settle(sql, expired, probes, reschedule, policy, now)
@@ -311,19 +301,18 @@ async def _claim_rows(
         due, now=now, instance=instance, lease_end=now + lease, forced=force
     )
     result.claims = [
-        Claim(
-            row.chat_id,
-            row.line,
-            attempt_of[row.chat_id],
-            now,
-            row.consecutive_failures,
-            instance,
-            force,
-        )
+        _claim_of(row, attempt_of[row.chat_id], now, instance, forced=force)
         for row in due
         if row.chat_id in attempt_of
     ]
     return result
+
+
+def _claim_of(
+    row: ChatState, attempt_id: int, now: datetime, instance: str, *, forced: bool
+) -> Claim:
+    """The claim taken on ``row`` in this transaction, as the pass carries it to the call."""
+    return Claim(row.chat_id, row.line, attempt_id, now, row.consecutive_failures, instance, forced)
 
 
 async def record_results(

@@ -24,7 +24,7 @@ from scheduler import __version__
 from scheduler.config import LinqConfig, Secret
 from scheduler.errors import LinqAPIError, LinqError, LinqTransportError
 from scheduler.linq import envelope
-from scheduler.linq.transport import HttpxLane, Lane, Outgoing, PooledTransport, Reply
+from scheduler.linq.transport import HttpxLane, Lane, Outgoing, PooledLane, Reply
 from scheduler.linq.types import (
     BlockedHandle,
     Chat,
@@ -127,7 +127,7 @@ class LinqClient:
             [HttpxLane(self._base_url, transport)]
             if transport is not None
             else [
-                PooledTransport(self._base_url, ssl_context=tls, max_connections=per_lane)
+                PooledLane(self._base_url, ssl_context=tls, max_connections=per_lane)
                 for _ in range(lanes)
             ]
         )

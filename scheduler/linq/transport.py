@@ -10,7 +10,7 @@ one is asyncio's streams (``asyncio.open_connection``, ``StreamWriter.start_tls`
 connections alive and pools them.
 
 The client sends through a *lane* (:class:`Lane`): a request as bytes, its answer read whole
-(:class:`Reply`). :class:`PooledTransport` is the lane of every real client: one httpcore pool
+(:class:`Reply`). :class:`PooledLane` is the lane of every real client: one httpcore pool
 for the API's origin, with no httpx request or response objects built per call (their URL
 parsing and wrapping were another quarter of a call's CPU). :class:`HttpxLane` puts an httpx
 transport behind the same interface, for tests that answer with ``httpx.MockTransport``.
@@ -39,7 +39,7 @@ __all__ = [
     "HttpxLane",
     "Lane",
     "Outgoing",
-    "PooledTransport",
+    "PooledLane",
     "Reply",
 ]
 
@@ -232,7 +232,7 @@ class Lane(Protocol):
     async def aclose(self) -> None: ...
 
 
-class PooledTransport:
+class PooledLane:
     """A lane to one origin: an httpcore connection pool on :class:`AsyncioBackend`."""
 
     def __init__(

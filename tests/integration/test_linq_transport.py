@@ -18,7 +18,7 @@ import pytest
 from scheduler.config import Secret
 from scheduler.errors import LinqTransportError
 from scheduler.linq.client import LinqClient
-from scheduler.linq.transport import KEEPALIVE_EXPIRY, Outgoing, PooledTransport, Reply
+from scheduler.linq.transport import KEEPALIVE_EXPIRY, Outgoing, PooledLane, Reply
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -62,10 +62,10 @@ async def _serving(
     tls: ssl.SSLContext | None = None,
     trust: ssl.SSLContext | None = None,
     keepalive_expiry: float = KEEPALIVE_EXPIRY,
-) -> AsyncIterator[tuple[PooledTransport, str, list[int]]]:
+) -> AsyncIterator[tuple[PooledLane, str, list[int]]]:
     """A server (see :func:`_server`) and the client's transport to it."""
     async with _server(handler, tls) as (url, connections):
-        transport = PooledTransport(
+        transport = PooledLane(
             url,
             ssl_context=trust or ssl.create_default_context(),
             max_connections=4,
@@ -77,7 +77,7 @@ async def _serving(
             await transport.aclose()
 
 
-async def _share(transport: PooledTransport, timeout: float = 5.0) -> Reply:
+async def _share(transport: PooledLane, timeout: float = 5.0) -> Reply:
     return await transport.send(
         Outgoing(
             "POST",
@@ -150,7 +150,7 @@ async def test_no_answer_is_a_read_timeout_and_the_share_may_have_reached_linq()
 async def test_a_refused_connection_is_a_connect_error_and_nothing_was_sent() -> None:
     async with _server(_answer_each) as (url, _):
         pass  # the port is free again: nothing listens on it
-    transport = PooledTransport(url, ssl_context=ssl.create_default_context(), max_connections=1)
+    transport = PooledLane(url, ssl_context=ssl.create_default_context(), max_connections=1)
     try:
         with pytest.raises(httpx.ConnectError):
             await _share(transport)
@@ -218,7 +218,7 @@ async def test_tls_is_verified_against_the_trusted_certificates(
         assert (response.status_code, response.content) == (200, b"{}")
         assert (await _share(transport)).status_code == 200
         # A certificate nobody vouched for: the handshake fails before anything is sent.
-        stranger = PooledTransport(url, ssl_context=ssl.create_default_context(), max_connections=1)
+        stranger = PooledLane(url, ssl_context=ssl.create_default_context(), max_connections=1)
         try:
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await _share(stranger)
