@@ -9,7 +9,7 @@ the horizon.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -188,7 +188,7 @@ def replay(chat: ChatRuleFacts, policy: Policy, result: Forecast, *, chat_limit:
         elif chat_limit:
             result.chats_truncated = True
         first = False
-        facts = replace(facts, last_shared_at=t, share_count=facts.share_count + 1, not_before=None)
+        facts = facts._replace(last_shared_at=t, share_count=facts.share_count + 1, not_before=None)
         t = next_share_at(facts, chat.line_facts, policy, t)
 
 

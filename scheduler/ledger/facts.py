@@ -38,6 +38,21 @@ def first_recipient(recipients: str | None) -> str | None:
 
 def chat_facts(row: Any, **changes: Any) -> ChatFacts:
     """The rule's facts of a ledger row, with ``changes`` (new column values) applied."""
+    if not changes:
+        # The claim's re-check of every chat it reads: no lookups of changes.
+        recipients = row.recipients
+        return ChatFacts(
+            row.service,
+            bool(row.is_group),
+            row.status,
+            recipients.split(",", 1)[0] or None if recipients else None,
+            row.first_outbound_at,
+            row.last_outbound_at,
+            row.last_inbound_at,
+            row.last_shared_at,
+            row.share_count,
+            row.not_before,
+        )
     get = changes.get
     return ChatFacts(
         get("service", row.service),

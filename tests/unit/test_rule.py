@@ -49,7 +49,7 @@ def chat(**changes: Any) -> ChatFacts:
         share_count=0,
         not_before=None,
     )
-    return dataclasses.replace(base, **changes)
+    return base._replace(**changes)
 
 
 def policy(**changes: Any) -> Policy:
@@ -444,7 +444,7 @@ def test_frozen_clock_drives_a_day_of_sharing() -> None:
         frozen.move_to(due)
         now = clock.now()
         assert is_due(c, LINE, POLICY, now)
-        c = dataclasses.replace(c, last_shared_at=now, share_count=1)
+        c = c._replace(last_shared_at=now, share_count=1)
         frozen.tick(timedelta(hours=3))
         assert not is_due(c, LINE, POLICY, clock.now())
         assert next_share_at(c, LINE, POLICY, clock.now()) == at(MONDAY + timedelta(days=1), 9)

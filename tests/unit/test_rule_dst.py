@@ -6,7 +6,6 @@ conversion in the rule cannot also make the expectation wrong.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -60,11 +59,11 @@ def chat(first_outbound_at: datetime, **changes: Any) -> ChatFacts:
         last_shared_at=None,
         share_count=0,
     )
-    return dataclasses.replace(base, **changes)
+    return base._replace(**changes)
 
 
 def shared(c: ChatFacts, when: datetime) -> ChatFacts:
-    return dataclasses.replace(c, last_shared_at=when, share_count=c.share_count + 1)
+    return c._replace(last_shared_at=when, share_count=c.share_count + 1)
 
 
 # --- America/New_York: 2026-03-08 02:00 EST -> 03:00 EDT; 2026-11-01 02:00 EDT -> 01:00 EST

@@ -267,7 +267,7 @@ def test_simulated_history_keeps_every_promise(setup: Setup, data: st.DataObject
         else:
             t += timedelta(minutes=wait)
         if action == "inbound":
-            chat = dataclasses.replace(chat, last_inbound_at=t)
+            chat = chat._replace(last_inbound_at=t)
 
         nxt = next_share_at(chat, line, policy, t)
         due = is_due(chat, line, policy, t)
@@ -280,11 +280,11 @@ def test_simulated_history_keeps_every_promise(setup: Setup, data: st.DataObject
                 assert is_due(chat, line, policy, nxt)
             continue
         if action == "fail":
-            chat = dataclasses.replace(chat, not_before=t + timedelta(minutes=backoff))
+            chat = chat._replace(not_before=t + timedelta(minutes=backoff))
             assert not is_due(chat, line, policy, t)
             continue
         shares.append((t, chat))
-        chat = dataclasses.replace(chat, last_shared_at=t, share_count=chat.share_count + 1)
+        chat = chat._replace(last_shared_at=t, share_count=chat.share_count + 1)
         assert not is_due(chat, line, policy, t)
 
     event(f"shares: {min(len(shares), 5)}{'+' if len(shares) >= 5 else ''}")
@@ -336,13 +336,11 @@ def chats_at(draw: st.DrawFn, recipient: str, zone: ZoneInfo) -> tuple[ChatFacts
     # Mostly eligible chats, so the window arithmetic is what gets exercised.
     spoiler = draw(st.sampled_from([None] * 6 + ["service", "status", "group"]))
     if spoiler == "service":
-        chat = dataclasses.replace(chat, service=draw(st.sampled_from(["SMS", "RCS", None])))
+        chat = chat._replace(service=draw(st.sampled_from(["SMS", "RCS", None])))
     elif spoiler == "status":
-        chat = dataclasses.replace(
-            chat, status=draw(st.sampled_from([s.value for s in ChatStatus]))
-        )
+        chat = chat._replace(status=draw(st.sampled_from([s.value for s in ChatStatus])))
     elif spoiler == "group":
-        chat = dataclasses.replace(chat, is_group=True)
+        chat = chat._replace(is_group=True)
     return chat, now
 
 
