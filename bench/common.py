@@ -26,6 +26,7 @@ import psycopg
 from scheduler import clock
 from scheduler.config import SharePassConfig
 from scheduler.core.rule import Policy
+from scheduler.daemon.lifecycle import settle_heap
 from scheduler.demo.processes import (
     DaemonProcess,
     SimProcess,
@@ -418,6 +419,7 @@ async def timed_share_pass(
         policy=open_policy(clock.now()),
         instance="bench",
     )
+    settle_heap()  # as the daemon does once started
     try:
         with Timer() as t:
             report = await share_pass.run()

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import aiosqlite
@@ -27,12 +28,16 @@ import sqlalchemy as sa
 
 from bench.common import fill_ledger, ledger_url, median, open_policy, table
 from scheduler import clock
+from scheduler.core.chat import ChatState
 from scheduler.core.rule import Policy
+from scheduler.daemon.lifecycle import settle_heap
 from scheduler.ledger.checkpoint import Checkpointer
 from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.claims import claim_batch
 from scheduler.ledger.dialects.base import FACT_COLUMNS
-from scheduler.ledger.dialects.sqlite import bind_time
+from scheduler.ledger.dialects.postgres import PostgresDialect
+from scheduler.ledger.dialects.sqlite import SqliteDialect, bind_time
+from scheduler.ledger.driver import _run_on_sqlite
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, compute_next
 from scheduler.ledger.models import attempts_table
@@ -47,21 +52,33 @@ async def due_query(ledger: Ledger, now: datetime, batch: int, policy: Policy) -
         return sum(1 for row in rows if (nxt := compute_next(row, policy, now)) and nxt <= now)
 
 
-async def measure(
-    url: str, repeats: int, batch: int
-) -> tuple[list[float], list[float], list[float]]:
-    """Per repeat: the due query alone, the whole claim of one batch, then the floor
-    (seconds). Interleaved, so that the load of a shared machine weighs on each alike."""
+@dataclass
+class Timings:
+    """Seconds per repeat: the due query alone, the whole claim of one batch, the floor, and
+    the claim's own statements through the bare driver."""
+
+    queries: list[float] = field(default_factory=list)
+    claims: list[float] = field(default_factory=list)
+    floors: list[float] = field(default_factory=list)
+    statements: list[float] = field(default_factory=list)
+
+
+async def measure(url: str, repeats: int, batch: int) -> Timings:
+    """Per repeat: the due query alone, the whole claim of one batch, the floor, then the
+    claim's own statements bare. Interleaved, so that the load of a shared machine weighs on
+    each alike."""
     # As in the daemon: on SQLite, commits leave checkpoints to a background task.
     ledger = Ledger(create_engine(url, pool_size=2, background_checkpoint=True))
     policy = open_policy(clock.now())
-    queries, times, floors = [], [], []
+    timings = Timings()
+    queries, times, floors = timings.queries, timings.claims, timings.floors
     floor = DriverFloor(url)
     await floor.open()
     stopping = asyncio.Event()
     checkpoints = (
         asyncio.create_task(Checkpointer(ledger).run(stopping)) if ledger.is_sqlite else None
     )
+    settle_heap()  # as the daemon does once started
     try:
         for _ in range(repeats):
             now = clock.now()
@@ -80,6 +97,9 @@ async def measure(
             times.append(time.perf_counter() - t0)
             ids = [c.chat_id for c in result.claims]
             assert found == len(ids), (found, len(ids))
+            # Undone as it was made: the claim columns cleared, ``next_share_at`` (which the
+            # claim leaves as it is) untouched, so that the next repeat finds the ledger as
+            # this one did (a HOT update on PostgreSQL, no new due-index entry to wade through).
             async with ledger.write() as conn:
                 await conn.execute(
                     sa.update(chats)
@@ -90,18 +110,18 @@ async def measure(
                         claim_expires_at=None,
                         claim_started_at=None,
                         claim_forced=None,
-                        next_share_at=now - timedelta(seconds=60),
                     )
                 )
                 await conn.execute(sa.delete(attempts_table))
             floors.append(await floor.once(batch, expected=len(ids)))
+            timings.statements.append(await floor.claim_statements(batch, expected=len(ids)))
     finally:
         await floor.close()
         stopping.set()
         if checkpoints is not None:
             await checkpoints
         await ledger.dispose()
-    return queries, times, floors
+    return timings
 
 
 def _returning_claim(mark: str, lock: str) -> str:
@@ -159,7 +179,6 @@ class DriverFloor:
         ``expected`` rows the claim just took (fewer than a batch on a small ledger)."""
         now = clock.now()
         end = now + timedelta(minutes=5)
-        back = now - timedelta(seconds=60)
         if self.sqlite is not None:
             db = self.sqlite
             t0 = time.perf_counter()
@@ -171,9 +190,8 @@ class DriverFloor:
             await db.execute("COMMIT")
             seconds = time.perf_counter() - t0
             await db.execute(
-                "UPDATE chats SET claimed_by = NULL, claim_expires_at = NULL, next_share_at = ?"
-                " WHERE claimed_by IS NOT NULL",
-                (bind_time(back),),
+                "UPDATE chats SET claimed_by = NULL, claim_expires_at = NULL"
+                " WHERE claimed_by IS NOT NULL"
             )
         else:
             assert self.pg is not None
@@ -185,13 +203,59 @@ class DriverFloor:
             await pg.commit()
             seconds = time.perf_counter() - t0
             await pg.execute(
-                "UPDATE chats SET claimed_by = NULL, claim_expires_at = NULL, next_share_at = %s"
-                " WHERE claimed_by IS NOT NULL",
-                (back,),
+                "UPDATE chats SET claimed_by = NULL, claim_expires_at = NULL"
+                " WHERE claimed_by IS NOT NULL"
             )
             await pg.commit()
         assert len(list(rows)) == expected, (len(list(rows)), expected)
         return seconds
+
+    async def claim_statements(self, batch: int, expected: int) -> float:
+        """Seconds for the claim's own statements (``scheduler.ledger.dialects``) through the
+        bare driver, in one transaction: on SQLite the due read, then the claim of the chats
+        read by their ids; on PostgreSQL the one statement that reads and claims. No rule,
+        no conversion of the rows, no SQLAlchemy: what ``claim_batch`` costs over this is
+        Python's."""
+        now = clock.now()
+        end = now + timedelta(minutes=5)
+        if self.sqlite is not None:
+            db = self.sqlite
+            lite = SqliteDialect()
+            t0 = time.perf_counter()
+            await db.execute("BEGIN IMMEDIATE")
+            due = lite.due(now, batch)
+            rows = await db.execute_fetchall(due.sql, due.params)
+            # The claim reads only the chat ids of its records: the rows as they are.
+            read = [ChatState._make(row) for row in rows]
+            claimed = await db._execute(
+                _run_on_sqlite,
+                db._conn,
+                lite.claim(read, now=now, instance="bench", lease_end=end, forced=False),
+            )
+            await db.execute("COMMIT")
+            seconds = time.perf_counter() - t0
+            await db.execute(f"UPDATE chats SET {_CLEAR_CLAIM} WHERE claimed_by IS NOT NULL")
+            count = sum(len(rows) for rows in claimed)
+        else:
+            assert self.pg is not None
+            pg = self.pg
+            claim = PostgresDialect().claim_due(now, batch, instance="bench", lease_end=end)
+            t0 = time.perf_counter()
+            async with pg.cursor() as cur:
+                await cur.execute(claim.sql, claim.params)
+                count = len(await cur.fetchall())
+            await pg.commit()
+            seconds = time.perf_counter() - t0
+            await pg.execute(f"UPDATE chats SET {_CLEAR_CLAIM} WHERE claimed_by IS NOT NULL")
+            await pg.commit()
+        assert count == expected, (count, expected)
+        return seconds
+
+
+_CLEAR_CLAIM = (
+    "claimed_by = NULL, claim_attempt_id = NULL, claim_expires_at = NULL,"
+    " claim_started_at = NULL, claim_forced = NULL"
+)
 
 
 def main() -> None:
@@ -208,6 +272,7 @@ def main() -> None:
         per_size: dict[int, float] = {}
         query_at: dict[int, float] = {}
         over_floor: dict[int, float] = {}
+        own_sql: dict[int, float] = {}
         for size in sizes:
             with ledger_url(kind) as url:
                 ids = [f"chat-{uuid.UUID(int=i).hex}" for i in range(size)]
@@ -215,13 +280,19 @@ def main() -> None:
                 t0 = time.perf_counter()
                 fill_ledger(url, ids, due, clock.now())
                 load = time.perf_counter() - t0
-                queries, times, floors = asyncio.run(measure(url, args.repeats, args.batch))
+                timings = asyncio.run(measure(url, args.repeats, args.batch))
+                queries, times, floors = timings.queries, timings.claims, timings.floors
                 floor = median(floors)
                 per_size[size] = median(times)
                 query_at[size] = median(queries)
                 # Each claim over the floor run right after it: the machine's load of the moment
                 # weighs on both.
                 over_floor[size] = median([t / f for t, f in zip(times, floors, strict=True)])
+                # The claim's own statements bare, over the floor: what its SQL costs; the
+                # claim over them: what its Python (the rule, the records, SQLAlchemy) costs.
+                own_sql[size] = median(
+                    [s / f for s, f in zip(timings.statements, floors, strict=True)]
+                )
                 rows.append(
                     [
                         kind,
@@ -233,6 +304,8 @@ def main() -> None:
                         max(times) * 1000,
                         floor * 1000,
                         over_floor[size],
+                        median(timings.statements) * 1000,
+                        own_sql[size],
                         load,
                     ]
                 )
@@ -242,6 +315,7 @@ def main() -> None:
             f" ({per_size[big] * 1000:.1f} ms), due query {query_at[big] / query_at[small]:.2f}"
             f" ({query_at[big] * 1000:.1f} ms), claim over the driver floor"
             f" {' / '.join(f'{over_floor[size]:.2f}' for size in sizes)}"
+            f" (its own statements bare: {' / '.join(f'{own_sql[size]:.2f}' for size in sizes)})"
         )
     table(
         f"due query and claim of one batch (medians of {args.repeats}; max of the claim)",
@@ -255,6 +329,8 @@ def main() -> None:
             "max ms",
             "floor ms",
             "x floor",
+            "own SQL ms",
+            "own SQL x floor",
             "load s",
         ],
         rows,

@@ -154,7 +154,7 @@ def main() -> None:
                         seconds = asyncio.run(cron_script(url, sim.api_base))
                         rows.append([f"cron script, sequential ({size})", "-", seconds, "-", "-"])
                     else:
-                        _, claims, _ = asyncio.run(measure(url, 5, 500))
+                        claims = asyncio.run(measure(url, 5, 500)).claims
                         batch = sorted(claims)[2]
                         seconds, _shared = asyncio.run(
                             daemon_pass(url, sim.api_base, args.concurrency)
