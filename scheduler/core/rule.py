@@ -216,10 +216,19 @@ def zone_for(chat: ChatFacts, line: LineFacts, policy: Policy) -> ZoneInfo:
 
 def share_day(t: datetime, zone: ZoneInfo, policy: Policy) -> date:
     """The day a share at ``t`` counts for: the opening day of the window ``t`` belongs to."""
+    return _share_day(t, zone, policy.crosses_midnight, policy.window_end)
+
+
+def _share_day(t: datetime, zone: ZoneInfo, crosses_midnight: bool, window_end: time) -> date:
     local = t.astimezone(zone)
-    if policy.crosses_midnight and local.time() < policy.window_end:
+    if crosses_midnight and local.time() < window_end:
         return local.date() - _ONE_DAY
     return local.date()
+
+
+# Every chat of a batch that is due at the batch's ``now`` asks for the day of that same
+# instant in one of a few zones: the zone conversion (half a microsecond) is done once each.
+_share_day_of_now = lru_cache(maxsize=256)(_share_day)
 
 
 def window_bounds(day: date, zone: ZoneInfo, policy: Policy) -> tuple[datetime, datetime]:
@@ -296,9 +305,12 @@ def _inactive_deadline(chat: ChatFacts, policy: Policy) -> datetime | None:
     if after is None:
         return None
     latest = chat.first_outbound_at
-    for seen in (chat.last_outbound_at, chat.last_inbound_at):
-        if seen is not None and (latest is None or seen > latest):
-            latest = seen
+    seen = chat.last_outbound_at
+    if seen is not None and (latest is None or seen > latest):
+        latest = seen
+    seen = chat.last_inbound_at
+    if seen is not None and (latest is None or seen > latest):
+        latest = seen
     return None if latest is None else latest + after
 
 
@@ -343,15 +355,16 @@ def next_share_at(
         return None
 
     zone = zone_for(chat, line, policy)
-    shared_day = None if last is None else share_day(last, zone, policy)
-    day = share_day(lower, zone, policy)
-    if policy.crosses_midnight:
+    crosses, end = policy.crosses_midnight, policy.window_end
+    shared_day = None if last is None else _share_day(last, zone, crosses, end)
+    # ``lower`` is ``now`` itself unless a delay pushed it later.
+    day = (_share_day_of_now if lower is now else _share_day)(lower, zone, crosses, end)
+    if crosses:
         # Only a crossing window can still be open on a later local date than the one it
         # counts for; a daytime window of the day before has surely closed by now.
         day -= _ONE_DAY
     days = policy.days
     start = policy.window_start
-    end = policy.window_end
     for _ in range(_SCAN_DAYS):
         if day != shared_day and day.weekday() in days:
             opens, closes = _bounds(day, zone, start, end)
