@@ -16,7 +16,9 @@
    the claim), clears the claim and recomputes ``next_share_at``, in one transaction.
 3. A claim found expired (its owner crashed mid-call) is written from the chat's claim columns
    as an ``ambiguous`` attempt and counts as shared at its start: a missed day is cheap, a
-   double share is spam.
+   double share is spam. Every claim lies in the due range (a chat claimed by name is brought
+   into it), so the due query finds every expired claim: no sweep of the whole table, which
+   the claim columns (unindexed, to keep the claim HOT) would make a sequential scan.
 
 Every attempt is audited by one row, written once; an attempt in flight is the chat's claim
 (readers of in-flight attempts read the claim columns). An attempt row's id is its claim's:
@@ -146,7 +148,24 @@ async def claim_batch(
         if chat_ids is None:
             return await _claim_due(sql, [], now, limit, instance, lease, policy)
         rows = await sql.chats(list(chat_ids), lock=True)
-        return await _claim_rows(sql, rows, now, instance, lease, policy, force=force)
+        result = await _claim_rows(sql, rows, now, instance, lease, policy, force=force)
+        await _into_due_range(conn, [c.chat_id for c in result.claims], now)
+        return result
+
+
+async def _into_due_range(conn: AsyncConnection, chat_ids: Sequence[str], now: datetime) -> None:
+    """Chats claimed by name (``share now``), not because they were due: their
+    ``next_share_at`` brought to ``now`` at the latest, so that the claim lies in the due
+    range as every other does. Were its owner to die mid-call, the due query finds the
+    expired claim there and resolves it; no sweep of the whole table is needed. (The outcome,
+    or the release, recomputes ``next_share_at`` as always.)"""
+    if chat_ids:
+        await conn.execute(
+            sa.update(chats)
+            .where(chats.c.chat_id.in_(chat_ids))
+            .where(sa.or_(chats.c.next_share_at.is_(None), chats.c.next_share_at > now))
+            .values(next_share_at=now)
+        )
 
 
 async def record_and_claim(
@@ -517,20 +536,6 @@ async def release_claims(
         await sql.run(_outcome_writes(sql.dialect, skipped, updates, now))
 
 
-async def resolve_dangling(
-    ledger: Ledger, *, now: datetime, lease: timedelta, policy: Policy
-) -> int:
-    """Resolve every claim whose lease ran out without an outcome (crashed owner)."""
-    total = 0
-    while True:
-        async with ledger.write() as conn:
-            sql = await ClaimSQL.open(conn)
-            rows = await sql.expired(now, 500)
-            total += await _resolve_ambiguous(sql, rows, policy, now)
-        if len(rows) < 500:
-            return total
-
-
 __all__ = [
     "CallRecord",
     "CardState",
@@ -543,5 +548,4 @@ __all__ = [
     "record_and_claim",
     "record_results",
     "release_claims",
-    "resolve_dangling",
 ]

@@ -43,7 +43,6 @@ from scheduler.ledger.claims import (
     record_and_claim,
     record_results,
     release_claims,
-    resolve_dangling,
 )
 from scheduler.ledger.engine import Ledger
 from scheduler.linq.client import LinqClient
@@ -559,9 +558,8 @@ class SharePass:
                 if self.auth_failure is not None:
                     self.metrics.pass_failures.labels(reason="token_rejected").inc()
                 return report
-            report.ambiguous_resolved = await resolve_dangling(
-                self.ledger, now=started, lease=self.config.lease, policy=self.policy
-            )
+            # Expired claims (their owner died mid-call) lie in the due range: the claims of
+            # the pipeline read them with the due chats and resolve them as ambiguous.
             await self._pipeline(report)
             if not report.interrupted and self.auth_failure is None:
                 # Only a pass that claimed and recorded against the ledger counts as done:

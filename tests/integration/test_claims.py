@@ -19,7 +19,6 @@ from scheduler.ledger.claims import (
     record_and_claim,
     record_results,
     release_claims,
-    resolve_dangling,
 )
 from scheduler.ledger.engine import Ledger, create_engine
 from scheduler.ledger.facts import chats, lines
@@ -175,7 +174,9 @@ async def test_expired_claim_counts_as_shared(ledger: Ledger) -> None:
         await claim_batch(ledger, now=early, limit=10, instance="b", lease=LEASE, policy=pol)
     ).claims == []
     later = NOON + LEASE + timedelta(seconds=1)
-    assert await resolve_dangling(ledger, now=later, lease=LEASE, policy=pol) == 3
+    # The next claim reads the expired claims with the due chats and resolves them.
+    found = await claim_batch(ledger, now=later, limit=10, instance="b", lease=LEASE, policy=pol)
+    assert (found.ambiguous, found.claims) == (3, [])
     row = await chat_row(ledger, ids[0])
     assert row.share_count == 1
     assert row.last_shared_at == NOON
@@ -207,6 +208,51 @@ async def test_expired_claim_found_by_claim_batch_is_not_shared_again(ledger: Le
             await conn.execute(sa.select(attempts.c.id, attempts.c.instance, attempts.c.started_at))
         ).all()
     assert sorted(written) == sorted((c.attempt_id, "dead", NOON) for c in dead.claims)
+
+
+@pytest.mark.parametrize("next_share_at", ["later", "never"])
+async def test_a_chat_claimed_by_name_whose_owner_died_is_found_by_the_next_claim(
+    ledger: Ledger, next_share_at: str
+) -> None:
+    """``share now --force`` claims a chat that is not due (due tomorrow, or never under its
+    facts); its owner dies mid-call. The claim was brought into the due range: the next
+    claim of due chats finds it expired and resolves it as shared, and nothing scans the
+    whole table for expired claims."""
+    pol = policy()
+    ids = await _seed(ledger, 2)
+    due_at = None if next_share_at == "never" else NOON + timedelta(days=1)
+    async with ledger.write() as conn:
+        await conn.execute(
+            sa.update(chats).where(chats.c.chat_id == ids[0]).values(next_share_at=due_at)
+        )
+    forced = await claim_batch(
+        ledger,
+        now=NOON,
+        limit=1,
+        instance="cli",
+        lease=LEASE,
+        policy=pol,
+        chat_ids=[ids[0]],
+        force=True,
+    )
+    assert [c.chat_id for c in forced.claims] == [ids[0]]
+    assert (await chat_row(ledger, ids[0])).next_share_at == NOON
+    later = NOON + LEASE + timedelta(seconds=1)
+    found = await claim_batch(ledger, now=later, limit=10, instance="d", lease=LEASE, policy=pol)
+    assert found.ambiguous == 1
+    assert [c.chat_id for c in found.claims] == [ids[1]]
+    row = await chat_row(ledger, ids[0])
+    assert row.claim_attempt_id is None
+    assert (row.share_count, row.last_shared_at) == (1, NOON)
+    async with ledger.read() as conn:
+        outcome = (
+            await conn.execute(
+                sa.select(attempts.c.outcome, attempts.c.forced).where(
+                    attempts.c.id == forced.claims[0].attempt_id
+                )
+            )
+        ).one()
+    assert tuple(outcome) == (Outcome.ambiguous, True)
 
 
 async def test_a_claimed_chat_keeps_its_next_share_at_and_the_due_query_skips_it(
@@ -346,24 +392,17 @@ async def _claim_as_the_previous_release(ledger: Ledger, chat_id: str, attempt_i
         )
 
 
-@pytest.mark.parametrize("found_by", ["resolve_dangling", "claim_batch"])
 async def test_an_expired_claim_of_the_previous_release_counts_as_shared(
-    ledger: Ledger, found_by: str
+    ledger: Ledger,
 ) -> None:
     pol = policy()
     ids = await _seed(ledger, 2)
     await _claim_as_the_previous_release(ledger, ids[0], attempt_id=1_000_000)
     later = NOON + LEASE + timedelta(seconds=1)
-    if found_by == "resolve_dangling":
-        resolved = await resolve_dangling(ledger, now=later, lease=LEASE, policy=pol)
-    else:
-        result = await claim_batch(
-            ledger, now=later, limit=10, instance="new", lease=LEASE, policy=pol
-        )
-        resolved = result.ambiguous
-        # The other chat is claimed; the old claim's chat is not shared again today.
-        assert [c.chat_id for c in result.claims] == [ids[1]]
-    assert resolved == 1
+    result = await claim_batch(ledger, now=later, limit=10, instance="new", lease=LEASE, policy=pol)
+    # The other chat is claimed; the old claim's chat is not shared again today.
+    assert [c.chat_id for c in result.claims] == [ids[1]]
+    assert result.ambiguous == 1
     row = await chat_row(ledger, ids[0])
     assert row.share_count == 1
     assert row.last_shared_at is not None and row.last_shared_at <= later
@@ -440,7 +479,10 @@ async def test_late_outcome_after_takeover_is_not_applied_twice(ledger: Ledger) 
     await _seed(ledger, 1)
     claimed = await claim_batch(ledger, now=NOON, limit=1, instance="slow", lease=LEASE, policy=pol)
     later = NOON + LEASE + timedelta(seconds=1)
-    await resolve_dangling(ledger, now=later, lease=LEASE, policy=pol)
+    taken_over = await claim_batch(
+        ledger, now=later, limit=1, instance="other", lease=LEASE, policy=pol
+    )
+    assert taken_over.ambiguous == 1
     rec = CallRecord(claimed.claims[0], _decide(None, later), later, tries=1)  # type: ignore[arg-type]
     lost = await record_results(ledger, [rec], pol, later)
     assert lost == [rec]

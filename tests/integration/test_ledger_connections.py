@@ -1,7 +1,9 @@
-"""The ledger's PostgreSQL connections: sessions in UTC, and a ping only after an idle spell."""
+"""The ledger on PostgreSQL: sessions in UTC, a ping only after an idle spell, a share pass
+that reads the chats table by its indexes only."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -9,11 +11,14 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from scheduler.config import Secret, SharePassConfig
 from scheduler.errors import LedgerUnavailable
 from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.engine import Ledger, create_engine
+from scheduler.linq.client import LinqClient
+from scheduler.share.share_pass import SharePass
 from tests.conftest import PG_DSN
-from tests.factories import add_chat, add_line
+from tests.factories import add_chat, add_line, policy
 
 pytestmark = pytest.mark.postgres
 
@@ -91,3 +96,59 @@ async def test_a_connection_used_moments_ago_is_lent_without_a_ping(pg_url: str)
         assert await _backend_pid(ledger) != first
     finally:
         await ledger.dispose()
+
+
+def _chats_seq_scans(url: str) -> int:
+    """Sequential scans of the chats table so far, by sessions that have ended."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as admin:
+        row = admin.execute(
+            "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'chats'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _wait_for_backends_to_end(dbname: str) -> None:
+    """Until the ledger's sessions have exited: each flushes its table statistics as it ends."""
+    with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5) as admin:
+        for _ in range(200):
+            left = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (dbname,)
+            ).fetchone()
+            if left is not None and left[0] == 0:
+                return
+            time.sleep(0.025)
+    raise AssertionError(f"sessions of {dbname} still open")
+
+
+async def test_a_share_pass_reads_the_chats_by_index_only(pg_url: str) -> None:
+    """A pass over a large ledger with nothing due reads the due range by its index, and
+    nothing else of the chats table: a sweep for expired claims (unindexed claim columns)
+    read the whole table at every pass, seconds at 10M chats."""
+    dbname = _database(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO chats (chat_id, line, recipients, is_group, service,"
+            " first_outbound_at, last_outbound_at, share_count, status, consecutive_failures,"
+            " next_share_at, created_at, updated_at)"
+            " SELECT 'idle-' || i, %s, '+1212555' || lpad((i %% 10000)::text, 4, '0'), false,"
+            " 'iMessage', %s, %s, 1, 'active', 0, %s, %s, %s FROM generate_series(1, 20000) i",
+            (LINE, NOW, NOW, NOW + timedelta(days=3650), NOW, NOW),
+        )
+        conn.execute("VACUUM ANALYZE chats")
+    _wait_for_backends_to_end(dbname)
+    before = _chats_seq_scans(pg_url)
+    ledger = Ledger(create_engine(pg_url, pool_size=2))
+    share_pass = SharePass(
+        ledger=ledger,
+        client=LinqClient("http://127.0.0.1:9", Secret("unused", "test")),
+        config=SharePassConfig(),
+        policy=policy(),
+        instance="test",
+    )
+    try:
+        report = await share_pass.run()
+    finally:
+        await ledger.dispose()
+    assert (report.claimed, report.interrupted) == (0, False)
+    _wait_for_backends_to_end(dbname)
+    assert _chats_seq_scans(pg_url) == before
