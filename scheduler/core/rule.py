@@ -357,8 +357,10 @@ def next_share_at(
     zone = zone_for(chat, line, policy)
     crosses, end = policy.crosses_midnight, policy.window_end
     shared_day = None if last is None else _share_day(last, zone, crosses, end)
-    # ``lower`` is ``now`` itself unless a delay pushed it later.
-    day = (_share_day_of_now if lower is now else _share_day)(lower, zone, crosses, end)
+    # ``lower`` is ``now`` itself unless a delay pushed it later. Cached only for a UTC
+    # ``now``: two equal times of another zone may be different instants (``fold``).
+    cached = lower is now and now.tzinfo is UTC
+    day = (_share_day_of_now if cached else _share_day)(lower, zone, crosses, end)
     if crosses:
         # Only a crossing window can still be open on a later local date than the one it
         # counts for; a daytime window of the day before has surely closed by now.
