@@ -74,7 +74,7 @@ async def test_a_connection_idle_past_the_threshold_is_pinged_and_replaced_if_de
     ledger = Ledger(create_engine(pg_url, pool_size=1, ping_after_idle=0.0))
     try:
         first = await _backend_pid(ledger)
-        _admin("SELECT pg_terminate_backend(%s)", first)
+        _admin("SELECT pg_terminate_backend(%s, 5000)", first)  # waits until it has ended
         # The ping finds it dead: the pool lends a new connection, the caller sees nothing.
         second = await _backend_pid(ledger)
         assert second != first
@@ -86,7 +86,7 @@ async def test_a_connection_used_moments_ago_is_lent_without_a_ping(pg_url: str)
     ledger = Ledger(create_engine(pg_url, pool_size=1, ping_after_idle=3600.0))
     try:
         first = await _backend_pid(ledger)
-        _admin("SELECT pg_terminate_backend(%s)", first)
+        _admin("SELECT pg_terminate_backend(%s, 5000)", first)  # waits until it has ended
         # Not pinged: its death is found by the transaction that uses it, which fails as the
         # ledger being unavailable (the pass tries again at its next tick, a webhook is
         # answered 503 and sent again) ...
