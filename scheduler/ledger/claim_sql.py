@@ -48,7 +48,7 @@ class ClaimSQL:
         return await self.db.run_all(statements) if statements else []
 
     def states(self, results: Results) -> list[ChatState]:
-        """The chats read by statements of :meth:`LedgerDialect.due`, ``chats``, ``expired``."""
+        """The chats read by statements of :meth:`LedgerDialect.due` or ``chats``."""
         return self.dialect.states(row for rows in results for row in rows)
 
     def taken(self, rows: Sequence[Sequence[Any]]) -> list[tuple[ChatState, int | None]]:
@@ -67,9 +67,6 @@ class ClaimSQL:
 
     async def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[ChatState]:
         return self.states(await self.run(self.dialect.chats(chat_ids, lock=lock)))
-
-    async def expired(self, now: datetime, limit: int) -> list[ChatState]:
-        return self.states(await self.run([self.dialect.expired(now, limit)]))
 
     async def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> None:
         if rows:

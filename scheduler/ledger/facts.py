@@ -38,34 +38,30 @@ def first_recipient(recipients: str | None) -> str | None:
 
 def chat_facts(row: Any, **changes: Any) -> ChatFacts:
     """The rule's facts of a ledger row, with ``changes`` (new column values) applied."""
-    if not changes:
-        # The claim's re-check of every chat it reads: no lookups of changes.
-        recipients = row.recipients
-        return ChatFacts(
-            row.service,
-            bool(row.is_group),
-            row.status,
-            recipients.split(",", 1)[0] or None if recipients else None,
-            row.first_outbound_at,
-            row.last_outbound_at,
-            row.last_inbound_at,
-            row.last_shared_at,
-            row.share_count,
-            row.not_before,
-        )
-    get = changes.get
-    return ChatFacts(
-        get("service", row.service),
-        bool(get("is_group", row.is_group)),
-        get("status", row.status),
-        first_recipient(get("recipients", row.recipients)),
-        get("first_outbound_at", row.first_outbound_at),
-        get("last_outbound_at", row.last_outbound_at),
-        get("last_inbound_at", row.last_inbound_at),
-        get("last_shared_at", row.last_shared_at),
-        get("share_count", row.share_count),
-        get("not_before", row.not_before),
+    facts = ChatFacts(
+        row.service,
+        bool(row.is_group),
+        row.status,
+        first_recipient(row.recipients),
+        row.first_outbound_at,
+        row.last_outbound_at,
+        row.last_inbound_at,
+        row.last_shared_at,
+        row.share_count,
+        row.not_before,
     )
+    if not changes:
+        return facts  # the claim's re-check of every chat it reads
+    # Columns that are facts under their own name; the others the rule does not read.
+    own = {name: value for name, value in changes.items() if name in _SAME_NAMED_FACTS}
+    if "is_group" in changes:
+        own["is_group"] = bool(changes["is_group"])
+    if "recipients" in changes:
+        own["recipient"] = first_recipient(changes["recipients"])
+    return facts._replace(**own)
+
+
+_SAME_NAMED_FACTS = frozenset(ChatFacts._fields) - {"is_group", "recipient"}
 
 
 @lru_cache(maxsize=1024)

@@ -111,7 +111,7 @@ class LedgerDialect(Protocol):
         ...
 
     def states(self, rows: Iterable[Sequence[Any]]) -> list[ChatState]:
-        """The records of rows read by :meth:`due`, :meth:`chats` or :meth:`expired`."""
+        """The records of rows read by :meth:`due` or :meth:`chats`."""
         ...
 
     def due(self, now: datetime, limit: int) -> Statement:
@@ -138,10 +138,6 @@ class LedgerDialect(Protocol):
 
     def chats(self, chat_ids: Sequence[str], *, lock: bool = False) -> list[Statement]:
         """The named chats (those that exist); ``lock`` skips rows locked by others."""
-        ...
-
-    def expired(self, now: datetime, limit: int) -> Statement:
-        """Chats whose claim's lease ran out (its owner crashed mid-call)."""
         ...
 
     def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> Statement:

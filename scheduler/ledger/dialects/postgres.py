@@ -61,10 +61,6 @@ CLAIM_DUE = (
     " LEFT JOIN claimed ON claimed.chat_id = due.chat_id"
     " LEFT JOIN lines l ON l.number = due.line ORDER BY due.next_share_at"
 )
-_EXPIRED = (
-    f"{SELECT_FACTS} WHERE c.claim_attempt_id IS NOT NULL"
-    " AND c.claim_expires_at <= %s LIMIT %s FOR UPDATE OF c SKIP LOCKED"
-)
 _INSERT_ATTEMPTS = (
     INSERT_ATTEMPT
     + " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[],"
@@ -115,9 +111,6 @@ class PostgresDialect:
             return []
         suffix = " FOR UPDATE OF c SKIP LOCKED" if lock else ""
         return [Statement(f"{SELECT_FACTS} WHERE c.chat_id = ANY(%s){suffix}", (ids,), rows=True)]
-
-    def expired(self, now: datetime, limit: int) -> Statement:
-        return Statement(_EXPIRED, (now, limit), rows=True)
 
     def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> Statement:
         return Statement(

@@ -60,9 +60,6 @@ def claim_update(rows: int) -> str:
     )
 
 
-_EXPIRED = (
-    f"{SELECT_FACTS} WHERE c.claim_attempt_id IS NOT NULL AND c.claim_expires_at <= ? LIMIT ?"
-)
 _INSERT_ATTEMPTS = (
     INSERT_ATTEMPT + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + ON_ATTEMPT_CONFLICT
 )
@@ -151,9 +148,6 @@ class SqliteDialect:
             )
             for part in chunks(ids)
         ]
-
-    def expired(self, now: datetime, limit: int) -> Statement:
-        return Statement(_EXPIRED, (bind_time(now), limit), rows=True)
 
     def reschedule(self, rows: Sequence[tuple[str, datetime | None]]) -> Statement:
         return Statement(
