@@ -8,8 +8,11 @@ due chats are shared, and its peak resident set (VmHWM) is read from /proc. The 
 peak resident set of a bare interpreter that only imports the libraries a pass runs on for that
 database (SQLAlchemy's asyncio engine and the driver, httpx, uvicorn, Starlette, APScheduler,
 pydantic, structlog, prometheus_client), as the daemon imports them: nothing of share-scheduler
-can go below it. Start-up is from the process start to the first share call the simulator saw
-(wall), and the daemon's CPU seconds when its first share lands (read within one poll).
+can go below it. Beside it, "imports": an interpreter that imports what ``share-scheduler run``
+imports (its command line, the daemon's modules, the libraries as it uses them) and runs
+nothing; the daemon's peak over that is what running holds. Start-up is from the process
+start to the first share call the simulator saw (wall), and the daemon's CPU seconds when its
+first share lands (read within one poll).
 """
 
 from __future__ import annotations
@@ -66,15 +69,38 @@ for line in open("/proc/self/status"):
 """
 
 
-def floor_mb(database: str) -> float:
-    """Peak RSS (MB) of an interpreter that imports only the libraries a pass runs on."""
+# What ``share-scheduler run`` imports before it does anything: its command line, the
+# daemon's modules and, through them, every library it uses; then its loop and its driver.
+_IMPORTS = """
+import importlib, sys
+from scheduler.cli import app
+from scheduler.cli.run_cmd import _import_without_unused_extras
+_import_without_unused_extras()
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print(int(line.split()[1]) / 1024)
+"""
+
+
+def _peak_after(script: str, modules: tuple[str, ...]) -> float:
     out = subprocess.run(
-        [sys.executable, "-c", _FLOOR, *PASS_LIBRARIES, *DRIVERS[database]],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-c", script, *modules], capture_output=True, text=True, check=True
     )
     return float(out.stdout)
+
+
+def floor_mb(database: str) -> float:
+    """Peak RSS (MB) of an interpreter that imports only the libraries a pass runs on."""
+    return _peak_after(_FLOOR, (*PASS_LIBRARIES, *DRIVERS[database]))
+
+
+def imports_mb(database: str) -> float:
+    """Peak RSS (MB) of an interpreter that imports what the daemon imports, and runs nothing:
+    the libraries as the daemon uses them (pydantic's validators, typer, YAML...) and its own
+    modules. What a running daemon holds above it is its data."""
+    return _peak_after(_IMPORTS, ("scheduler.daemon", "uvloop", *DRIVERS[database]))
 
 
 def one_run(chats: int, due_count: int, database: str) -> list[float]:
@@ -116,10 +142,21 @@ def main() -> None:
     args = parser.parse_args()
     due_count = max(1, int(args.chats * args.due_percent / 100))
     floor = floor_mb(args.database)
+    imports = imports_mb(args.database)
     rows = []
     for _ in range(args.runs):
         figures = one_run(args.chats, due_count, args.database)
-        rows.append([args.chats, due_count, *figures, floor, figures[-1] / floor])
+        rows.append(
+            [
+                args.chats,
+                due_count,
+                *figures,
+                floor,
+                figures[-1] / floor,
+                imports,
+                figures[-1] - imports,
+            ]
+        )
     table(
         f"daemon memory: {args.chats} chats, {due_count} due, {args.database}",
         [
@@ -132,6 +169,8 @@ def main() -> None:
             "peak RSS MB",
             "floor MB",
             "peak / floor",
+            "imports MB",
+            "peak - imports MB",
         ],
         rows,
     )
@@ -140,7 +179,8 @@ def main() -> None:
     startup_cpu = median([row[4] for row in rows])
     print(
         f"\nsummary: daemon peak RSS {peak:.0f} MB with a {args.chats}-chat ledger"
-        f" ({peak / floor:.2f} x the {floor:.0f} MB its libraries alone take);"
+        f" ({peak / floor:.2f} x the {floor:.0f} MB its libraries alone take; its imports"
+        f" alone, its own modules and the libraries as it uses them, {imports:.0f} MB);"
         f" start-up to the first claim {startup:.2f} s ({startup_cpu:.2f} s CPU)"
         + (f", medians of {args.runs} runs" if args.runs > 1 else "")
     )
