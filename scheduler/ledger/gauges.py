@@ -2,8 +2,9 @@
 recipients opted out and blocked. The caller sets the gauges (:mod:`scheduler.http.gauges`).
 
 The due count is an index range scan on ``next_share_at`` (cheap after every pass); the
-status and per-line numbers come from ``ledger stats``' grouped counts (a scan of the chats)
-and are read with the card job, less often, never on a scrape.
+status and per-line numbers come from ``ledger stats``' grouped counts, without what only its
+whole report shows (one scan of the chats instead of four), and are read with the card job,
+less often, never on a scrape.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ async def count_due(ledger: Ledger, now: datetime) -> int:
 
 async def read_ledger_gauges(ledger: Ledger, now: datetime, zone: ZoneInfo) -> LedgerGauges:
     """Per-line and per-status numbers from ``ledger stats``' grouped counts (one read)."""
-    stats = await ledger_stats(ledger, now=now, zone=zone)
+    stats = await ledger_stats(ledger, now=now, zone=zone, whole=False)
     return LedgerGauges(
         lines=tuple(
             LineGauges(

@@ -6,15 +6,18 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
 from scheduler.config import Secret, SharePassConfig
+from scheduler.core.status import ChatStatus
 from scheduler.errors import LedgerUnavailable
 from scheduler.ledger.claim_sql import ClaimSQL
 from scheduler.ledger.engine import Ledger, create_engine
+from scheduler.ledger.gauges import read_ledger_gauges
 from scheduler.linq.client import LinqClient
 from scheduler.share.share_pass import SharePass
 from tests.conftest import PG_DSN
@@ -120,22 +123,28 @@ def _wait_for_backends_to_end(dbname: str) -> None:
     raise AssertionError(f"sessions of {dbname} still open")
 
 
-async def test_a_share_pass_reads_the_chats_by_index_only(pg_url: str) -> None:
-    """A pass over a large ledger with nothing due reads the due range by its index, and
-    nothing else of the chats table: a sweep for expired claims (unindexed claim columns)
-    read the whole table at every pass, seconds at 10M chats."""
-    dbname = _database(pg_url)
-    with psycopg.connect(pg_url, autocommit=True) as conn:
+def _fill_idle_chats(url: str, count: int = 20_000) -> None:
+    """``count`` chats of one line, shared and due again in ten years; their statistics
+    gathered, so that the planner knows the table is large and the due range empty."""
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO chats (chat_id, line, recipients, is_group, service,"
             " first_outbound_at, last_outbound_at, share_count, status, consecutive_failures,"
             " next_share_at, created_at, updated_at)"
             " SELECT 'idle-' || i, %s, '+1212555' || lpad((i %% 10000)::text, 4, '0'), false,"
-            " 'iMessage', %s, %s, 1, 'active', 0, %s, %s, %s FROM generate_series(1, 20000) i",
-            (LINE, NOW, NOW, NOW + timedelta(days=3650), NOW, NOW),
+            " 'iMessage', %s, %s, 1, 'active', 0, %s, %s, %s FROM generate_series(1, %s) i",
+            (LINE, NOW, NOW, NOW + timedelta(days=3650), NOW, NOW, count),
         )
         conn.execute("VACUUM ANALYZE chats")
-    _wait_for_backends_to_end(dbname)
+    _wait_for_backends_to_end(_database(url))
+
+
+async def test_a_share_pass_reads_the_chats_by_index_only(pg_url: str) -> None:
+    """A pass over a large ledger with nothing due reads the due range by its index, and
+    nothing else of the chats table: a sweep for expired claims (unindexed claim columns)
+    read the whole table at every pass, seconds at 10M chats."""
+    dbname = _database(pg_url)
+    _fill_idle_chats(pg_url)
     before = _chats_seq_scans(pg_url)
     ledger = Ledger(create_engine(pg_url, pool_size=2))
     share_pass = SharePass(
@@ -152,3 +161,28 @@ async def test_a_share_pass_reads_the_chats_by_index_only(pg_url: str) -> None:
     assert (report.claimed, report.interrupted) == (0, False)
     _wait_for_backends_to_end(dbname)
     assert _chats_seq_scans(pg_url) == before
+
+
+async def test_the_ledger_gauges_read_the_chats_table_once(pg_url: str) -> None:
+    """The gauges (read with every card check, every minute by default) count the chats by
+    line and status in one scan of the table and read the rest by index. They used to run
+    ``ledger stats`` whole: four scans (by status, by service, the next due chat, the claims in
+    flight), several seconds of the database's time every minute at 10M chats."""
+    dbname = _database(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO lines (number, paused, card_state, card_write_log, card_write_failures,"
+            " created_at, updated_at) VALUES (%s, false, 'active', '[]', 0, %s, %s)",
+            (LINE, NOW, NOW),
+        )
+    _fill_idle_chats(pg_url)
+    before = _chats_seq_scans(pg_url)
+    ledger = Ledger(create_engine(pg_url, pool_size=2))
+    try:
+        gauges = await read_ledger_gauges(ledger, NOW, ZoneInfo("UTC"))
+    finally:
+        await ledger.dispose()
+    assert [(g.line, g.chats, g.due_now) for g in gauges.lines] == [(LINE, 20_000, 0)]
+    assert gauges.chats_by_status[ChatStatus.active] == 20_000
+    _wait_for_backends_to_end(dbname)
+    assert _chats_seq_scans(pg_url) - before == 1
