@@ -18,15 +18,17 @@ Per run and size, in turn (sizes alternate, so machine noise hits both alike):
   alone, the one that finds its chats as the daemon left them (shared, then due again), as
   each day's first claim of a chat does;
 - the daemon: ``share-scheduler run`` (passes unthrottled, concurrency 16) against the
-  simulator at zero latency, ``--pass-chats`` of the due chats given simulator chats and
-  due first. Start-up is the process start to the first share call the simulator saw (and
-  the CPU the daemon had used once its first shares landed: on a loaded machine the wall
-  time mostly measures the wait for a core); pass cost per due chat is the span from the
-  first to the last of those shares over their number (and the daemon's CPU from its first
-  shares to its last, over their number); peak RSS is the daemon's VmHWM once they are
-  shared; and the server's WAL written meanwhile (``pg_stat_wal``), in KB and full-page
-  images per due chat. Those chats are then made due again (renamed to fresh simulator
-  chats on the next run).
+  simulator at zero latency. Start-up: ``--pass-chats`` of the due chats given simulator
+  chats and due first, from the process start to the first share call the simulator saw
+  (and the CPU the daemon had used once its first shares landed: on a loaded machine the
+  wall time mostly measures the wait for a core). The pass: once those are shared and the
+  start-up card check is over (its gauge read scans the chats table, 1.4 s at 10M, and on
+  2 cores would slow whatever runs beside it), the same chats under fresh names, due now;
+  pass cost per due chat is the span from the first to the last of their shares over their
+  number (and the daemon's CPU meanwhile, over their number), with the server's WAL and its
+  full-page images meanwhile (``pg_walinspect``), per due chat. Peak RSS is the daemon's
+  VmHWM at the end. Those chats are then made due again (renamed to fresh simulator chats on
+  the next run).
 
 Figures: medians per size and the ratio largest / smallest (1.0 = flat), with the targets
 (ratios at most 1.3; at the largest size RSS under 150 MB and start-up under 5 s).
@@ -40,11 +42,13 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import psycopg
 
 from bench.common import (
@@ -64,7 +68,7 @@ from bench.common import (
 )
 from bench.due_query import measure
 from scheduler import clock
-from scheduler.demo.processes import SimProcess
+from scheduler.demo.processes import DaemonProcess, SimProcess
 from scheduler.ledger import schema
 
 BATCH = 500
@@ -113,7 +117,7 @@ class RunResult:
     startup_cpu_seconds: float
     peak_rss_mb: float
     wal_kb_per_chat: float = 0.0
-    fpi_per_chat: float = 0.0
+    fpi_kb_per_chat: float = 0.0
 
 
 def dsn(url: str) -> str:
@@ -184,80 +188,107 @@ def build_template(chats: int, due: int, keep: bool) -> tuple[str, float]:
     return name, time.perf_counter() - started
 
 
-def wal_position(url: str) -> tuple[int, int]:
-    """The server's WAL written so far: its insert position in bytes, and the full-page images
-    written (``pg_stat_wal``), once no session of ``url``'s database is left: a session adds
-    its WAL figures to ``pg_stat_wal`` when it has been idle for a while or ends."""
-    name = dsn(url).rsplit("/", 1)[1]
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
-            ).fetchone()
-            if row is not None and not row[0]:
-                break
-            time.sleep(0.05)
+def _wal_lsn(url: str) -> str:
+    """The server's WAL flushed so far (the pass's commits waited for their flush)."""
+    with psycopg.connect(dsn(url), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        row = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _wal_between(url: str, start: str, end: str) -> tuple[int, int]:
+    """Bytes of WAL, and of full-page images in it, from ``start`` to ``end``."""
+    with psycopg.connect(dsn(url), autocommit=True) as conn:
         row = conn.execute(
-            "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn, wal_fpi FROM pg_stat_wal"
+            "SELECT %s::pg_lsn - %s::pg_lsn, coalesce(sum(fpi_size), 0)"
+            " FROM pg_get_wal_stats(%s::pg_lsn, %s::pg_lsn)",
+            (end, start, start, end),
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
 
-def daemon_run(sim: SimProcess, url: str, names: list[str]) -> tuple[RunResult, list[str]]:
-    """The daemon over the ledger, the chats ``names`` (due) renamed to fresh simulator chats
-    and due first; its figures (due query and claim left at 0) and the chats' new names."""
-    ids = seed(sim, len(names))
+def _wait_for_ledger_gauges(daemon: DaemonProcess) -> None:
+    """Until the daemon has published its first ledger gauges: its start-up card check, whose
+    gauge read scans the chats table (1.4 s at 10M chats), is over."""
+    _wait_until(daemon, lambda: "share_scheduler_line_chats{" in _metrics(daemon))
+
+
+def _metrics(daemon: DaemonProcess) -> str:
+    return httpx.get(f"{daemon.base_url}/metrics").text
+
+
+def _wait_until(daemon: DaemonProcess, done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while not done():
+        if daemon.proc is not None and daemon.proc.poll() is not None:
+            raise SystemExit(f"the daemon exited ({daemon.proc.returncode}): {daemon.log_path}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the daemon did not get there in {TIMEOUT_SECONDS} s")
+        time.sleep(0.1)
+
+
+def _make_due(url: str, old: list[str], new: list[str], at: datetime) -> None:
+    """The chats ``old`` as before they were shared, renamed ``new``, due at ``at``. Their
+    share attempts go first (they hold their ids)."""
     with psycopg.connect(dsn(url), autocommit=True) as conn:
-        conn.execute("DELETE FROM share_attempts WHERE chat_id = ANY(%s)", (names,))
-        conn.execute(_DUE_AGAIN, {"old": names, "new": ids, "next": clock.now() - timedelta(30)})
+        conn.execute("DELETE FROM share_attempts WHERE chat_id = ANY(%s)", (old,))
+        conn.execute(_DUE_AGAIN, {"old": old, "new": new, "next": at})
+
+
+def daemon_run(sim: SimProcess, url: str, names: list[str]) -> tuple[RunResult, list[str]]:
+    """The daemon over the ledger; its figures (due query and claim left at 0) and the new
+    names of the chats ``names``.
+
+    Start-up: the chats ``names``, renamed to fresh simulator chats and due first, from the
+    process start to the first share call. The pass: once those are shared and the start-up
+    card check is over (its gauge read, a scan of the chats, would run beside the pass), the
+    same chats under fresh names again, due now: the span of their shares, the daemon's CPU
+    and the server's WAL meanwhile."""
+    count = len(names)
+    first = seed(sim, count)
+    _make_due(url, names, first, clock.now() - timedelta(30))
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     daemon = prepare_daemon(sim, url, workdir, concurrency=CONCURRENCY)
     before = applied_shares(sim)
-    target = before + len(ids)
-    wal_before = wal_position(url)
     started = time.time()
     daemon.start(timeout=120)
     assert daemon.proc is not None
-    startup_cpu = 0.0
+    pid = daemon.proc.pid
     try:
-        deadline = time.monotonic() + TIMEOUT_SECONDS
-        while (shared := applied_shares(sim)) < target:
-            # The CPU it took to start, read as its first shares land (within one poll).
-            if not startup_cpu and shared > before:
-                startup_cpu = cpu_seconds(daemon.proc.pid)
-            if daemon.proc.poll() is not None:
-                raise SystemExit(f"the daemon exited ({daemon.proc.returncode}): {daemon.log_path}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the daemon shared fewer than {len(ids)} in {TIMEOUT_SECONDS} s")
-            time.sleep(0.1)
-        rss = vm_hwm_mb(daemon.proc.pid)
-        # A toy run may share every chat between two polls: its pass then reads 0.
-        startup_cpu = startup_cpu or cpu_seconds(daemon.proc.pid)
-        pass_cpu = cpu_seconds(daemon.proc.pid) - startup_cpu
+        # The CPU it took to start, read as its first shares land (within one poll).
+        _wait_until(daemon, lambda: applied_shares(sim) > before)
+        startup_cpu = cpu_seconds(pid)
+        _wait_until(daemon, lambda: applied_shares(sim) >= before + count)
+        _wait_for_ledger_gauges(daemon)
+        second = seed(sim, count)
+        wal_start = _wal_lsn(url)
+        cpu_start = cpu_seconds(pid)
+        _make_due(url, first, second, clock.now() - timedelta(30))
+        _wait_until(daemon, lambda: applied_shares(sim) >= before + 2 * count)
+        pass_cpu = cpu_seconds(pid) - cpu_start
+        wal_bytes, fpi_bytes = _wal_between(url, wal_start, _wal_lsn(url))
+        rss = vm_hwm_mb(pid)
     finally:
         daemon.stop(timeout=120)
-    # The daemon's WAL: its start-up's few records, then the pass's.
-    wal_after = wal_position(url)
-    log = share_log(sim, ids)
-    log.check_once("share-scheduler")
-    with psycopg.connect(dsn(url), autocommit=True) as conn:
-        conn.execute("DELETE FROM share_attempts WHERE chat_id = ANY(%s)", (ids,))
-        conn.execute(_DUE_AGAIN, {"old": ids, "new": ids, "next": clock.now()})
+    start_log, pass_log = share_log(sim, first), share_log(sim, second)
+    start_log.check_once("share-scheduler")
+    pass_log.check_once("share-scheduler")
+    _make_due(url, second, second, clock.now())
     result = RunResult(
         due_query_ms=0.0,
         claim_ms=0.0,
         first_claim_ms=0.0,
-        pass_ms_per_chat=log.span_seconds * 1000 / len(ids),
-        pass_cpu_ms_per_chat=pass_cpu * 1000 / len(ids),
-        startup_seconds=log.first_call - started,
+        pass_ms_per_chat=pass_log.span_seconds * 1000 / count,
+        pass_cpu_ms_per_chat=pass_cpu * 1000 / count,
+        startup_seconds=start_log.first_call - started,
         startup_cpu_seconds=startup_cpu,
         peak_rss_mb=rss,
-        wal_kb_per_chat=(wal_after[0] - wal_before[0]) / 1024 / len(ids),
-        fpi_per_chat=(wal_after[1] - wal_before[1]) / len(ids),
+        wal_kb_per_chat=wal_bytes / 1024 / count,
+        fpi_kb_per_chat=fpi_bytes / 1024 / count,
     )
-    return result, ids
+    return result, second
 
 
 def run_once(
@@ -289,9 +320,9 @@ METRICS = (
     # time does not (PostgreSQL logs each index page whole at its first change after a
     # checkpoint, and a larger ledger's changes fall on more distinct pages).
     ("WAL KB/due chat", "wal_kb_per_chat"),
-    ("full-page images/due chat", "fpi_per_chat"),
+    ("full-page image KB/due chat", "fpi_kb_per_chat"),
 )
-EXPLAINING = {"wal_kb_per_chat", "fpi_per_chat"}
+EXPLAINING = {"wal_kb_per_chat", "fpi_kb_per_chat"}
 
 
 def main() -> None:
