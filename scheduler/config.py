@@ -423,7 +423,10 @@ class SharePassConfig(_Model):
 class CardsConfig(_Model):
     check_interval: PositiveDuration = Field(
         default=timedelta(minutes=1),
-        description="How often the cards are read (GET /v3/contact_card) and synced.",
+        description=(
+            "How often the cards are read (GET /v3/contact_card) and synced, and the ledger"
+            " gauges read (a scan of the chats table)."
+        ),
     )
     # After a card write: first activation poll, doubling up to check_interval, until this.
     activation_poll: PositiveDuration = Field(
