@@ -316,13 +316,15 @@ METRICS = (
     ("start-up s", "startup_seconds"),
     ("start-up CPU s", "startup_cpu_seconds"),
     ("peak RSS MB", "peak_rss_mb"),
-    # Not targets: why the pass's wall time per chat may grow with the ledger where its CPU
-    # time does not (PostgreSQL logs each index page whole at its first change after a
-    # checkpoint, and a larger ledger's changes fall on more distinct pages).
+    # Not targets, shown to explain the others: the server's WAL during the pass (PostgreSQL
+    # logs each index page whole at its first change after a checkpoint, and a larger
+    # ledger's changes fall on more distinct pages).
     ("WAL KB/due chat", "wal_kb_per_chat"),
     ("full-page image KB/due chat", "fpi_kb_per_chat"),
 )
-EXPLAINING = {"wal_kb_per_chat", "fpi_kb_per_chat"}
+# Not targets either: the run's first claim (already in the median of the claims), which
+# finds its chats as the daemon left them, on pages not yet changed since a checkpoint.
+EXPLAINING = {"first_claim_ms", "wal_kb_per_chat", "fpi_kb_per_chat"}
 
 
 def main() -> None:
@@ -386,7 +388,7 @@ def main() -> None:
         )
         + f"; at {large}: peak RSS {rss:.0f} MB (target < {RSS_TARGET_MB}),"
         f" start-up {startup:.2f} s (target < {STARTUP_TARGET_S:g});"
-        f" ratios above {RATIO_TARGET}: {', '.join(over) or 'none'}"
+        f" target ratios above {RATIO_TARGET}: {', '.join(over) or 'none'}"
     )
 
 
