@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -200,6 +201,10 @@ class BackfillState(Base):
     chats_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+# A recipient row that may hold its chats (the condition of the partial index below).
+RECIPIENTS_HELD = "opted_out_at IS NOT NULL OR blocked_at IS NOT NULL"
+
+
 class Recipient(Base):
     """A recipient handle's account-wide state: opt-outs (2024) and blocks (2026) hold across
     every chat and every line, not for one chat.
@@ -210,6 +215,16 @@ class Recipient(Base):
     """
 
     __tablename__ = "recipients"
+    # The few recipients held (opted out or blocked) among all that ever wrote in: the
+    # gauges count them every card check by this partial index, not by a scan of the table.
+    __table_args__ = (
+        Index(
+            "ix_recipients_held",
+            "handle",
+            postgresql_where=text(RECIPIENTS_HELD),
+            sqlite_where=text(RECIPIENTS_HELD),
+        ),
+    )
 
     handle: Mapped[str] = mapped_column(String(320), primary_key=True)
     opted_out_at: Mapped[datetime | None]

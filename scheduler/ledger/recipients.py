@@ -303,6 +303,9 @@ async def recipient_counts(conn: AsyncConnection) -> RecipientCounts:
                 sa.func.count().filter(opted_out).label("opted_out"),
                 sa.func.count().filter(r.c.blocked_at.is_not(None)).label("blocked"),
             )
+            # The condition of the partial index ix_recipients_held (RECIPIENTS_HELD in the
+            # models): only the held rows are read, not everyone who ever wrote in.
+            .where(sa.or_(r.c.opted_out_at.is_not(None), r.c.blocked_at.is_not(None)))
         )
     ).one()
     return RecipientCounts(opted_out=int(row.opted_out or 0), blocked=int(row.blocked or 0))

@@ -194,7 +194,7 @@ async def ledger_stats(
             else:
                 s.shared_yesterday += int(n)
         if whole:
-            await _read_the_rest(conn, of, now, since_24h)
+            await _add_whole_report_figures(conn, of, now, since_24h)
 
     total = LineStats(None)
     for s in per_line.values():
@@ -227,7 +227,7 @@ async def ledger_stats(
     )
 
 
-async def _read_the_rest(
+async def _add_whole_report_figures(
     conn: AsyncConnection,
     of: Callable[[str | None], LineStats],
     now: datetime,

@@ -101,11 +101,11 @@ async def test_a_connection_used_moments_ago_is_lent_without_a_ping(pg_url: str)
         await ledger.dispose()
 
 
-def _chats_seq_scans(url: str) -> int:
-    """Sequential scans of the chats table so far, by sessions that have ended."""
+def _seq_scans(url: str, table: str = "chats") -> int:
+    """Sequential scans of ``table`` so far, by sessions that have ended."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as admin:
         row = admin.execute(
-            "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'chats'"
+            "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = %s", (table,)
         ).fetchone()
     return int(row[0]) if row else 0
 
@@ -145,7 +145,7 @@ async def test_a_share_pass_reads_the_chats_by_index_only(pg_url: str) -> None:
     read the whole table at every pass, seconds at 10M chats."""
     dbname = _database(pg_url)
     _fill_idle_chats(pg_url)
-    before = _chats_seq_scans(pg_url)
+    before = _seq_scans(pg_url)
     ledger = Ledger(create_engine(pg_url, pool_size=2))
     share_pass = SharePass(
         ledger=ledger,
@@ -160,14 +160,15 @@ async def test_a_share_pass_reads_the_chats_by_index_only(pg_url: str) -> None:
         await ledger.dispose()
     assert (report.claimed, report.interrupted) == (0, False)
     _wait_for_backends_to_end(dbname)
-    assert _chats_seq_scans(pg_url) == before
+    assert _seq_scans(pg_url) == before
 
 
 async def test_the_ledger_gauges_read_the_chats_table_once(pg_url: str) -> None:
     """The gauges (read with every card check, every minute by default) count the chats by
     line and status in one scan of the table and read the rest by index. They used to run
     ``ledger stats`` whole: four scans (by status, by service, the next due chat, the claims in
-    flight), several seconds of the database's time every minute at 10M chats."""
+    flight), several seconds of the database's time every minute at 10M chats. The recipients
+    held are counted by their partial index, not by a scan of everyone who ever wrote in."""
     dbname = _database(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(
@@ -175,8 +176,21 @@ async def test_the_ledger_gauges_read_the_chats_table_once(pg_url: str) -> None:
             " created_at, updated_at) VALUES (%s, false, 'active', '[]', 0, %s, %s)",
             (LINE, NOW, NOW),
         )
+        # 20,000 recipients who wrote in; of them 3 opted out (one wrote again since) and 2
+        # blocked.
+        conn.execute(
+            "INSERT INTO recipients (handle, opted_out_at, last_inbound_at, blocked_at,"
+            " created_at, updated_at) SELECT '+1646555' || lpad(i::text, 5, '0'),"
+            " CASE WHEN i <= 3 THEN %(now)s END,"
+            " CASE WHEN i = 3 THEN %(later)s ELSE %(now)s END,"
+            " CASE WHEN i IN (4, 5) THEN %(now)s END, %(now)s, %(now)s"
+            " FROM generate_series(1, 20000) i",
+            {"now": NOW, "later": NOW + timedelta(hours=1)},
+        )
+        conn.execute("VACUUM ANALYZE recipients")
     _fill_idle_chats(pg_url)
-    before = _chats_seq_scans(pg_url)
+    before = _seq_scans(pg_url)
+    recipients_before = _seq_scans(pg_url, "recipients")
     ledger = Ledger(create_engine(pg_url, pool_size=2))
     try:
         gauges = await read_ledger_gauges(ledger, NOW, ZoneInfo("UTC"))
@@ -184,5 +198,7 @@ async def test_the_ledger_gauges_read_the_chats_table_once(pg_url: str) -> None:
         await ledger.dispose()
     assert [(g.line, g.chats, g.due_now) for g in gauges.lines] == [(LINE, 20_000, 0)]
     assert gauges.chats_by_status[ChatStatus.active] == 20_000
+    assert (gauges.recipients_opted_out, gauges.recipients_blocked) == (2, 2)
     _wait_for_backends_to_end(dbname)
-    assert _chats_seq_scans(pg_url) - before == 1
+    assert _seq_scans(pg_url) - before == 1
+    assert _seq_scans(pg_url, "recipients") == recipients_before
