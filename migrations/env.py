@@ -10,10 +10,11 @@ from sqlalchemy.engine import Connection
 
 from scheduler.config import database_password
 from scheduler.ledger.engine import create_engine
-from scheduler.ledger.models import Base
+from scheduler.ledger.models import Base, declare_recipients_held_index
 from scheduler.ledger.schema import lock_schema
 
 config = context.config
+declare_recipients_held_index()
 target_metadata = Base.metadata
 
 

@@ -14,10 +14,18 @@ from sqlalchemy.engine import Connection
 from scheduler.errors import SchemaOutOfDate
 from scheduler.ledger import schema
 from scheduler.ledger.engine import Ledger, create_engine
-from scheduler.ledger.models import CHATS_FILLFACTOR, Base, Chat, ShareAttempt, UTCDateTime
+from scheduler.ledger.models import (
+    CHATS_FILLFACTOR,
+    Base,
+    Chat,
+    ShareAttempt,
+    UTCDateTime,
+    declare_recipients_held_index,
+)
 
 
 def _diff(connection: Connection) -> list[object]:
+    declare_recipients_held_index()  # as migrations/env.py does
     ctx = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(ctx, Base.metadata))
 
