@@ -201,7 +201,8 @@ class BackfillState(Base):
     chats_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
-# A recipient row that may hold its chats (the condition of the partial index below).
+# A recipient row that may hold its chats: the condition of ix_recipients_held
+# (``declare_recipients_held_index``), and of the count that reads by it.
 RECIPIENTS_HELD = "opted_out_at IS NOT NULL OR blocked_at IS NOT NULL"
 
 

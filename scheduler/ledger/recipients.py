@@ -26,7 +26,7 @@ from scheduler.core.status import RECIPIENT_STATUSES, ChatStatus
 from scheduler.ledger.driver import Driver, chunks, codec, driver_of
 from scheduler.ledger.engine import Ledger
 from scheduler.ledger.facts import chats, compute_next, select_chats_with_line
-from scheduler.ledger.models import recipients_table
+from scheduler.ledger.models import RECIPIENTS_HELD, recipients_table
 from scheduler.times import earliest, latest
 
 recipients = recipients_table
@@ -303,9 +303,9 @@ async def recipient_counts(conn: AsyncConnection) -> RecipientCounts:
                 sa.func.count().filter(opted_out).label("opted_out"),
                 sa.func.count().filter(r.c.blocked_at.is_not(None)).label("blocked"),
             )
-            # The condition of the partial index ix_recipients_held (RECIPIENTS_HELD in the
-            # models): only the held rows are read, not everyone who ever wrote in.
-            .where(sa.or_(r.c.opted_out_at.is_not(None), r.c.blocked_at.is_not(None)))
+            # The partial index's own condition: only the held rows are read, not everyone
+            # who ever wrote in.
+            .where(sa.text(RECIPIENTS_HELD))
         )
     ).one()
     return RecipientCounts(opted_out=int(row.opted_out or 0), blocked=int(row.blocked or 0))
